@@ -1,0 +1,42 @@
+/* MPI helpers: row ranges of a shard, error agreement, MPI error checks.
+ *
+ * Our communicators use MPI_ERRORS_RETURN, so every MPI call is checked with LF_CALL_MPI. */
+#ifndef LINFOLD_COMM_H
+#define LINFOLD_COMM_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "linfold/error.h"
+
+/* Records the MPI error string of a failed call and jumps to cleanup. */
+#define LF_CALL_MPI(expr)                                                                          \
+    do {                                                                                           \
+        int lf__rc = (expr);                                                                       \
+        if (lf__rc != MPI_SUCCESS) {                                                               \
+            char lf__msg[MPI_MAX_ERROR_STRING];                                                    \
+            int lf__len = 0;                                                                       \
+            MPI_Error_string(lf__rc, lf__msg, &lf__len);                                           \
+            err = LF_ERR_MPI;                                                                      \
+            lf_error_record(__FILE__, __LINE__, __func__, err, "%s failed: %s", #expr, lf__msg);   \
+            goto cleanup;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+/* Rows [*begin, *begin + *count) of n global rows owned by rank of size ranks: contiguous blocks
+ * whose sizes differ by at most one, lower ranks taking the larger ones. Not collective. */
+void lf_comm_shard(int64_t n, int rank, int size, int64_t *begin, int64_t *count);
+
+/* Agrees on one error code: returns the largest of the codes passed by all ranks, so that every
+ * rank leaves a failing step together. The failing rank keeps its own error record.
+ * Collective on comm. */
+lf_err_t lf_comm_agree(MPI_Comm comm, lf_err_t local);
+
+/* Prints the error record exactly once per job: from the lowest rank that recorded one.
+ * Collective on comm. */
+void lf_comm_report_error(MPI_Comm comm, lf_err_t agreed, int traceback);
+
+/* Broadcasts a NUL-terminated string from root (len <= cap including NUL). Collective on comm. */
+lf_err_t lf_comm_bcast_string(MPI_Comm comm, char *buf, int cap, int root);
+
+#endif /* LINFOLD_COMM_H */

@@ -1,0 +1,105 @@
+/* linfold error codes, check macros and the per-process error record.
+ *
+ * Every function that can fail returns lf_err_t (LF_OK = 0). A failure is recorded once, where it
+ * is detected, with file:line, function and a message that names the value found and the value
+ * expected; each LF_CALL the error passes through appends one traceback line. main() prints the
+ * record once (from the lowest failing rank) and maps the code to an exit status.
+ *
+ *     lf_err_t err = LF_OK;
+ *     float *w = NULL;
+ *     LF_CHECK(n > 0, LF_ERR_ARG, "n = %lld, expected > 0", (long long)n);
+ *     LF_CALL(lf_malloc_array((size_t)n, sizeof *w, (void **)&w));
+ *   cleanup:
+ *     lf_free(w);
+ *     return err;
+ */
+#ifndef LINFOLD_ERROR_H
+#define LINFOLD_ERROR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* name, message. Order matters only for the numeric value; LF_OK must stay first. */
+#define LF_ERR_MAP(X)                                                                              \
+    X(OK, "success")                                                                               \
+    X(USAGE, "bad command-line usage")                                                             \
+    X(ARG, "invalid argument")                                                                     \
+    X(NOMEM, "out of memory")                                                                      \
+    X(IO, "file could not be opened, read or written")                                             \
+    X(FORMAT, "file content does not follow the format")                                           \
+    X(SHAPE, "shapes do not match")                                                                \
+    X(VALUE, "non-finite or out-of-range value")                                                   \
+    X(MPI, "MPI call failed")                                                                      \
+    X(HDF5, "HDF5 call failed")                                                                    \
+    X(YAML, "YAML parse error")                                                                    \
+    X(NUMERIC, "numerical failure")                                                                \
+    X(OVERFLOW, "integer overflow")                                                                \
+    X(UNSUPPORTED, "unsupported model or option")                                                  \
+    X(INTERNAL, "internal error (a bug in linfold)")
+
+typedef enum {
+#define LF__ERR_ENUM(name, msg) LF_ERR_##name,
+    LF_ERR_MAP(LF__ERR_ENUM)
+#undef LF__ERR_ENUM
+        LF_ERR__COUNT
+} lf_err_t;
+
+#define LF_OK LF_ERR_OK
+
+/* "LF_ERR_SHAPE". Not collective. */
+const char *lf_err_name(lf_err_t err);
+/* "shapes do not match". Not collective. */
+const char *lf_strerror(lf_err_t err);
+
+/* Records the first failure of this process (later calls before lf_error_clear() only add a
+ * traceback line). Not collective. */
+void lf_error_record(const char *file, int line, const char *func, lf_err_t code, const char *fmt,
+                     ...) __attribute__((format(printf, 5, 6)));
+/* Appends "#k func() at file:line" to the record. Not collective. */
+void lf_error_trace(const char *file, int line, const char *func);
+/* True when this process recorded a failure (not only received one through agreement). */
+bool lf_error_is_local(void);
+/* The recorded message without location, or "" . Not collective. */
+const char *lf_error_message(void);
+/* Prints "[rank r/n] file:line func(): message (LF_ERR_X)" and, when traceback is set, the
+ * traceback lines to stderr. Not collective. */
+void lf_error_print(bool traceback);
+void lf_error_clear(void);
+/* Rank and size used in the printed prefix; main() sets them once after MPI_Init. Not collective. */
+void lf_error_set_rank(int rank, int size);
+
+#define LF_CHECK(cond, code, ...)                                                                  \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            err = (code);                                                                          \
+            lf_error_record(__FILE__, __LINE__, __func__, err, __VA_ARGS__);                       \
+            goto cleanup;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+#define LF_FAIL(code, ...) LF_CHECK(0, code, __VA_ARGS__)
+
+#define LF_CALL(expr)                                                                              \
+    do {                                                                                           \
+        lf_err_t lf__e = (expr);                                                                   \
+        if (lf__e != LF_OK) {                                                                      \
+            err = lf__e;                                                                           \
+            lf_error_trace(__FILE__, __LINE__, __func__);                                          \
+            goto cleanup;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+/* Always compiled; for states that cannot happen. Prints and calls MPI_Abort. */
+#define LF_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            lf__assert_fail(__FILE__, __LINE__, __func__, #cond);                                  \
+    } while (0)
+_Noreturn void lf__assert_fail(const char *file, int line, const char *func, const char *cond);
+
+/* Casts a global count to int for MPI, HDF5 or ScaLAPACK, failing with LF_ERR_OVERFLOW.
+ * Not collective. */
+lf_err_t lf_int_cast(int64_t v, int *out);
+
+#endif /* LINFOLD_ERROR_H */

@@ -1,0 +1,84 @@
+/* The fold plan: which neurons are linear, which are dead, which layers fold.
+ *
+ * A hidden neuron with a piecewise-linear activation is *linear* when its activation rate
+ * count(z > 0) / samples reaches the threshold (every neuron of an `identity` layer is linear);
+ * a `relu` neuron with rate 0 is *dead*. The output layer is never changed. A per-layer rule
+ * decides which layers fold their linear neurons into their consumers. Every rank computes the
+ * same plan from the same global statistics, so planning is not collective.
+ *
+ * Decisions that depend on sizes use lf_shape_t, a model reduced to its widths and the sources of
+ * its blocks, whose parameter count after a fold is exactly that of the folded model.
+ *
+ *     lf_plan_opts_t o = {.threshold = 1.0, .rule = {.kind = LF_RULE_BENEFIT}, .prune_dead = true};
+ *     lf_plan_t *p = NULL;
+ *     lf_plan_create(model, stats, &o, &p);
+ *     ... lf_fold_apply(comm, model, p, &folded, &map) ...
+ *     lf_plan_destroy(&p);
+ */
+#ifndef LINFOLD_PLAN_H
+#define LINFOLD_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "linfold/error.h"
+#include "linfold/model.h"
+#include "linfold/stats.h"
+
+typedef enum { LF_RULE_BENEFIT, LF_RULE_ALL, LF_RULE_COUNT, LF_RULE_FRACTION } lf_rule_kind_t;
+
+typedef struct {
+    lf_rule_kind_t kind;
+    int64_t count;   /* LF_RULE_COUNT: fold when more than count neurons are linear */
+    double fraction; /* LF_RULE_FRACTION: fold when the linear share exceeds fraction */
+} lf_layer_rule_t;
+
+typedef struct {
+    double threshold;     /* in (0, 1] */
+    lf_layer_rule_t rule;
+    bool prune_dead;
+} lf_plan_opts_t;
+
+typedef enum { LF_NEURON_KEEP = 0, LF_NEURON_FOLD = 1, LF_NEURON_PRUNE = 2 } lf_fate_t;
+
+typedef struct {
+    int n_layers;      /* of the model the plan was made for */
+    int64_t *n_out;    /* (n_layers) */
+    int64_t *n_linear; /* (n_layers): neurons at or above the threshold */
+    int64_t *n_dead;   /* (n_layers): relu neurons never active (pruned only with prune_dead) */
+    bool *fold;        /* (n_layers): the layer folds its linear neurons */
+    uint8_t **fate;    /* (n_layers)(n_out): lf_fate_t of every neuron */
+    int64_t params_before, params_after, skip_params_after;
+} lf_plan_t;
+
+/* Parses "benefit", "all", "count:K" (K >= 0) or "fraction:F" (0 <= F < 1). Not collective. */
+lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out);
+
+/* Builds the plan for model m from its statistics s. Caller destroys. Not collective. */
+lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts,
+                        lf_plan_t **out);
+void lf_plan_destroy(lf_plan_t **p);
+
+/* ---- shapes: parameter arithmetic of folds without touching weights ---- */
+typedef struct {
+    int n_layers;
+    int64_t n_in;
+    int64_t *n_out;   /* (n_layers); 0 once removed */
+    bool *has_block;  /* (n_layers)(n_layers + 1): has_block[i * (L + 1) + src + 1] */
+} lf_shape_t;
+
+/* Not collective. Caller destroys. */
+lf_err_t lf_shape_create(const lf_model_t *m, lf_shape_t **out);
+lf_err_t lf_shape_copy(const lf_shape_t *s, lf_shape_t **out);
+void lf_shape_destroy(lf_shape_t **s);
+/* Parameters of the model this shape describes (blocks + biases), counting the zero weight block
+ * a layer gets when its predecessor is removed and it had no block from the new predecessor. */
+int64_t lf_shape_params(const lf_shape_t *s);
+/* Parameters in blocks that are not a layer's weight (skip blocks). */
+int64_t lf_shape_skip_params(const lf_shape_t *s);
+/* Removes `count` neurons of layer i without folding them (dead-neuron pruning). */
+void lf_shape_prune(lf_shape_t *s, int i, int64_t count);
+/* Folds `count` linear neurons of layer i into every layer that reads it. */
+void lf_shape_fold(lf_shape_t *s, int i, int64_t count);
+
+#endif /* LINFOLD_PLAN_H */

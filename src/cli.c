@@ -1,0 +1,525 @@
+/* Subcommands and flag parsing.
+ *
+ * One table describes every flag; each subcommand names the flags it accepts, so `--help` text,
+ * parsing and validation come from the same place. Values are validated before any file is
+ * opened. Every stage below is collective on the command's communicator. */
+#include "linfold/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "build_info.h"
+#include "linfold/alloc.h"
+#include "linfold/batch.h"
+#include "linfold/comm.h"
+#include "linfold/eval.h"
+#include "linfold/fold.h"
+#include "linfold/h5io.h"
+#include "linfold/log.h"
+#include "linfold/model.h"
+#include "linfold/plan.h"
+#include "linfold/stats.h"
+
+typedef struct {
+    const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *file;
+    double threshold;
+    bool prune_dead, json, verbose, quiet, progress, no_progress, help;
+    int64_t batch;
+} opts_t;
+
+typedef enum { F_STRING, F_DOUBLE, F_INT, F_BOOL } flag_kind_t;
+
+enum {
+    M_MODEL = 1 << 0, M_DATA = 1 << 1, M_LABELS = 1 << 2, M_STATS = 1 << 3, M_OUT = 1 << 4,
+    M_REFERENCE = 1 << 5, M_THRESHOLD = 1 << 6, M_RULE = 1 << 7, M_PRUNE = 1 << 8,
+    M_JSON = 1 << 9, M_BATCH = 1 << 10, M_COMMON = 1 << 11,
+};
+
+typedef struct {
+    const char *name;
+    flag_kind_t kind;
+    size_t offset;
+    unsigned group;
+    const char *arg, *help;
+} flag_t;
+
+#define OFF(field) offsetof(opts_t, field)
+static const flag_t flags[] = {
+    {"--model", F_STRING, OFF(model), M_MODEL, "IN.h5", "model file (format v1)"},
+    {"--data", F_STRING, OFF(data), M_DATA, "F.h5:/x", "samples, 2-D float dataset (n, d)"},
+    {"--labels", F_STRING, OFF(labels), M_LABELS, "F.h5:/y", "labels, 1-D integer dataset (n)"},
+    {"--stats", F_STRING, OFF(stats), M_STATS, "STATS.h5", "statistics from `linfold calibrate`"},
+    {"--out", F_STRING, OFF(out), M_OUT, "OUT.h5", "output file (written atomically)"},
+    {"--reference", F_STRING, OFF(reference), M_REFERENCE, "ORIG.h5",
+     "compare outputs with this model"},
+    {"--threshold", F_DOUBLE, OFF(threshold), M_THRESHOLD, "T",
+     "activation rate at which a neuron is linear, in (0, 1] (default 1.0)"},
+    {"--layer-rule", F_STRING, OFF(layer_rule), M_RULE, "R",
+     "benefit (default), all, count:K or fraction:F"},
+    {"--prune-dead", F_BOOL, OFF(prune_dead), M_PRUNE, NULL,
+     "also remove relu neurons never active on the calibration data"},
+    {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout"},
+    {"--batch", F_INT, OFF(batch), M_BATCH, "N", "rows per batch (default 1024)"},
+    {"--progress", F_BOOL, OFF(progress), M_COMMON, NULL,
+     "progress lines on stderr (default when stderr is a terminal)"},
+    {"--no-progress", F_BOOL, OFF(no_progress), M_COMMON, NULL, "no progress lines"},
+    {"--verbose", F_BOOL, OFF(verbose), M_COMMON, NULL, "debug messages (also -v)"},
+    {"--quiet", F_BOOL, OFF(quiet), M_COMMON, NULL, "errors only (also -q)"},
+    {"--help", F_BOOL, OFF(help), M_COMMON, NULL, "this text (also -h)"},
+};
+#undef OFF
+
+typedef int (*command_fn)(MPI_Comm comm, const opts_t *o);
+
+typedef struct {
+    const char *name;
+    unsigned accepts, requires;
+    const char *synopsis, *summary;
+    command_fn run;
+    bool positional_file;
+} command_t;
+
+static int cmd_compress(MPI_Comm comm, const opts_t *o);
+static int cmd_calibrate(MPI_Comm comm, const opts_t *o);
+static int cmd_eval(MPI_Comm comm, const opts_t *o);
+static int cmd_predict(MPI_Comm comm, const opts_t *o);
+static int cmd_inspect(MPI_Comm comm, const opts_t *o);
+
+static const command_t commands[] = {
+    {"compress", M_MODEL | M_DATA | M_STATS | M_OUT | M_THRESHOLD | M_RULE | M_PRUNE | M_BATCH,
+     M_MODEL | M_OUT,
+     "linfold compress --model IN.h5 (--data F.h5:/x | --stats STATS.h5) [--threshold T]\n"
+     "                 [--layer-rule R] [--prune-dead] --out OUT.h5",
+     "Fold neurons that are linear on the calibration data into skip connections and print a\n"
+     "per-layer summary.",
+     cmd_compress, false},
+    {"calibrate", M_MODEL | M_DATA | M_OUT | M_BATCH, M_MODEL | M_DATA | M_OUT,
+     "linfold calibrate --model IN.h5 --data F.h5:/x --out STATS.h5",
+     "Record per-neuron activation statistics over the calibration data.", cmd_calibrate, false},
+    {"eval", M_MODEL | M_DATA | M_LABELS | M_REFERENCE | M_JSON | M_BATCH, M_MODEL | M_DATA,
+     "linfold eval --model M.h5 --data F.h5:/x [--labels F.h5:/y] [--reference ORIG.h5] [--json]",
+     "Accuracy, and with a reference model top-1 agreement and the largest output difference.",
+     cmd_eval, false},
+    {"predict", M_MODEL | M_DATA | M_OUT | M_BATCH, M_MODEL | M_DATA | M_OUT,
+     "linfold predict --model M.h5 --data F.h5:/x --out PRED.h5",
+     "Write the model's outputs as /outputs (n, n_out), rows in dataset order.", cmd_predict,
+     false},
+    {"inspect", 0, 0, "linfold inspect M.h5",
+     "Print layers, activations, skip blocks and parameter counts.", cmd_inspect, true},
+};
+
+static void print_usage(FILE *f)
+{
+    fprintf(f, "linfold %s (%s): linearity-based compression of MLPs\n\nUsage:\n", LF_VERSION,
+            LF_GIT_HASH);
+    for (size_t c = 0; c < sizeof commands / sizeof *commands; c++)
+        fprintf(f, "  %s\n", commands[c].synopsis);
+    fprintf(f, "\nRun under mpirun/srun to shard the data over ranks. `linfold COMMAND --help` "
+               "for details.\n");
+}
+
+static void print_command_help(const command_t *c)
+{
+    printf("%s\n\n%s\n\nOptions:\n", c->synopsis, c->summary);
+    for (size_t k = 0; k < sizeof flags / sizeof *flags; k++) {
+        if (!(flags[k].group & (c->accepts | M_COMMON)))
+            continue;
+        char left[64];
+        snprintf(left, sizeof left, "%s%s%s", flags[k].name, flags[k].arg ? " " : "",
+                 flags[k].arg ? flags[k].arg : "");
+        printf("  %-24s %s%s\n", left, flags[k].help,
+               (flags[k].group & c->requires) ? " [required]" : "");
+    }
+}
+
+static lf_err_t parse_number(const flag_t *f, const char *text, opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    char *end = NULL;
+    errno = 0;
+    if (f->kind == F_DOUBLE) {
+        double v = strtod(text, &end);
+        LF_CHECK(*text && *end == '\0' && errno == 0, LF_ERR_USAGE,
+                 "%s expects a number, got '%s'", f->name, text);
+        *(double *)((char *)o + f->offset) = v;
+    } else {
+        long long v = strtoll(text, &end, 10);
+        LF_CHECK(*text && *end == '\0' && errno == 0 && v >= 1, LF_ERR_USAGE,
+                 "%s expects a whole number >= 1, got '%s'", f->name, text);
+        *(int64_t *)((char *)o + f->offset) = v;
+    }
+cleanup:
+    return err;
+}
+
+static lf_err_t parse_args(const command_t *c, int argc, char **argv, opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    for (int k = 2; k < argc; k++) {
+        const char *arg = argv[k];
+        if (strcmp(arg, "-h") == 0)
+            arg = "--help";
+        else if (strcmp(arg, "-v") == 0)
+            arg = "--verbose";
+        else if (strcmp(arg, "-q") == 0)
+            arg = "--quiet";
+        if (arg[0] != '-' || arg[1] == '\0') {
+            LF_CHECK(c->positional_file && !o->file, LF_ERR_USAGE,
+                     "%s: unexpected argument '%s'", c->name, arg);
+            o->file = arg;
+            continue;
+        }
+        const char *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        const flag_t *f = NULL;
+        for (size_t t = 0; t < sizeof flags / sizeof *flags; t++)
+            if (strlen(flags[t].name) == len && strncmp(flags[t].name, arg, len) == 0)
+                f = &flags[t];
+        LF_CHECK(f && (f->group & (c->accepts | M_COMMON)), LF_ERR_USAGE,
+                 "%s: unknown option '%.*s' (see linfold %s --help)", c->name, (int)len, arg,
+                 c->name);
+        if (f->kind == F_BOOL) {
+            LF_CHECK(!eq, LF_ERR_USAGE, "%s takes no value", f->name);
+            *(bool *)((char *)o + f->offset) = true;
+            continue;
+        }
+        const char *value = eq ? eq + 1 : (k + 1 < argc ? argv[++k] : NULL);
+        LF_CHECK(value != NULL, LF_ERR_USAGE, "%s needs a value (%s)", f->name, f->arg);
+        if (f->kind == F_STRING) {
+            LF_CHECK(value[0] != '\0', LF_ERR_USAGE, "%s needs a non-empty value", f->name);
+            *(const char **)((char *)o + f->offset) = value;
+        } else {
+            LF_CALL(parse_number(f, value, o));
+        }
+    }
+    if (o->help)
+        return LF_OK;
+    for (size_t t = 0; t < sizeof flags / sizeof *flags; t++)
+        if (flags[t].group & c->requires) {
+            const char *v = *(const char **)((char *)o + flags[t].offset);
+            LF_CHECK(v != NULL, LF_ERR_USAGE, "%s: missing required option %s %s", c->name,
+                     flags[t].name, flags[t].arg);
+        }
+    LF_CHECK(!c->positional_file || o->file, LF_ERR_USAGE, "%s: missing the model file argument",
+             c->name);
+    LF_CHECK(o->threshold > 0.0 && o->threshold <= 1.0, LF_ERR_USAGE,
+             "--threshold %g is outside (0, 1]", o->threshold);
+    LF_CHECK(!(o->verbose && o->quiet), LF_ERR_USAGE, "--verbose and --quiet exclude each other");
+    if (strcmp(c->name, "compress") == 0)
+        LF_CHECK((o->data != NULL) != (o->stats != NULL), LF_ERR_USAGE,
+                 "compress: give exactly one of --data and --stats");
+cleanup:
+    return err;
+}
+
+static lf_batch_opts_t batch_opts(const opts_t *o, const char *what)
+{
+    bool progress = o->progress || (!o->no_progress && !o->quiet && isatty(STDERR_FILENO));
+    return (lf_batch_opts_t){.batch_rows = o->batch, .progress = progress, .what = what};
+}
+
+static int rank_of(MPI_Comm comm)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    return rank;
+}
+
+/* ---------------------------------------------------------------- compress */
+
+static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
+{
+    switch (r->kind) {
+    case LF_RULE_ALL: return "all";
+    case LF_RULE_BENEFIT: return "benefit";
+    case LF_RULE_COUNT: snprintf(buf, cap, "count:%lld", (long long)r->count); return buf;
+    case LF_RULE_FRACTION: snprintf(buf, cap, "fraction:%g", r->fraction); return buf;
+    }
+    return "?";
+}
+
+static void print_summary(const lf_model_t *m, const lf_model_t *folded, const lf_plan_t *p,
+                          const int *where, int64_t samples)
+{
+    printf("%-5s %-10s %8s %8s %8s %8s %8s %8s %12s %12s\n", "layer", "activation", "neurons",
+           "linear", "dead", "folded", "pruned", "kept", "params", "params_after");
+    for (int i = 0; i < m->n_layers; i++) {
+        int64_t folded_n = 0, pruned = 0;
+        for (int64_t j = 0; j < p->n_out[i]; j++) {
+            folded_n += p->fate[i][j] == LF_NEURON_FOLD;
+            pruned += p->fate[i][j] == LF_NEURON_PRUNE;
+        }
+        int64_t after = where[i] >= 0 ? lf_model_layer_params(folded, where[i]) : 0;
+        printf("%-5d %-10s %8lld %8lld %8lld %8lld %8lld %8lld %12lld %12lld\n", i,
+               lf_act_name(m->layers[i].act), (long long)p->n_out[i], (long long)p->n_linear[i],
+               (long long)p->n_dead[i], (long long)folded_n, (long long)pruned,
+               (long long)(p->n_out[i] - folded_n - pruned), (long long)lf_model_layer_params(m, i),
+               (long long)after);
+    }
+    int64_t before = lf_model_params(m), total = lf_model_params(folded);
+    printf("layers: %d -> %d; calibration samples: %lld\n", m->n_layers, folded->n_layers,
+           (long long)samples);
+    printf("parameters: %lld -> %lld (%.2f%% of the original; %lld in skip blocks)\n",
+           (long long)before, (long long)total, 100.0 * (double)total / (double)before,
+           (long long)lf_model_skip_params(folded));
+}
+
+static lf_err_t run_compress(MPI_Comm comm, const opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL, *folded = NULL;
+    lf_dataset_t *data = NULL;
+    lf_stats_t *stats = NULL;
+    lf_plan_t *plan = NULL;
+    int *where = NULL;
+    lf_plan_opts_t popts = {.threshold = o->threshold, .prune_dead = o->prune_dead};
+    LF_CALL(lf_plan_parse_rule(o->layer_rule, &popts.rule));
+    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
+    if (o->stats) {
+        LF_CALL(lf_stats_read(comm, o->stats, m, &stats));
+    } else {
+        lf_batch_opts_t bo = batch_opts(o, "calibrate");
+        LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
+        LF_CALL(lf_stats_collect(comm, m, data, &bo, &stats));
+    }
+    LF_CALL(lf_plan_create(m, stats, &popts, &plan));
+    LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
+    LF_CHECK(lf_model_params(folded) == plan->params_after, LF_ERR_INTERNAL,
+             "the plan predicted %lld parameters, the folded model has %lld",
+             (long long)plan->params_after, (long long)lf_model_params(folded));
+
+    char threshold[32], samples[32], rule_buf[64], prune[8];
+    snprintf(threshold, sizeof threshold, "%.17g", o->threshold);
+    snprintf(samples, sizeof samples, "%lld", (long long)stats->samples);
+    snprintf(prune, sizeof prune, "%s", o->prune_dead ? "true" : "false");
+    const lf_attr_t attrs[] = {
+        {"linfold_version", LF_VERSION},
+        {"source_model", o->model},
+        {"calibration", o->stats ? o->stats : o->data},
+        {"calibration_samples", samples},
+        {"threshold", threshold},
+        {"layer_rule", rule_text(&popts.rule, rule_buf, sizeof rule_buf)},
+        {"prune_dead", prune},
+    };
+    LF_CALL(lf_h5io_write_model(comm, o->out, folded, attrs, (int)(sizeof attrs / sizeof *attrs)));
+    if (rank_of(comm) == 0 && !o->quiet) {
+        print_summary(m, folded, plan, where, stats->samples);
+        printf("wrote %s\n", o->out);
+    }
+cleanup:
+    lf_free(where);
+    lf_model_destroy(&folded);
+    lf_plan_destroy(&plan);
+    lf_stats_destroy(&stats);
+    lf_h5io_dataset_close(&data);
+    lf_model_destroy(&m);
+    return err;
+}
+
+static int status_of(MPI_Comm comm, lf_err_t err, const opts_t *o)
+{
+    if (err == LF_OK)
+        return 0;
+    lf_comm_report_error(comm, err, o->verbose);
+    return err == LF_ERR_USAGE ? 2 : 1;
+}
+
+static int cmd_compress(MPI_Comm comm, const opts_t *o)
+{
+    return status_of(comm, run_compress(comm, o), o);
+}
+
+/* ---------------------------------------------------------------- calibrate */
+
+static lf_err_t run_calibrate(MPI_Comm comm, const opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL;
+    lf_dataset_t *data = NULL;
+    lf_stats_t *stats = NULL;
+    lf_batch_opts_t bo = batch_opts(o, "calibrate");
+    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
+    LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
+    LF_CALL(lf_stats_collect(comm, m, data, &bo, &stats));
+    LF_CALL(lf_stats_write(comm, o->out, stats));
+    lf_log(LF_LOG_INFO, comm, "calibrate: %lld samples, statistics written to %s",
+           (long long)stats->samples, o->out);
+cleanup:
+    lf_stats_destroy(&stats);
+    lf_h5io_dataset_close(&data);
+    lf_model_destroy(&m);
+    return err;
+}
+
+static int cmd_calibrate(MPI_Comm comm, const opts_t *o)
+{
+    return status_of(comm, run_calibrate(comm, o), o);
+}
+
+/* ---------------------------------------------------------------- eval */
+
+static void print_eval(const lf_eval_result_t *r, bool json)
+{
+    double n = r->samples > 0 ? (double)r->samples : 1.0;
+    if (json) {
+        printf("{\"samples\": %lld", (long long)r->samples);
+        if (r->has_labels)
+            printf(", \"accuracy\": %.17g", (double)r->correct / n);
+        printf(", \"params\": %lld", (long long)r->params);
+        if (r->has_reference) {
+            if (r->has_labels)
+                printf(", \"reference_accuracy\": %.17g", (double)r->ref_correct / n);
+            printf(", \"reference_params\": %lld, \"top1_agreement\": %.17g, "
+                   "\"max_abs_diff\": %.17g",
+                   (long long)r->ref_params, (double)r->agree / n, r->max_abs_diff);
+        }
+        printf("}\n");
+        return;
+    }
+    printf("samples: %lld\nparams: %lld\n", (long long)r->samples, (long long)r->params);
+    if (r->has_labels)
+        printf("accuracy: %.4f (%lld of %lld)\n", (double)r->correct / n, (long long)r->correct,
+               (long long)r->samples);
+    if (r->has_reference) {
+        printf("reference params: %lld\n", (long long)r->ref_params);
+        if (r->has_labels)
+            printf("reference accuracy: %.4f (%lld of %lld)\n", (double)r->ref_correct / n,
+                   (long long)r->ref_correct, (long long)r->samples);
+        printf("top-1 agreement: %.4f (%lld of %lld)\nmax |difference|: %.6g\n",
+               (double)r->agree / n, (long long)r->agree, (long long)r->samples, r->max_abs_diff);
+    }
+}
+
+static lf_err_t run_eval(MPI_Comm comm, const opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL, *ref = NULL;
+    lf_dataset_t *x = NULL, *y = NULL;
+    lf_eval_result_t r;
+    lf_batch_opts_t bo = batch_opts(o, "eval");
+    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
+    if (o->reference)
+        LF_CALL(lf_h5io_read_model(comm, o->reference, &ref));
+    LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &x));
+    if (o->labels)
+        LF_CALL(lf_h5io_dataset_open(comm, o->labels, LF_DATA_LABELS, &y));
+    LF_CALL(lf_eval_run(comm, m, ref, x, y, &bo, &r));
+    if (rank_of(comm) == 0)
+        print_eval(&r, o->json);
+cleanup:
+    lf_h5io_dataset_close(&y);
+    lf_h5io_dataset_close(&x);
+    lf_model_destroy(&ref);
+    lf_model_destroy(&m);
+    return err;
+}
+
+static int cmd_eval(MPI_Comm comm, const opts_t *o) { return status_of(comm, run_eval(comm, o), o); }
+
+/* ---------------------------------------------------------------- predict */
+
+static lf_err_t run_predict(MPI_Comm comm, const opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL;
+    lf_dataset_t *x = NULL;
+    lf_batch_opts_t bo = batch_opts(o, "predict");
+    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
+    LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &x));
+    LF_CALL(lf_eval_predict(comm, m, x, o->out, &bo));
+    lf_log(LF_LOG_INFO, comm, "predict: %lld rows written to %s:/outputs",
+           (long long)lf_h5io_dataset_rows(x), o->out);
+cleanup:
+    lf_h5io_dataset_close(&x);
+    lf_model_destroy(&m);
+    return err;
+}
+
+static int cmd_predict(MPI_Comm comm, const opts_t *o)
+{
+    return status_of(comm, run_predict(comm, o), o);
+}
+
+/* ---------------------------------------------------------------- inspect */
+
+static lf_err_t run_inspect(MPI_Comm comm, const opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL;
+    LF_CALL(lf_h5io_read_model(comm, o->file, &m));
+    if (rank_of(comm) != 0)
+        goto cleanup;
+    printf("%s: %d layers, %lld inputs, %lld outputs\n", o->file, m->n_layers, (long long)m->n_in,
+           (long long)lf_model_n_out(m));
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        printf("  layer %d: %lld neurons, %s", i, (long long)L->n_out, lf_act_name(L->act));
+        if (L->act == LF_ACT_LEAKY_RELU)
+            printf(" (alpha %g)", (double)L->alpha);
+        printf(", weight (%lld, %lld)", (long long)L->n_out,
+               (long long)lf_model_width(m, i - 1));
+        for (int b = 0; b < L->n_blocks - 1; b++) {
+            int src = L->blocks[b].src;
+            if (src == LF_SRC_INPUT)
+                printf(", skip from input (%lld, %lld)", (long long)L->n_out, (long long)m->n_in);
+            else
+                printf(", skip from layer %d (%lld, %lld)", src, (long long)L->n_out,
+                       (long long)lf_model_width(m, src));
+        }
+        printf(", %lld params\n", (long long)lf_model_layer_params(m, i));
+    }
+    printf("parameters: %lld (%lld in skip blocks)\n", (long long)lf_model_params(m),
+           (long long)lf_model_skip_params(m));
+cleanup:
+    lf_model_destroy(&m);
+    return err;
+}
+
+static int cmd_inspect(MPI_Comm comm, const opts_t *o)
+{
+    return status_of(comm, run_inspect(comm, o), o);
+}
+
+/* ---------------------------------------------------------------- entry */
+
+int lf_cli_main(MPI_Comm comm, int argc, char **argv)
+{
+    int rank = rank_of(comm);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        if (rank == 0)
+            print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        if (rank == 0)
+            printf("linfold %s (%s)\n", LF_VERSION, LF_GIT_HASH);
+        return 0;
+    }
+    const command_t *c = NULL;
+    for (size_t k = 0; k < sizeof commands / sizeof *commands; k++)
+        if (strcmp(argv[1], commands[k].name) == 0)
+            c = &commands[k];
+    if (!c) {
+        if (rank == 0)
+            fprintf(stderr, "linfold: unknown command '%s' (expected compress, calibrate, eval, "
+                            "predict or inspect; see linfold --help)\n",
+                    argv[1]);
+        return 2;
+    }
+    opts_t o = {.threshold = 1.0, .layer_rule = "benefit", .batch = 1024};
+    lf_err_t err = parse_args(c, argc, argv, &o);
+    if (err != LF_OK)
+        return status_of(comm, err, &o);
+    if (o.help) {
+        if (rank == 0)
+            print_command_help(c);
+        return 0;
+    }
+    lf_log_set_level(o.quiet ? LF_LOG_ERROR : (o.verbose ? LF_LOG_DEBUG : LF_LOG_INFO));
+    int status = c->run(comm, &o);
+    fflush(stdout);
+    return status;
+}

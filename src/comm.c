@@ -1,0 +1,46 @@
+/* MPI helpers shared by every data-parallel stage.
+ *
+ * Error agreement is an MPI_Allreduce(MAX) of error codes: cheap, and it keeps every rank issuing
+ * the same collectives in the same order, which is what prevents hangs when one rank fails. */
+#include "linfold/comm.h"
+
+#include <string.h>
+
+void lf_comm_shard(int64_t n, int rank, int size, int64_t *begin, int64_t *count)
+{
+    int64_t base = n / size, extra = n % size;
+    *count = base + (rank < extra ? 1 : 0);
+    *begin = rank * base + (rank < extra ? rank : extra);
+}
+
+lf_err_t lf_comm_agree(MPI_Comm comm, lf_err_t local)
+{
+    int in = (int)local, out = 0;
+    if (MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
+        LF_ASSERT(!"MPI_Allreduce failed during error agreement");
+    return (lf_err_t)out;
+}
+
+void lf_comm_report_error(MPI_Comm comm, lf_err_t agreed, int traceback)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int mine = lf_error_is_local() ? rank : size, first = size;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (first == rank)
+        lf_error_print(traceback != 0);
+    else if (first == size && rank == 0 && agreed != LF_OK)
+        lf_error_print(false);
+}
+
+lf_err_t lf_comm_bcast_string(MPI_Comm comm, char *buf, int cap, int root)
+{
+    lf_err_t err = LF_OK;
+    int len = (int)strnlen(buf, (size_t)cap);
+    LF_CALL_MPI(MPI_Bcast(&len, 1, MPI_INT, root, comm));
+    LF_CHECK(len < cap, LF_ERR_ARG, "string of %d bytes exceeds the buffer of %d", len, cap);
+    LF_CALL_MPI(MPI_Bcast(buf, len + 1, MPI_CHAR, root, comm));
+cleanup:
+    return err;
+}

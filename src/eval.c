@@ -1,0 +1,158 @@
+/* Evaluation and prediction on sharded rows. */
+#include "linfold/eval.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "linfold/alloc.h"
+#include "linfold/comm.h"
+#include "linfold/forward.h"
+
+int64_t lf_eval_class(lf_act_t act, const float *row, int64_t n)
+{
+    if (n == 1)
+        return row[0] > (act == LF_ACT_SIGMOID ? 0.5f : 0.0f) ? 1 : 0;
+    int64_t best = 0;
+    for (int64_t j = 1; j < n; j++)
+        if (row[j] > row[best])
+            best = j;
+    return best;
+}
+
+typedef struct {
+    const lf_model_t *m, *ref;
+    lf_forward_t *fw, *fw_ref;
+    float *out_copy; /* m's outputs, kept while the reference runs */
+    const char *labels_spec;
+    lf_eval_result_t acc;
+} eval_ctx_t;
+
+static lf_err_t eval_batch(const lf_batch_t *b, void *ctx)
+{
+    lf_err_t err = LF_OK;
+    eval_ctx_t *e = ctx;
+    const float *y = NULL, *yr = NULL;
+    int64_t n_out = lf_model_n_out(e->m);
+    lf_act_t act = e->m->layers[e->m->n_layers - 1].act;
+    int64_t n_classes = n_out == 1 ? 2 : n_out;
+    LF_CALL(lf_forward_run(e->fw, e->m, b->x, b->rows, NULL, NULL, &y));
+    if (e->ref) {
+        memcpy(e->out_copy, y, (size_t)(b->valid * n_out) * sizeof *y);
+        y = e->out_copy;
+        LF_CALL(lf_forward_run(e->fw_ref, e->ref, b->x, b->rows, NULL, NULL, &yr));
+    }
+    lf_act_t ref_act = e->ref ? e->ref->layers[e->ref->n_layers - 1].act : act;
+    for (int64_t r = 0; r < b->valid; r++) {
+        const float *row = y + r * n_out;
+        int64_t cls = lf_eval_class(act, row, n_out);
+        if (b->labels) {
+            int64_t label = b->labels[r];
+            LF_CHECK(label >= 0 && label < n_classes, LF_ERR_VALUE,
+                     "%s: row %lld has label %lld, expected 0 to %lld for a model with %lld "
+                     "output%s",
+                     e->labels_spec, (long long)(b->row0 + r), (long long)label,
+                     (long long)(n_classes - 1), (long long)n_out, n_out == 1 ? "" : "s");
+            e->acc.correct += cls == label;
+        }
+        if (e->ref) {
+            const float *rrow = yr + r * n_out;
+            int64_t rcls = lf_eval_class(ref_act, rrow, n_out);
+            e->acc.agree += cls == rcls;
+            if (b->labels)
+                e->acc.ref_correct += rcls == b->labels[r];
+            for (int64_t j = 0; j < n_out; j++) {
+                double d = fabs((double)row[j] - (double)rrow[j]);
+                e->acc.max_abs_diff = d > e->acc.max_abs_diff ? d : e->acc.max_abs_diff;
+            }
+        }
+    }
+    e->acc.samples += b->valid;
+cleanup:
+    return err;
+}
+
+lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *reference,
+                     lf_dataset_t *x, lf_dataset_t *labels, const lf_batch_opts_t *opts,
+                     lf_eval_result_t *res)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
+    eval_ctx_t e = {.m = m, .ref = reference,
+                    .labels_spec = labels ? lf_h5io_dataset_spec(labels) : ""};
+    int64_t n = lf_h5io_dataset_rows(x);
+    LF_CHECK(lf_h5io_dataset_cols(x) == m->n_in, LF_ERR_SHAPE,
+             "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
+             (long long)lf_h5io_dataset_cols(x), (long long)m->n_in);
+    LF_CHECK(!reference || (reference->n_in == m->n_in && lf_model_n_out(reference) ==
+                                                               lf_model_n_out(m)),
+             LF_ERR_SHAPE,
+             "the reference model maps %lld inputs to %lld outputs, the model %lld to %lld",
+             (long long)(reference ? reference->n_in : 0),
+             (long long)(reference ? lf_model_n_out(reference) : 0), (long long)m->n_in,
+             (long long)lf_model_n_out(m));
+    int64_t rows = lf_batch_rows(n, opts->batch_rows);
+    local = lf_forward_create(m, rows, &e.fw);
+    if (local == LF_OK && reference)
+        local = lf_forward_create(reference, rows, &e.fw_ref);
+    if (local == LF_OK && reference)
+        local = lf_malloc((size_t)(rows * lf_model_n_out(m)), sizeof(float), (void **)&e.out_copy);
+    LF_CALL(lf_comm_agree(comm, local));
+    LF_CALL(lf_batch_run(comm, x, labels, opts, eval_batch, NULL, &e));
+    int64_t counts[4] = {e.acc.samples, e.acc.correct, e.acc.ref_correct, e.acc.agree};
+    LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, counts, 4, MPI_INT64_T, MPI_SUM, comm));
+    LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &e.acc.max_abs_diff, 1, MPI_DOUBLE, MPI_MAX, comm));
+    *res = (lf_eval_result_t){
+        .samples = counts[0],
+        .params = lf_model_params(m),
+        .has_labels = labels != NULL,
+        .correct = counts[1],
+        .has_reference = reference != NULL,
+        .ref_params = reference ? lf_model_params(reference) : 0,
+        .ref_correct = counts[2],
+        .agree = counts[3],
+        .max_abs_diff = e.acc.max_abs_diff,
+    };
+cleanup:
+    lf_free(e.out_copy);
+    lf_forward_destroy(&e.fw_ref);
+    lf_forward_destroy(&e.fw);
+    return err;
+}
+
+typedef struct {
+    const lf_model_t *m;
+    lf_forward_t *fw;
+    const float *y;
+    lf_output_t *out;
+} predict_ctx_t;
+
+static lf_err_t predict_batch(const lf_batch_t *b, void *ctx)
+{
+    predict_ctx_t *p = ctx;
+    return lf_forward_run(p->fw, p->m, b->x, b->rows, NULL, NULL, &p->y);
+}
+
+static lf_err_t predict_write(const lf_batch_t *b, void *ctx)
+{
+    predict_ctx_t *p = ctx;
+    return lf_h5io_output_write_rows(p->out, b->row0, b->valid, p->y);
+}
+
+lf_err_t lf_eval_predict(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *x, const char *path,
+                         const lf_batch_opts_t *opts)
+{
+    lf_err_t err = LF_OK;
+    predict_ctx_t p = {.m = m};
+    LF_CHECK(lf_h5io_dataset_cols(x) == m->n_in, LF_ERR_SHAPE,
+             "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
+             (long long)lf_h5io_dataset_cols(x), (long long)m->n_in);
+    int64_t rows = lf_batch_rows(lf_h5io_dataset_rows(x), opts->batch_rows);
+    LF_CALL(lf_comm_agree(comm, lf_forward_create(m, rows, &p.fw)));
+    LF_CALL(lf_h5io_output_create(comm, path, "/outputs", lf_h5io_dataset_rows(x),
+                                  lf_model_n_out(m), &p.out));
+    LF_CALL(lf_batch_run(comm, x, NULL, opts, predict_batch, predict_write, &p));
+    LF_CALL(lf_h5io_output_commit(&p.out));
+cleanup:
+    lf_h5io_output_abort(&p.out);
+    lf_forward_destroy(&p.fw);
+    return err;
+}

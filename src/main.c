@@ -1,0 +1,23 @@
+/* linfold: MPI set-up around the command line. */
+#include <mpi.h>
+
+#include "linfold/cli.h"
+#include "linfold/error.h"
+#include "linfold/h5io.h"
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm comm = MPI_COMM_NULL;
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    lf_error_set_rank(rank, size);
+    lf_h5io_init();
+    int status = lf_cli_main(comm, argc, argv);
+    MPI_Comm_free(&comm);
+    MPI_Finalize();
+    return status;
+}

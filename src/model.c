@@ -1,0 +1,351 @@
+/* The in-memory MLP: lifecycle, block bookkeeping, neuron removal, validation.
+ *
+ * Blocks are kept sorted by source so that the predecessor block (the layer's `weight`, src i-1)
+ * is always the last one; forward passes and writers rely on that order, which also makes every
+ * traversal deterministic. */
+#include "linfold/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "linfold/alloc.h"
+
+static const char *const act_names[] = {"relu", "leaky_relu", "identity", "sigmoid", "tanh", "softmax"};
+
+const char *lf_act_name(lf_act_t act)
+{
+    return (unsigned)act < sizeof act_names / sizeof *act_names ? act_names[act] : "?";
+}
+
+lf_err_t lf_act_parse(const char *name, lf_act_t *out)
+{
+    lf_err_t err = LF_OK;
+    for (size_t k = 0; k < sizeof act_names / sizeof *act_names; k++) {
+        if (strcmp(name, act_names[k]) == 0) {
+            *out = (lf_act_t)k;
+            return LF_OK;
+        }
+    }
+    LF_FAIL(LF_ERR_FORMAT,
+            "unknown activation \"%s\" (expected relu, leaky_relu, identity, sigmoid, tanh or "
+            "softmax)",
+            name);
+cleanup:
+    return err;
+}
+
+bool lf_act_is_piecewise_linear(lf_act_t act)
+{
+    return act == LF_ACT_RELU || act == LF_ACT_LEAKY_RELU || act == LF_ACT_IDENTITY;
+}
+
+lf_err_t lf_model_create(int64_t n_in, int n_layers, lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL;
+    *out = NULL;
+    LF_CHECK(n_in >= 1 && n_layers >= 1, LF_ERR_ARG, "model needs n_in >= 1 and layers >= 1, got %lld and %d",
+             (long long)n_in, n_layers);
+    LF_CALL(lf_calloc(1, sizeof *m, (void **)&m));
+    LF_CALL(lf_calloc((size_t)n_layers, sizeof *m->layers, (void **)&m->layers));
+    m->n_in = n_in;
+    m->n_layers = n_layers;
+    *out = m;
+    m = NULL;
+cleanup:
+    lf_model_destroy(&m);
+    return err;
+}
+
+static void layer_free(lf_layer_t *L)
+{
+    for (int b = 0; b < L->n_blocks; b++)
+        lf_free(L->blocks[b].w);
+    lf_free(L->blocks);
+    lf_free(L->bias);
+    memset(L, 0, sizeof *L);
+}
+
+void lf_model_destroy(lf_model_t **m)
+{
+    if (!m || !*m)
+        return;
+    if ((*m)->layers)
+        for (int i = 0; i < (*m)->n_layers; i++)
+            layer_free(&(*m)->layers[i]);
+    lf_free((*m)->layers);
+    lf_free(*m);
+    *m = NULL;
+}
+
+int64_t lf_model_width(const lf_model_t *m, int src)
+{
+    return src == LF_SRC_INPUT ? m->n_in : m->layers[src].n_out;
+}
+
+lf_block_t *lf_model_block(const lf_model_t *m, int i, int src)
+{
+    lf_layer_t *L = &m->layers[i];
+    for (int b = 0; b < L->n_blocks; b++)
+        if (L->blocks[b].src == src)
+            return &L->blocks[b];
+    return NULL;
+}
+
+lf_err_t lf_model_block_ensure(lf_model_t *m, int i, int src, lf_block_t **out)
+{
+    lf_err_t err = LF_OK;
+    float *w = NULL;
+    lf_layer_t *L = &m->layers[i];
+    LF_ASSERT(src >= LF_SRC_INPUT && src < i);
+    *out = lf_model_block(m, i, src);
+    if (*out)
+        return LF_OK;
+    LF_CALL(lf_calloc((size_t)L->n_out * (size_t)lf_model_width(m, src), sizeof *w, (void **)&w));
+    LF_CALL(lf_realloc((size_t)L->n_blocks + 1, sizeof *L->blocks, (void **)&L->blocks));
+    int pos = L->n_blocks;
+    while (pos > 0 && L->blocks[pos - 1].src > src) {
+        L->blocks[pos] = L->blocks[pos - 1];
+        pos--;
+    }
+    L->blocks[pos] = (lf_block_t){.src = src, .w = w};
+    L->n_blocks++;
+    w = NULL;
+    *out = &L->blocks[pos];
+cleanup:
+    lf_free(w);
+    return err;
+}
+
+lf_err_t lf_model_layer_init(lf_model_t *m, int i, int64_t n_out, lf_act_t act, float alpha)
+{
+    lf_err_t err = LF_OK;
+    lf_block_t *pred = NULL;
+    lf_layer_t *L = &m->layers[i];
+    LF_CHECK(n_out >= 1, LF_ERR_ARG, "layer %d: n_out = %lld, expected >= 1", i, (long long)n_out);
+    LF_ASSERT(L->bias == NULL && L->n_blocks == 0);
+    L->n_out = n_out;
+    L->act = act;
+    L->alpha = alpha;
+    LF_CALL(lf_calloc((size_t)n_out, sizeof *L->bias, (void **)&L->bias));
+    LF_CALL(lf_model_block_ensure(m, i, i - 1, &pred));
+cleanup:
+    return err;
+}
+
+lf_err_t lf_model_copy(const lf_model_t *m, lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *c = NULL;
+    LF_CALL(lf_model_create(m->n_in, m->n_layers, &c));
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        LF_CALL(lf_model_layer_init(c, i, L->n_out, L->act, L->alpha));
+        memcpy(c->layers[i].bias, L->bias, (size_t)L->n_out * sizeof(float));
+        for (int b = 0; b < L->n_blocks; b++) {
+            lf_block_t *dst = NULL;
+            LF_CALL(lf_model_block_ensure(c, i, L->blocks[b].src, &dst));
+            memcpy(dst->w, L->blocks[b].w,
+                   (size_t)L->n_out * (size_t)lf_model_width(m, L->blocks[b].src) * sizeof(float));
+        }
+    }
+    *out = c;
+    c = NULL;
+cleanup:
+    lf_model_destroy(&c);
+    return err;
+}
+
+int64_t lf_model_layer_params(const lf_model_t *m, int i)
+{
+    const lf_layer_t *L = &m->layers[i];
+    int64_t p = L->n_out;
+    for (int b = 0; b < L->n_blocks; b++)
+        p += L->n_out * lf_model_width(m, L->blocks[b].src);
+    return p;
+}
+
+int64_t lf_model_skip_params(const lf_model_t *m)
+{
+    int64_t p = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        for (int b = 0; b < L->n_blocks; b++)
+            if (L->blocks[b].src != i - 1)
+                p += L->n_out * lf_model_width(m, L->blocks[b].src);
+    }
+    return p;
+}
+
+int64_t lf_model_params(const lf_model_t *m)
+{
+    int64_t p = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        p += lf_model_layer_params(m, i);
+    return p;
+}
+
+int64_t lf_model_n_out(const lf_model_t *m) { return m->layers[m->n_layers - 1].n_out; }
+
+/* Keeps the columns of a row-major (rows, cols) matrix whose keep[j] is set, in place. */
+static void compact_columns(float *w, int64_t rows, int64_t cols, const bool *keep, int64_t n_keep)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *src = w + r * cols;
+        float *dst = w + r * n_keep;
+        for (int64_t j = 0, k = 0; j < cols; j++)
+            if (keep[j])
+                dst[k++] = src[j];
+    }
+}
+
+/* Keeps the rows whose keep[r] is set, in place. */
+static void compact_rows(float *w, int64_t rows, int64_t cols, const bool *keep)
+{
+    for (int64_t r = 0, k = 0; r < rows; r++)
+        if (keep[r]) {
+            if (k != r)
+                memmove(w + k * cols, w + r * cols, (size_t)cols * sizeof *w);
+            k++;
+        }
+}
+
+static void remove_block(lf_layer_t *L, int b)
+{
+    lf_free(L->blocks[b].w);
+    memmove(&L->blocks[b], &L->blocks[b + 1], (size_t)(L->n_blocks - b - 1) * sizeof *L->blocks);
+    L->n_blocks--;
+}
+
+lf_err_t lf_model_remove_neurons(lf_model_t *m, int i, const bool *keep)
+{
+    lf_err_t err = LF_OK;
+    lf_layer_t *L = &m->layers[i];
+    int64_t n = L->n_out, n_keep = 0;
+    for (int64_t j = 0; j < n; j++)
+        n_keep += keep[j] ? 1 : 0;
+    if (n_keep == n)
+        return LF_OK;
+
+    for (int b = 0; b < L->n_blocks; b++)
+        compact_rows(L->blocks[b].w, n, lf_model_width(m, L->blocks[b].src), keep);
+    compact_rows(L->bias, n, 1, keep);
+    for (int c = i + 1; c < m->n_layers; c++) {
+        lf_block_t *blk = lf_model_block(m, c, i);
+        if (blk)
+            compact_columns(blk->w, m->layers[c].n_out, n, keep, n_keep);
+    }
+    L->n_out = n_keep;
+    if (n_keep > 0)
+        return LF_OK;
+
+    /* The layer is empty: drop it, the (now zero-width) blocks that read it, and renumber. */
+    for (int c = i + 1; c < m->n_layers; c++) {
+        lf_layer_t *C = &m->layers[c];
+        for (int b = 0; b < C->n_blocks; b++)
+            if (C->blocks[b].src == i) {
+                remove_block(C, b);
+                break;
+            }
+        for (int b = 0; b < C->n_blocks; b++)
+            if (C->blocks[b].src > i)
+                C->blocks[b].src--;
+    }
+    layer_free(L);
+    memmove(&m->layers[i], &m->layers[i + 1], (size_t)(m->n_layers - i - 1) * sizeof *m->layers);
+    m->n_layers--;
+    memset(&m->layers[m->n_layers], 0, sizeof *m->layers);
+    if (i < m->n_layers) {
+        lf_block_t *pred = NULL;
+        LF_CALL(lf_model_block_ensure(m, i, i - 1, &pred));
+    }
+cleanup:
+    return err;
+}
+
+void lf_model_block_path(char *buf, size_t cap, int i, int src)
+{
+    if (src == i - 1)
+        snprintf(buf, cap, "/layers/%d/weight", i);
+    else if (src == LF_SRC_INPUT)
+        snprintf(buf, cap, "/layers/%d/skip/input", i);
+    else
+        snprintf(buf, cap, "/layers/%d/skip/%d", i, src);
+}
+
+static bool all_finite(const float *x, int64_t n, int64_t *bad)
+{
+    for (int64_t k = 0; k < n; k++)
+        if (!isfinite(x[k])) {
+            *bad = k;
+            return false;
+        }
+    return true;
+}
+
+lf_err_t lf_model_validate(const lf_model_t *m, const char *name)
+{
+    lf_err_t err = LF_OK;
+    int64_t bad = 0;
+    LF_CHECK(m->n_layers >= 1, LF_ERR_FORMAT, "%s: model has no layers", name);
+    LF_CHECK(m->n_in >= 1, LF_ERR_SHAPE, "%s: model input width %lld, expected >= 1", name,
+             (long long)m->n_in);
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        LF_CHECK(L->n_out >= 1, LF_ERR_SHAPE, "%s: /layers/%d has %lld neurons, expected >= 1", name,
+                 i, (long long)L->n_out);
+        LF_CHECK(L->n_blocks >= 1 && L->blocks[L->n_blocks - 1].src == i - 1, LF_ERR_FORMAT,
+                 "%s: /layers/%d has no weight block", name, i);
+        for (int b = 0; b < L->n_blocks; b++) {
+            int src = L->blocks[b].src;
+            LF_CHECK(src >= LF_SRC_INPUT && src < i && (b == 0 || L->blocks[b - 1].src < src),
+                     LF_ERR_FORMAT, "%s: /layers/%d reads from layer %d, expected an earlier layer",
+                     name, i, src);
+            int64_t cols = lf_model_width(m, src);
+            char path[64];
+            lf_model_block_path(path, sizeof path, i, src);
+            LF_CHECK(all_finite(L->blocks[b].w, L->n_out * cols, &bad), LF_ERR_VALUE,
+                     "%s: %s has a non-finite value at [%lld, %lld]", name, path,
+                     (long long)(bad / cols), (long long)(bad % cols));
+        }
+        LF_CHECK(all_finite(L->bias, L->n_out, &bad), LF_ERR_VALUE,
+                 "%s: /layers/%d/bias has a non-finite value at [%lld]", name, i, (long long)bad);
+        LF_CHECK(L->act != LF_ACT_LEAKY_RELU || isfinite(L->alpha), LF_ERR_VALUE,
+                 "%s: /layers/%d alpha is not finite", name, i);
+    }
+cleanup:
+    return err;
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t k = 0; k < n; k++) {
+        h ^= p[k];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+uint64_t lf_model_fingerprint(const lf_model_t *m)
+{
+    uint64_t h = 14695981039346656037ULL;
+    h = fnv(h, &m->n_in, sizeof m->n_in);
+    h = fnv(h, &m->n_layers, sizeof m->n_layers);
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        int32_t act = (int32_t)L->act;
+        h = fnv(h, &L->n_out, sizeof L->n_out);
+        h = fnv(h, &act, sizeof act);
+        h = fnv(h, &L->alpha, sizeof L->alpha);
+        h = fnv(h, L->bias, (size_t)L->n_out * sizeof(float));
+        for (int b = 0; b < L->n_blocks; b++) {
+            int32_t src = L->blocks[b].src;
+            h = fnv(h, &src, sizeof src);
+            h = fnv(h, L->blocks[b].w,
+                    (size_t)(L->n_out * lf_model_width(m, src)) * sizeof(float));
+        }
+    }
+    return h;
+}
