@@ -287,9 +287,6 @@ static lf_err_t run_compress(MPI_Comm comm, const opts_t *o)
     }
     LF_CALL(lf_plan_create(m, stats, &popts, &plan));
     LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
-    LF_CHECK(lf_model_params(folded) == plan->params_after, LF_ERR_INTERNAL,
-             "the plan predicted %lld parameters, the folded model has %lld",
-             (long long)plan->params_after, (long long)lf_model_params(folded));
 
     char threshold[32], samples[32], rule_buf[64], prune[8];
     snprintf(threshold, sizeof threshold, "%.17g", o->threshold);

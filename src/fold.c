@@ -155,6 +155,10 @@ lf_err_t lf_fold_apply(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p, l
         if (w->n_layers < before)
             map_remove(where, L, where[i]);
     }
+    /* The plan's shape arithmetic and the algebra must agree; a mismatch is a bug in one of them. */
+    LF_CHECK(lf_model_params(w) == p->params_after, LF_ERR_INTERNAL,
+             "the plan predicted %lld parameters, the folded model has %lld",
+             (long long)p->params_after, (long long)lf_model_params(w));
     *out = w;
     w = NULL;
     if (where_out) {

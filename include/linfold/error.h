@@ -32,10 +32,7 @@
     X(VALUE, "non-finite or out-of-range value")                                                   \
     X(MPI, "MPI call failed")                                                                      \
     X(HDF5, "HDF5 call failed")                                                                    \
-    X(YAML, "YAML parse error")                                                                    \
-    X(NUMERIC, "numerical failure")                                                                \
     X(OVERFLOW, "integer overflow")                                                                \
-    X(UNSUPPORTED, "unsupported model or option")                                                  \
     X(INTERNAL, "internal error (a bug in linfold)")
 
 typedef enum {
