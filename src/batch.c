@@ -1,4 +1,4 @@
-/* The sharded, streaming batch loop shared by calibration, evaluation and prediction. */
+/* The sharded, streaming, block-aligned loop shared by calibration, evaluation and prediction. */
 #include "linfold/batch.h"
 
 #include <math.h>
@@ -8,10 +8,15 @@
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
 #include "linfold/log.h"
+#include "linfold/pool.h"
 
-int64_t lf_batch_rows(int64_t n, int64_t batch)
+enum { BLOCK_ROWS_MAX = 256 };
+
+int64_t lf_batch_block_rows(int64_t n, int64_t batch)
 {
-    int64_t r = n < batch ? n : batch;
+    int64_t r = BLOCK_ROWS_MAX;
+    r = batch < r ? batch : r;
+    r = n < r ? n : r;
     return r < 1 ? 1 : r;
 }
 
@@ -22,29 +27,56 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static lf_err_t check_finite(const lf_batch_t *b, const char *spec)
+static lf_err_t check_finite(const float *x, int64_t rows, int64_t cols, int64_t row0,
+                             const char *spec)
 {
     lf_err_t err = LF_OK;
-    for (int64_t k = 0; k < b->valid * b->cols; k++)
-        LF_CHECK(isfinite(b->x[k]), LF_ERR_VALUE, "%s: row %lld, column %lld is %s", spec,
-                 (long long)(b->row0 + k / b->cols), (long long)(k % b->cols),
-                 isnan(b->x[k]) ? "NaN" : "infinite");
+    for (int64_t k = 0; k < rows * cols; k++)
+        LF_CHECK(isfinite(x[k]), LF_ERR_VALUE, "%s: row %lld, column %lld is %s", spec,
+                 (long long)(row0 + k / cols), (long long)(k % cols),
+                 isnan(x[k]) ? "NaN" : "infinite");
 cleanup:
     return err;
 }
 
-static void print_progress(MPI_Comm comm, const char *what, int64_t done, int64_t total,
-                           double elapsed)
+typedef struct {
+    const lf_batch_t *batch;
+    int64_t block_rows;
+    lf_block_fn fn;
+    void *ctx;
+} blocks_t;
+
+static lf_err_t run_block(int k, int tid, void *arg)
+{
+    const blocks_t *b = arg;
+    const lf_batch_t *io = b->batch;
+    int64_t R = b->block_rows, start = (int64_t)k * R;
+    int64_t lo = io->first > start ? io->first : start;
+    int64_t hi = io->first + io->valid < start + R ? io->first + io->valid : start + R;
+    lf_batch_t blk = {
+        .x = io->x + start * io->cols,
+        .labels = io->labels ? io->labels + start : NULL,
+        .rows = R,
+        .first = lo - start,
+        .valid = hi > lo ? hi - lo : 0,
+        .cols = io->cols,
+        .row0 = io->row0 + start,
+        .offset = start,
+    };
+    return blk.valid > 0 ? b->fn(&blk, tid, b->ctx) : LF_OK;
+}
+
+static void progress_line(const lf_batch_opts_t *opts, int64_t done, int64_t n, double elapsed)
 {
     double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
-    double eta = rate > 0 ? (double)(total - done) / rate : 0.0;
-    lf_log(LF_LOG_INFO, comm, "%s: %lld/%lld rows (%.1f%%), %.0f rows/s, ETA %.0f s", what,
-           (long long)done, (long long)total, total ? 100.0 * (double)done / (double)total : 100.0,
-           rate, eta);
+    double eta = rate > 0 ? (double)(n - done) / rate : 0.0;
+    lf_log(LF_LOG_INFO, MPI_COMM_NULL, "%s: %lld/%lld rows (%.1f%%), %.0f rows/s, ETA %.0f s",
+           opts->what ? opts->what : "rows", (long long)done, (long long)n,
+           n ? 100.0 * (double)done / (double)n : 100.0, rate, eta);
 }
 
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
-                      const lf_batch_opts_t *opts, lf_batch_fn fn, lf_batch_fn collective_fn,
+                      const lf_batch_opts_t *opts, lf_block_fn block_fn, lf_batch_fn batch_fn,
                       void *ctx)
 {
     lf_err_t err = LF_OK, local = LF_OK;
@@ -57,44 +89,51 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
     LF_CHECK(opts->batch_rows >= 1, LF_ERR_ARG, "batch size %lld, expected >= 1",
              (long long)opts->batch_rows);
     LF_CHECK(!labels || lf_h5io_dataset_rows(labels) == n, LF_ERR_SHAPE,
-             "%s has %lld rows but %s has %lld", lf_h5io_dataset_spec(labels),
+             "%s has %lld rows but %s has %lld", labels ? lf_h5io_dataset_spec(labels) : "",
              (long long)(labels ? lf_h5io_dataset_rows(labels) : 0), lf_h5io_dataset_spec(x),
              (long long)n);
-    int64_t rows = lf_batch_rows(n, opts->batch_rows);
-    int64_t begin = 0, count = 0, max_count = 0, unused = 0;
-    lf_comm_shard(n, rank, size, &begin, &count);
-    lf_comm_shard(n, 0, size, &unused, &max_count); /* rank 0 owns the largest shard */
-    int64_t n_batches = (max_count + rows - 1) / rows;
 
-    local = lf_malloc((size_t)(rows * cols), sizeof *xbuf, (void **)&xbuf);
+    int64_t R = lf_batch_block_rows(n, opts->batch_rows);
+    int64_t per_batch = opts->batch_rows / R > 0 ? opts->batch_rows / R : 1; /* blocks */
+    int64_t begin = 0, count = 0;
+    lf_comm_shard(n, rank, size, &begin, &count);
+    int64_t end = begin + count;
+    int64_t first_block = begin / R, n_blocks = count > 0 ? (end - 1) / R - first_block + 1 : 0;
+    int64_t my_iters = (n_blocks + per_batch - 1) / per_batch, iters = 0;
+    LF_CALL_MPI(MPI_Allreduce(&my_iters, &iters, 1, MPI_INT64_T, MPI_MAX, comm));
+
+    local = lf_malloc((size_t)(per_batch * R * cols), sizeof *xbuf, (void **)&xbuf);
     if (local == LF_OK && labels)
-        local = lf_calloc((size_t)rows, sizeof *ybuf, (void **)&ybuf);
+        local = lf_calloc((size_t)(per_batch * R), sizeof *ybuf, (void **)&ybuf);
     LF_CALL(lf_comm_agree(comm, local));
 
     double t0 = now_seconds(), last = t0;
-    for (int64_t k = 0; k < n_batches; k++) {
-        int64_t off = k * rows;
-        int64_t valid = off < count ? (count - off < rows ? count - off : rows) : 0;
-        LF_CALL(lf_h5io_dataset_read_rows(x, begin + (valid ? off : 0), valid, xbuf));
+    for (int64_t it = 0; it < iters; it++) {
+        int64_t b0 = first_block + it * per_batch;
+        int64_t b1 = b0 + per_batch < first_block + n_blocks ? b0 + per_batch : first_block + n_blocks;
+        int64_t lo = b0 * R > begin ? b0 * R : begin, hi = b1 * R < end ? b1 * R : end;
+        int64_t valid = hi > lo && b1 > b0 ? hi - lo : 0;
+        int64_t first = valid ? lo - b0 * R : 0, rows = (b1 > b0 ? b1 - b0 : 0) * R;
+        memset(xbuf, 0, (size_t)(per_batch * R * cols) * sizeof *xbuf);
+        LF_CALL(lf_h5io_dataset_read_rows(x, valid ? lo : 0, valid, xbuf + first * cols));
         if (labels)
-            LF_CALL(lf_h5io_dataset_read_rows(labels, begin + (valid ? off : 0), valid, ybuf));
-        memset(xbuf + valid * cols, 0, (size_t)((rows - valid) * cols) * sizeof *xbuf);
-        lf_batch_t b = {.x = xbuf, .labels = ybuf, .rows = rows, .valid = valid, .cols = cols,
-                        .row0 = begin + (valid ? off : 0)};
-        local = check_finite(&b, lf_h5io_dataset_spec(x));
-        if (local == LF_OK && valid > 0)
-            local = fn(&b, ctx);
+            LF_CALL(lf_h5io_dataset_read_rows(labels, valid ? lo : 0, valid, ybuf + first));
+        lf_batch_t io = {.x = xbuf, .labels = ybuf, .rows = rows, .first = first, .valid = valid,
+                         .cols = cols, .row0 = b0 * R};
+        local = check_finite(xbuf + first * cols, valid, cols, lo, lf_h5io_dataset_spec(x));
+        if (local == LF_OK && valid > 0) {
+            blocks_t blocks = {.batch = &io, .block_rows = R, .fn = block_fn, .ctx = ctx};
+            local = lf_pool_run(opts->threads, (int)(b1 - b0), run_block, &blocks);
+        }
         LF_CALL(lf_comm_agree(comm, local));
-        if (collective_fn)
-            LF_CALL(collective_fn(&b, ctx));
+        if (batch_fn)
+            LF_CALL(batch_fn(&io, ctx));
         if (opts->progress && rank == 0) {
             double t = now_seconds();
-            if (t - last >= 1.0 || k + 1 == n_batches) {
-                /* Rank 0 owns the largest shard, so its share of rows done is the job's. */
-                int64_t done = (off + valid) * size < n ? (off + valid) * size : n;
-                if (k + 1 == n_batches)
-                    done = n;
-                print_progress(MPI_COMM_NULL, opts->what, done, n, t - t0);
+            if (t - last >= 1.0 || it + 1 == iters) {
+                /* Rank 0 owns the largest shard, so its share done is the job's. */
+                int64_t done = it + 1 == iters ? n : (hi - begin) * size;
+                progress_line(opts, done < n ? done : n, n, t - t0);
                 last = t;
             }
         }

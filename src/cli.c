@@ -21,6 +21,7 @@
 #include "linfold/log.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
+#include "linfold/pool.h"
 #include "linfold/stats.h"
 
 typedef struct {
@@ -215,10 +216,13 @@ cleanup:
     return err;
 }
 
+static int compute_threads = 1; /* set once per command by lf_cli_main */
+
 static lf_batch_opts_t batch_opts(const opts_t *o, const char *what)
 {
     bool progress = o->progress || (!o->no_progress && !o->quiet && isatty(STDERR_FILENO));
-    return (lf_batch_opts_t){.batch_rows = o->batch, .progress = progress, .what = what};
+    return (lf_batch_opts_t){
+        .batch_rows = o->batch, .threads = compute_threads, .progress = progress, .what = what};
 }
 
 static int rank_of(MPI_Comm comm)
@@ -516,6 +520,12 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
         return 0;
     }
     lf_log_set_level(o.quiet ? LF_LOG_ERROR : (o.verbose ? LF_LOG_DEBUG : LF_LOG_INFO));
+    lf_pool_serial_blas();
+    err = lf_pool_default_threads(comm, &compute_threads);
+    if (err != LF_OK)
+        return status_of(comm, err, &o);
+    lf_log_rank(LF_LOG_DEBUG, comm, "%d compute thread%s (BLAS single-threaded per block)",
+                compute_threads, compute_threads == 1 ? "" : "s");
     int status = c->run(comm, &o);
     fflush(stdout);
     return status;

@@ -7,6 +7,7 @@
 #include "linfold/error.h"
 
 #include <mpi.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,9 @@ static struct {
 } record;
 
 static int my_rank = 0, my_size = 1;
+
+/* Compute threads (pool.h) may fail concurrently; the first one to record wins. */
+static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
 
 const char *lf_err_name(lf_err_t err)
 {
@@ -59,7 +63,9 @@ void lf_error_set_rank(int rank, int size)
 void lf_error_record(const char *file, int line, const char *func, lf_err_t code, const char *fmt,
                      ...)
 {
+    pthread_mutex_lock(&record_lock);
     if (record.set) {
+        pthread_mutex_unlock(&record_lock);
         lf_error_trace(file, line, func);
         return;
     }
@@ -71,15 +77,18 @@ void lf_error_record(const char *file, int line, const char *func, lf_err_t code
     va_start(ap, fmt);
     vsnprintf(record.message, sizeof record.message, fmt, ap);
     va_end(ap);
+    pthread_mutex_unlock(&record_lock);
 }
 
 void lf_error_trace(const char *file, int line, const char *func)
 {
-    if (!record.set || record.n_trace >= TRACE_MAX)
-        return;
-    snprintf(record.trace[record.n_trace], sizeof record.trace[0], "#%d %s() at %s:%d",
-             record.n_trace + 1, func, file, line);
-    record.n_trace++;
+    pthread_mutex_lock(&record_lock);
+    if (record.set && record.n_trace < TRACE_MAX) {
+        snprintf(record.trace[record.n_trace], sizeof record.trace[0], "#%d %s() at %s:%d",
+                 record.n_trace + 1, func, file, line);
+        record.n_trace++;
+    }
+    pthread_mutex_unlock(&record_lock);
 }
 
 bool lf_error_is_local(void) { return record.set; }

@@ -19,30 +19,37 @@ int64_t lf_eval_class(lf_act_t act, const float *row, int64_t n)
     return best;
 }
 
+/* Per-thread state: forward workspaces and partial counts, summed after the pass. */
 typedef struct {
-    const lf_model_t *m, *ref;
     lf_forward_t *fw, *fw_ref;
     float *out_copy; /* m's outputs, kept while the reference runs */
-    const char *labels_spec;
     lf_eval_result_t acc;
+} eval_thread_t;
+
+typedef struct {
+    const lf_model_t *m, *ref;
+    const char *labels_spec;
+    int threads;
+    eval_thread_t *t;
 } eval_ctx_t;
 
-static lf_err_t eval_batch(const lf_batch_t *b, void *ctx)
+static lf_err_t eval_block(const lf_batch_t *b, int tid, void *ctx)
 {
     lf_err_t err = LF_OK;
     eval_ctx_t *e = ctx;
+    eval_thread_t *t = &e->t[tid];
     const float *y = NULL, *yr = NULL;
     int64_t n_out = lf_model_n_out(e->m);
     lf_act_t act = e->m->layers[e->m->n_layers - 1].act;
     int64_t n_classes = n_out == 1 ? 2 : n_out;
-    LF_CALL(lf_forward_run(e->fw, e->m, b->x, b->rows, NULL, NULL, &y));
+    LF_CALL(lf_forward_run(t->fw, e->m, b->x, b->rows, NULL, NULL, &y));
     if (e->ref) {
-        memcpy(e->out_copy, y, (size_t)(b->valid * n_out) * sizeof *y);
-        y = e->out_copy;
-        LF_CALL(lf_forward_run(e->fw_ref, e->ref, b->x, b->rows, NULL, NULL, &yr));
+        memcpy(t->out_copy, y, (size_t)(b->rows * n_out) * sizeof *y);
+        y = t->out_copy;
+        LF_CALL(lf_forward_run(t->fw_ref, e->ref, b->x, b->rows, NULL, NULL, &yr));
     }
     lf_act_t ref_act = e->ref ? e->ref->layers[e->ref->n_layers - 1].act : act;
-    for (int64_t r = 0; r < b->valid; r++) {
+    for (int64_t r = b->first; r < b->first + b->valid; r++) {
         const float *row = y + r * n_out;
         int64_t cls = lf_eval_class(act, row, n_out);
         if (b->labels) {
@@ -52,21 +59,47 @@ static lf_err_t eval_batch(const lf_batch_t *b, void *ctx)
                      "output%s",
                      e->labels_spec, (long long)(b->row0 + r), (long long)label,
                      (long long)(n_classes - 1), (long long)n_out, n_out == 1 ? "" : "s");
-            e->acc.correct += cls == label;
+            t->acc.correct += cls == label;
         }
         if (e->ref) {
             const float *rrow = yr + r * n_out;
             int64_t rcls = lf_eval_class(ref_act, rrow, n_out);
-            e->acc.agree += cls == rcls;
+            t->acc.agree += cls == rcls;
             if (b->labels)
-                e->acc.ref_correct += rcls == b->labels[r];
+                t->acc.ref_correct += rcls == b->labels[r];
             for (int64_t j = 0; j < n_out; j++) {
                 double d = fabs((double)row[j] - (double)rrow[j]);
-                e->acc.max_abs_diff = d > e->acc.max_abs_diff ? d : e->acc.max_abs_diff;
+                t->acc.max_abs_diff = d > t->acc.max_abs_diff ? d : t->acc.max_abs_diff;
             }
         }
     }
-    e->acc.samples += b->valid;
+    t->acc.samples += b->valid;
+cleanup:
+    return err;
+}
+
+static void eval_free(eval_ctx_t *e)
+{
+    for (int k = 0; e->t && k < e->threads; k++) {
+        lf_free(e->t[k].out_copy);
+        lf_forward_destroy(&e->t[k].fw_ref);
+        lf_forward_destroy(&e->t[k].fw);
+    }
+    lf_free(e->t);
+}
+
+static lf_err_t eval_alloc(eval_ctx_t *e, int64_t block_rows)
+{
+    lf_err_t err = LF_OK;
+    LF_CALL(lf_calloc((size_t)e->threads, sizeof *e->t, (void **)&e->t));
+    for (int k = 0; k < e->threads; k++) {
+        LF_CALL(lf_forward_create(e->m, block_rows, &e->t[k].fw));
+        if (e->ref) {
+            LF_CALL(lf_forward_create(e->ref, block_rows, &e->t[k].fw_ref));
+            LF_CALL(lf_malloc((size_t)(block_rows * lf_model_n_out(e->m)), sizeof(float),
+                              (void **)&e->t[k].out_copy));
+        }
+    }
 cleanup:
     return err;
 }
@@ -75,9 +108,10 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
                      lf_dataset_t *x, lf_dataset_t *labels, const lf_batch_opts_t *opts,
                      lf_eval_result_t *res)
 {
-    lf_err_t err = LF_OK, local = LF_OK;
+    lf_err_t err = LF_OK;
     eval_ctx_t e = {.m = m, .ref = reference,
-                    .labels_spec = labels ? lf_h5io_dataset_spec(labels) : ""};
+                    .labels_spec = labels ? lf_h5io_dataset_spec(labels) : "",
+                    .threads = opts->threads > 1 ? opts->threads : 1};
     int64_t n = lf_h5io_dataset_rows(x);
     LF_CHECK(lf_h5io_dataset_cols(x) == m->n_in, LF_ERR_SHAPE,
              "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
@@ -89,17 +123,20 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
              (long long)(reference ? reference->n_in : 0),
              (long long)(reference ? lf_model_n_out(reference) : 0), (long long)m->n_in,
              (long long)lf_model_n_out(m));
-    int64_t rows = lf_batch_rows(n, opts->batch_rows);
-    local = lf_forward_create(m, rows, &e.fw);
-    if (local == LF_OK && reference)
-        local = lf_forward_create(reference, rows, &e.fw_ref);
-    if (local == LF_OK && reference)
-        local = lf_malloc((size_t)(rows * lf_model_n_out(m)), sizeof(float), (void **)&e.out_copy);
-    LF_CALL(lf_comm_agree(comm, local));
-    LF_CALL(lf_batch_run(comm, x, labels, opts, eval_batch, NULL, &e));
-    int64_t counts[4] = {e.acc.samples, e.acc.correct, e.acc.ref_correct, e.acc.agree};
+    LF_CALL(lf_comm_agree(comm, eval_alloc(&e, lf_batch_block_rows(n, opts->batch_rows))));
+    LF_CALL(lf_batch_run(comm, x, labels, opts, eval_block, NULL, &e));
+    int64_t counts[4] = {0, 0, 0, 0};
+    double max_diff = 0.0;
+    for (int k = 0; k < e.threads; k++) {
+        const lf_eval_result_t *a = &e.t[k].acc;
+        counts[0] += a->samples;
+        counts[1] += a->correct;
+        counts[2] += a->ref_correct;
+        counts[3] += a->agree;
+        max_diff = a->max_abs_diff > max_diff ? a->max_abs_diff : max_diff;
+    }
     LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, counts, 4, MPI_INT64_T, MPI_SUM, comm));
-    LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &e.acc.max_abs_diff, 1, MPI_DOUBLE, MPI_MAX, comm));
+    LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &max_diff, 1, MPI_DOUBLE, MPI_MAX, comm));
     *res = (lf_eval_result_t){
         .samples = counts[0],
         .params = lf_model_params(m),
@@ -109,50 +146,71 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
         .ref_params = reference ? lf_model_params(reference) : 0,
         .ref_correct = counts[2],
         .agree = counts[3],
-        .max_abs_diff = e.acc.max_abs_diff,
+        .max_abs_diff = max_diff,
     };
 cleanup:
-    lf_free(e.out_copy);
-    lf_forward_destroy(&e.fw_ref);
-    lf_forward_destroy(&e.fw);
+    eval_free(&e);
     return err;
 }
 
 typedef struct {
     const lf_model_t *m;
-    lf_forward_t *fw;
-    const float *y;
+    int threads;
+    lf_forward_t **fw; /* per thread */
+    float *y;          /* outputs of one I/O batch, (batch rows, n_out) */
     lf_output_t *out;
 } predict_ctx_t;
 
-static lf_err_t predict_batch(const lf_batch_t *b, void *ctx)
+static lf_err_t predict_block(const lf_batch_t *b, int tid, void *ctx)
 {
+    lf_err_t err = LF_OK;
     predict_ctx_t *p = ctx;
-    return lf_forward_run(p->fw, p->m, b->x, b->rows, NULL, NULL, &p->y);
+    const float *y = NULL;
+    int64_t n_out = lf_model_n_out(p->m);
+    LF_CALL(lf_forward_run(p->fw[tid], p->m, b->x, b->rows, NULL, NULL, &y));
+    memcpy(p->y + (b->offset + b->first) * n_out, y + b->first * n_out,
+           (size_t)(b->valid * n_out) * sizeof *y);
+cleanup:
+    return err;
 }
 
 static lf_err_t predict_write(const lf_batch_t *b, void *ctx)
 {
     predict_ctx_t *p = ctx;
-    return lf_h5io_output_write_rows(p->out, b->row0, b->valid, p->y);
+    return lf_h5io_output_write_rows(p->out, b->row0 + b->first, b->valid,
+                                     p->y + b->first * lf_model_n_out(p->m));
+}
+
+static lf_err_t predict_alloc(predict_ctx_t *p, int64_t block_rows, int64_t batch_rows)
+{
+    lf_err_t err = LF_OK;
+    LF_CALL(lf_calloc((size_t)p->threads, sizeof *p->fw, (void **)&p->fw));
+    for (int t = 0; t < p->threads; t++)
+        LF_CALL(lf_forward_create(p->m, block_rows, &p->fw[t]));
+    LF_CALL(lf_malloc((size_t)(batch_rows * lf_model_n_out(p->m)), sizeof *p->y, (void **)&p->y));
+cleanup:
+    return err;
 }
 
 lf_err_t lf_eval_predict(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *x, const char *path,
                          const lf_batch_opts_t *opts)
 {
     lf_err_t err = LF_OK;
-    predict_ctx_t p = {.m = m};
+    predict_ctx_t p = {.m = m, .threads = opts->threads > 1 ? opts->threads : 1};
     LF_CHECK(lf_h5io_dataset_cols(x) == m->n_in, LF_ERR_SHAPE,
              "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
              (long long)lf_h5io_dataset_cols(x), (long long)m->n_in);
-    int64_t rows = lf_batch_rows(lf_h5io_dataset_rows(x), opts->batch_rows);
-    LF_CALL(lf_comm_agree(comm, lf_forward_create(m, rows, &p.fw)));
-    LF_CALL(lf_h5io_output_create(comm, path, "/outputs", lf_h5io_dataset_rows(x),
-                                  lf_model_n_out(m), &p.out));
-    LF_CALL(lf_batch_run(comm, x, NULL, opts, predict_batch, predict_write, &p));
+    int64_t n = lf_h5io_dataset_rows(x), R = lf_batch_block_rows(n, opts->batch_rows);
+    int64_t batch_rows = (opts->batch_rows / R > 0 ? opts->batch_rows / R : 1) * R;
+    LF_CALL(lf_comm_agree(comm, predict_alloc(&p, R, batch_rows)));
+    LF_CALL(lf_h5io_output_create(comm, path, "/outputs", n, lf_model_n_out(m), &p.out));
+    LF_CALL(lf_batch_run(comm, x, NULL, opts, predict_block, predict_write, &p));
     LF_CALL(lf_h5io_output_commit(&p.out));
 cleanup:
     lf_h5io_output_abort(&p.out);
-    lf_forward_destroy(&p.fw);
+    for (int t = 0; p.fw && t < p.threads; t++)
+        lf_forward_destroy(&p.fw[t]);
+    lf_free(p.fw);
+    lf_free(p.y);
     return err;
 }

@@ -119,29 +119,59 @@ double lf_stats_rate(const lf_stats_t *s, int layer, int64_t j)
 }
 
 typedef struct {
-    const lf_model_t *model;
-    lf_forward_t *fw;
     lf_stats_t *stats;
-    int64_t valid;
-} collect_ctx_t;
+    int64_t first, valid;
+} hook_ctx_t;
 
 static lf_err_t collect_hook(int layer, const float *z, int64_t rows, int64_t n_out, void *ctx)
 {
     (void)rows;
-    (void)n_out;
-    collect_ctx_t *c = ctx;
-    lf_stats_update(c->stats, layer, z, c->valid);
+    hook_ctx_t *h = ctx;
+    lf_stats_update(h->stats, layer, z + h->first * n_out, h->valid);
     return LF_OK;
 }
 
-static lf_err_t collect_batch(const lf_batch_t *b, void *ctx)
+/* Per-thread workspaces and partial statistics; partials merge exactly after the pass. */
+typedef struct {
+    const lf_model_t *model;
+    int threads;
+    lf_forward_t **fw;
+    lf_stats_t **part;
+} collect_ctx_t;
+
+static lf_err_t collect_block(const lf_batch_t *b, int tid, void *ctx)
 {
     lf_err_t err = LF_OK;
     collect_ctx_t *c = ctx;
     const float *y = NULL;
-    c->valid = b->valid;
-    LF_CALL(lf_forward_run(c->fw, c->model, b->x, b->rows, collect_hook, c, &y));
-    c->stats->samples += b->valid;
+    hook_ctx_t h = {.stats = c->part[tid], .first = b->first, .valid = b->valid};
+    LF_CALL(lf_forward_run(c->fw[tid], c->model, b->x, b->rows, collect_hook, &h, &y));
+    c->part[tid]->samples += b->valid;
+cleanup:
+    return err;
+}
+
+static void collect_free(collect_ctx_t *c)
+{
+    for (int t = 0; t < c->threads; t++) {
+        if (c->fw)
+            lf_forward_destroy(&c->fw[t]);
+        if (c->part)
+            lf_stats_destroy(&c->part[t]);
+    }
+    lf_free(c->fw);
+    lf_free(c->part);
+}
+
+static lf_err_t collect_alloc(collect_ctx_t *c, int64_t block_rows)
+{
+    lf_err_t err = LF_OK;
+    LF_CALL(lf_calloc((size_t)c->threads, sizeof *c->fw, (void **)&c->fw));
+    LF_CALL(lf_calloc((size_t)c->threads, sizeof *c->part, (void **)&c->part));
+    for (int t = 0; t < c->threads; t++) {
+        LF_CALL(lf_forward_create(c->model, block_rows, &c->fw[t]));
+        LF_CALL(lf_stats_create(c->model, &c->part[t]));
+    }
 cleanup:
     return err;
 }
@@ -150,7 +180,7 @@ lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data
                           const lf_batch_opts_t *opts, lf_stats_t **out)
 {
     lf_err_t err = LF_OK, local = LF_OK;
-    collect_ctx_t c = {.model = m};
+    collect_ctx_t c = {.model = m, .threads = opts->threads > 1 ? opts->threads : 1};
     *out = NULL;
     int64_t n = lf_h5io_dataset_rows(data);
     LF_CHECK(lf_h5io_dataset_cols(data) == m->n_in, LF_ERR_SHAPE,
@@ -158,17 +188,16 @@ lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data
              (long long)lf_h5io_dataset_cols(data), (long long)m->n_in);
     LF_CHECK(n >= 1, LF_ERR_SHAPE, "%s has no rows: calibration needs at least one sample",
              lf_h5io_dataset_spec(data));
-    local = lf_stats_create(m, &c.stats);
-    if (local == LF_OK)
-        local = lf_forward_create(m, lf_batch_rows(n, opts->batch_rows), &c.fw);
+    LF_CALL(lf_comm_agree(comm, collect_alloc(&c, lf_batch_block_rows(n, opts->batch_rows))));
+    LF_CALL(lf_batch_run(comm, data, NULL, opts, collect_block, NULL, &c));
+    for (int t = 1; t < c.threads && local == LF_OK; t++)
+        local = lf_stats_merge(c.part[0], c.part[t]);
     LF_CALL(lf_comm_agree(comm, local));
-    LF_CALL(lf_batch_run(comm, data, NULL, opts, collect_batch, NULL, &c));
-    LF_CALL(lf_stats_reduce(comm, c.stats));
-    *out = c.stats;
-    c.stats = NULL;
+    LF_CALL(lf_stats_reduce(comm, c.part[0]));
+    *out = c.part[0];
+    c.part[0] = NULL;
 cleanup:
-    lf_forward_destroy(&c.fw);
-    lf_stats_destroy(&c.stats);
+    collect_free(&c);
     return err;
 }
 

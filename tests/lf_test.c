@@ -10,6 +10,7 @@
 
 #include "linfold/error.h"
 #include "linfold/h5io.h"
+#include "linfold/pool.h"
 
 MPI_Comm LF_TEST_COMM = MPI_COMM_NULL;
 
@@ -23,6 +24,7 @@ int lf_test_run_mpi(int argc, char **argv, Suite *(*make)(void))
     MPI_Comm_size(LF_TEST_COMM, &size);
     lf_error_set_rank(rank, size);
     lf_h5io_init();
+    lf_pool_serial_blas();
     SRunner *sr = srunner_create(make());
     srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);

@@ -1,12 +1,17 @@
-/* Streams the rows of a sample dataset that this rank owns, in batches, through a callback.
+/* Streams the rows of a sample dataset that this rank owns, in aligned blocks, through callbacks.
  *
- * Rank r owns a contiguous block of rows (lf_comm_shard). Every rank reads its batches with
- * collective HDF5 transfers and runs the same number of iterations (ranks that ran out of rows
- * read an empty selection), so the loop never deadlocks. Each batch holds exactly
- * lf_batch_rows(n, batch) rows: the rows of the shard, then zero rows. Passing the same row count
- * to every GEMM makes each row's result independent of the rank count (OpenBLAS picks its kernels
- * from the matrix shape). Rows are checked for NaN/Inf and the callback's error is agreed across
- * ranks after every batch, so a failure on one rank ends the loop on all. */
+ * Rank r owns a contiguous block of rows (lf_comm_shard). The rows are cut into *compute blocks*
+ * aligned to the global row index: block k holds global rows [k R, (k + 1) R) with
+ * R = lf_batch_block_rows(n, batch). Every block is computed as a whole R-row matrix, with zero
+ * rows where the rank owns no data, by single-threaded BLAS: each row's result then depends only
+ * on the row and its position in its block, never on the rank count or thread count, so results
+ * are bitwise identical however the job is split. (OpenBLAS's kernels do give different roundings
+ * for the same row at a different position or thread count; docs/hpc.md has the measurements.)
+ *
+ * Each I/O batch is up to batch/R consecutive blocks, read with one collective HDF5 transfer;
+ * ranks that ran out of rows read an empty selection, so every rank runs the same number of
+ * iterations. Rows are checked for NaN/Inf, blocks run on the rank's threads, and the errors are
+ * agreed across ranks after every batch, so a failure on one rank ends the loop on all. */
 #ifndef LINFOLD_BATCH_H
 #define LINFOLD_BATCH_H
 
@@ -18,32 +23,36 @@
 #include "linfold/h5io.h"
 
 typedef struct {
-    const float *x;         /* row-major (rows, cols); rows valid..rows-1 are zero */
-    const int64_t *labels;  /* (rows), or NULL when no label dataset was given */
-    int64_t rows;           /* rows in x: lf_batch_rows(n, batch) on every rank */
-    int64_t valid;          /* rows that hold data */
+    const float *x;        /* row-major (rows, cols); rows outside [first, first + valid) are 0 */
+    const int64_t *labels; /* (rows), or NULL when no label dataset was given */
+    int64_t rows;          /* rows in x */
+    int64_t first;         /* first row of x that holds data */
+    int64_t valid;         /* rows that hold data (may be 0) */
     int64_t cols;
-    int64_t row0;           /* global index of row 0 */
+    int64_t row0;          /* global index of row 0 of x */
+    int64_t offset;        /* a block's first row within its I/O batch (0 for a batch) */
 } lf_batch_t;
 
-/* Runs on one batch. Not collective: it must not call collectives, since ranks may differ. */
-typedef lf_err_t (*lf_batch_fn)(const lf_batch_t *b, void *ctx);
+/* Runs on one compute block (rows = R) on thread tid. Not collective: must not call MPI. */
+typedef lf_err_t (*lf_block_fn)(const lf_batch_t *block, int tid, void *ctx);
+/* Runs on every rank after each I/O batch (valid may be 0): the place for collective work such
+ * as writing the batch's results. Collective. */
+typedef lf_err_t (*lf_batch_fn)(const lf_batch_t *batch, void *ctx);
 
 typedef struct {
-    int64_t batch_rows;  /* rows per batch, >= 1 */
-    bool progress;       /* rank 0 prints rows done, rate and ETA at most once a second */
-    const char *what;    /* label for progress lines, e.g. "calibrate" */
+    int64_t batch_rows; /* rows per I/O batch, >= 1 */
+    int threads;        /* compute threads of this rank (<= 1: the calling thread) */
+    bool progress;      /* rank 0 prints rows done, rate and ETA at most once a second */
+    const char *what;   /* label for progress lines, e.g. "calibrate" */
 } lf_batch_opts_t;
 
-/* Rows per batch for a dataset of n rows: min(batch, n), at least 1. Not collective. */
-int64_t lf_batch_rows(int64_t n, int64_t batch);
+/* Rows per compute block for n rows: min(256, batch, n), at least 1. Not collective. */
+int64_t lf_batch_block_rows(int64_t n, int64_t batch);
 
-/* Streams x (and labels, which may be NULL and must have as many rows) through fn, on the ranks
- * that have rows in the batch. Then, once the batch's errors are agreed, every rank calls
- * collective_fn (may be NULL) with the same batch (valid may be 0 there): the place for
- * collective work such as writing the batch's results. Collective on comm. */
+/* Streams x (and labels, which may be NULL and must have as many rows) through block_fn, then
+ * batch_fn (may be NULL). Collective on comm. */
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
-                      const lf_batch_opts_t *opts, lf_batch_fn fn, lf_batch_fn collective_fn,
+                      const lf_batch_opts_t *opts, lf_block_fn block_fn, lf_batch_fn batch_fn,
                       void *ctx);
 
 #endif /* LINFOLD_BATCH_H */
