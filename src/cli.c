@@ -124,7 +124,7 @@ static void print_usage(FILE *f)
 
 static void print_command_help(const command_t *c)
 {
-    printf("%s\n\n%s\n\nOptions:\n", c->synopsis, c->summary);
+    printf("Usage: %s\n\n%s\n\nOptions:\n", c->synopsis, c->summary);
     for (size_t k = 0; k < sizeof flags / sizeof *flags; k++) {
         if (!(flags[k].group & (c->accepts | M_COMMON)))
             continue;
@@ -212,6 +212,13 @@ static lf_err_t parse_args(const command_t *c, int argc, char **argv, opts_t *o)
     if (strcmp(c->name, "compress") == 0)
         LF_CHECK((o->data != NULL) != (o->stats != NULL), LF_ERR_USAGE,
                  "compress: give exactly one of --data and --stats");
+    /* Dataset specs are checked here, before any file is opened. */
+    const char *specs[] = {o->data, o->labels};
+    for (size_t k = 0; k < sizeof specs / sizeof *specs; k++)
+        if (specs[k]) {
+            char file[4096], obj[1024];
+            LF_CALL(lf_h5io_split_spec(specs[k], file, sizeof file, obj, sizeof obj));
+        }
 cleanup:
     return err;
 }
@@ -505,8 +512,8 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
             c = &commands[k];
     if (!c) {
         if (rank == 0)
-            fprintf(stderr, "linfold: unknown command '%s' (expected compress, calibrate, eval, "
-                            "predict or inspect; see linfold --help)\n",
+            fprintf(stderr, "linfold: error: unknown command '%s' (expected compress, calibrate, "
+                            "eval, predict or inspect; see linfold --help) (LF_ERR_USAGE)\n",
                     argv[1]);
         return 2;
     }

@@ -32,6 +32,9 @@ void lf_comm_report_error(MPI_Comm comm, lf_err_t agreed, int traceback)
         lf_error_print(traceback != 0);
     else if (first == size && rank == 0 && agreed != LF_OK)
         lf_error_print(false);
+    /* mpirun kills the job as soon as one rank exits non-zero: no rank may exit before the
+     * message is out, or the printing rank can be killed mid-sentence. */
+    MPI_Barrier(comm);
 }
 
 lf_err_t lf_comm_bcast_string(MPI_Comm comm, char *buf, int cap, int root)

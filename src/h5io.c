@@ -241,8 +241,8 @@ lf_err_t lf__open_float_dataset(hid_t loc, const char *name, const char *file,
     space = H5Dget_space(*dset);
     LF_CALL_H5(space, "%s: %s space", file, path);
     int got = H5Sget_simple_extent_ndims(space);
-    LF_CHECK(got == rank, LF_ERR_SHAPE, "%s: %s has %d dimensions, expected %d", file, path, got,
-             rank);
+    LF_CHECK(got == rank, LF_ERR_SHAPE, "%s: %s has %d dimension%s, expected %d", file, path, got,
+             got == 1 ? "" : "s", rank);
     H5Sget_simple_extent_dims(space, dims, NULL);
 cleanup:
     if (err != LF_OK)
@@ -305,7 +305,9 @@ static lf_err_t read_layer(hid_t layers, int i, const char *file, lf_model_t *m,
     grp = H5Gopen2(layers, name, H5P_DEFAULT);
     LF_CALL_H5(grp, "%s: cannot open group %s", file, path);
 
-    LF_CALL(lf__read_string_attr(grp, "activation", path, act_name, sizeof act_name));
+    char where[4200];
+    snprintf(where, sizeof where, "%s: %s", file, path);
+    LF_CALL(lf__read_string_attr(grp, "activation", where, act_name, sizeof act_name));
     lf_act_t act;
     lf_err_t perr = lf_act_parse(act_name, &act);
     if (perr != LF_OK) {
@@ -317,8 +319,6 @@ static lf_err_t read_layer(hid_t layers, int i, const char *file, lf_model_t *m,
     }
     double alpha = 0.0;
     if (act == LF_ACT_LEAKY_RELU) {
-        char where[160];
-        snprintf(where, sizeof where, "%s: %s", file, path);
         LF_CALL(lf__read_number_attr(grp, "alpha", where, H5T_FLOAT, H5T_NATIVE_DOUBLE, &alpha));
     }
 
@@ -364,10 +364,17 @@ static lf_err_t read_layer(hid_t layers, int i, const char *file, lf_model_t *m,
             int src = 0;
             LF_CHECK(parse_src(link, &src), LF_ERR_FORMAT,
                      "%s: %s/%s: skip source must be 'input' or a layer index", file, path, link);
+            char allowed[64];
+            if (i >= 3)
+                snprintf(allowed, sizeof allowed, "'input' or a layer 0 to %d", i - 2);
+            else if (i == 2)
+                snprintf(allowed, sizeof allowed, "'input' or layer 0");
+            else
+                snprintf(allowed, sizeof allowed, "'input' only");
             LF_CHECK(src < i - 1, LF_ERR_FORMAT,
-                     "%s: %s/%s: a skip block of layer %d must come from the input or a layer "
-                     "before %d (the weight reads layer %d)",
-                     file, path, link, i, i - 1, i - 1);
+                     "%s: %s/%s: a skip block of layer %d may read %s (layer %d feeds its weight; "
+                     "later layers are not computed yet)",
+                     file, path, link, i, allowed, i - 1);
             entries[k].src = src;
             snprintf(entries[k].name, sizeof entries[k].name, "%s", link);
         }
@@ -644,8 +651,8 @@ lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t ki
     if (kind == LF_DATA_SAMPLES) {
         LF_CHECK(H5Tget_class(type) == H5T_FLOAT, LF_ERR_FORMAT,
                  "%s: %s is not a float dataset (samples must be float32 or float64)", file, obj);
-        LF_CHECK(ndims == 2, LF_ERR_SHAPE, "%s: %s has %d dimensions, expected 2 (samples, features)",
-                 file, obj, ndims);
+        LF_CHECK(ndims == 2, LF_ERR_SHAPE, "%s: %s has %d dimension%s, expected 2 (samples, features)",
+                 file, obj, ndims, ndims == 1 ? "" : "s");
         H5Sget_simple_extent_dims(space, dims, NULL);
         ds->rows = (int64_t)dims[0];
         ds->cols = (int64_t)dims[1];

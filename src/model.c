@@ -306,11 +306,13 @@ lf_err_t lf_model_validate(const lf_model_t *m, const char *name)
             char path[64];
             lf_model_block_path(path, sizeof path, i, src);
             LF_CHECK(all_finite(L->blocks[b].w, L->n_out * cols, &bad), LF_ERR_VALUE,
-                     "%s: %s has a non-finite value at [%lld, %lld]", name, path,
+                     "%s: %s has %s at [%lld, %lld]", name, path,
+                     isnan(L->blocks[b].w[bad]) ? "NaN" : "an infinite value",
                      (long long)(bad / cols), (long long)(bad % cols));
         }
         LF_CHECK(all_finite(L->bias, L->n_out, &bad), LF_ERR_VALUE,
-                 "%s: /layers/%d/bias has a non-finite value at [%lld]", name, i, (long long)bad);
+                 "%s: /layers/%d/bias has %s at [%lld]", name, i,
+                 isnan(L->bias[bad]) ? "NaN" : "an infinite value", (long long)bad);
         LF_CHECK(L->act != LF_ACT_LEAKY_RELU || isfinite(L->alpha), LF_ERR_VALUE,
                  "%s: /layers/%d alpha is not finite", name, i);
     }
