@@ -6,6 +6,8 @@
 #include "linfold/cli.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "build_info.h"
 #include "linfold/alloc.h"
 #include "linfold/batch.h"
+#include "linfold/blas.h"
 #include "linfold/comm.h"
 #include "linfold/eval.h"
 #include "linfold/fold.h"
@@ -493,6 +496,21 @@ static int cmd_inspect(MPI_Comm comm, const opts_t *o)
 
 /* ---------------------------------------------------------------- entry */
 
+/* Peak resident memory over the ranks, for SLURM logs and the streaming test. Collective. */
+static void log_peak_memory(MPI_Comm comm)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    struct {
+        double mib;
+        int rank;
+    } mine = {(double)ru.ru_maxrss / 1024.0, rank_of(comm)}, hi, lo;
+    MPI_Allreduce(&mine, &hi, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm);
+    MPI_Allreduce(&mine, &lo, 1, MPI_DOUBLE_INT, MPI_MINLOC, comm);
+    lf_log(LF_LOG_DEBUG, comm, "peak memory per rank: max %.1f MiB (rank %d), min %.1f MiB (rank %d)",
+           hi.mib, hi.rank, lo.mib, lo.rank);
+}
+
 int lf_cli_main(MPI_Comm comm, int argc, char **argv)
 {
     int rank = rank_of(comm);
@@ -531,9 +549,14 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
     err = lf_pool_default_threads(comm, &compute_threads);
     if (err != LF_OK)
         return status_of(comm, err, &o);
-    lf_log_rank(LF_LOG_DEBUG, comm, "%d compute thread%s (BLAS single-threaded per block)",
-                compute_threads, compute_threads == 1 ? "" : "s");
+    lf_log_rank(LF_LOG_DEBUG, comm,
+                "%d compute thread%s; BLAS kernel %s (chosen by %s; CPU supports %s), "
+                "single-threaded per block",
+                compute_threads, compute_threads == 1 ? "" : "s", lf_blas_kernel(),
+                lf_blas_kernel_origin(), lf_blas_best_kernel());
     int status = c->run(comm, &o);
     fflush(stdout);
+    if (status == 0)
+        log_peak_memory(comm);
     return status;
 }

@@ -1,12 +1,15 @@
 /* linfold: MPI set-up around the command line. */
 #include <mpi.h>
 
+#include "linfold/blas.h"
 #include "linfold/cli.h"
 #include "linfold/error.h"
 #include "linfold/h5io.h"
 
 int main(int argc, char **argv)
 {
+    /* Before MPI_Init: it may re-execute this program with a better BLAS kernel. */
+    lf_blas_select_kernel(argv);
     MPI_Init(&argc, &argv);
     MPI_Comm comm = MPI_COMM_NULL;
     MPI_Comm_dup(MPI_COMM_WORLD, &comm);

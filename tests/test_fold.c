@@ -405,6 +405,33 @@ START_TEST(test_shape_matches_fold_randomised)
 }
 END_TEST
 
+/* Fewer rows than ranks: ranks without rows take part in every collective and the statistics,
+ * plan and folded model are those of the full data. */
+START_TEST(test_fewer_rows_than_ranks)
+{
+    const int64_t widths[] = {4, 3, 2};
+    lf_model_t *m = lf_test_mlp(3, widths, 3, -0.5f, 0.5f, -0.1f, 0.1f, 91);
+    shape_layer(m, 0, 2, 1, 92);
+    char spec[600];
+    write_samples("x", 2, 3, 93, spec, sizeof spec);
+    lf_stats_t *s = collect(m, spec, 1024);
+    ck_assert_int_eq(s->samples, 2);
+    ck_assert_int_ge(s->layers[0].positive[0], 2);
+    ck_assert_int_eq(s->layers[0].positive[2], 0);
+    lf_plan_opts_t o = {.threshold = 1.0, .rule = {.kind = LF_RULE_ALL}, .prune_dead = true};
+    lf_plan_t *p = NULL;
+    lf_model_t *f = NULL;
+    compress(m, s, &o, &p, &f);
+    ck_assert(p->fold[0]);
+    double rel = output_rel_diff(m, f, 2, 93, 1.0f);
+    ck_assert_msg(lf_test_all(rel <= REL_TOL), "relative output difference %g", rel);
+    lf_model_destroy(&f);
+    lf_plan_destroy(&p);
+    lf_stats_destroy(&s);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("fold");
@@ -418,6 +445,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_fold_into_skip_readers);
     tcase_add_test(tc, test_stats_counts_match_serial);
     tcase_add_test(tc, test_shape_matches_fold_randomised);
+    tcase_add_test(tc, test_fewer_rows_than_ranks);
     suite_add_tcase(s, tc);
     return s;
 }
