@@ -114,7 +114,10 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
         int64_t lo = b0 * R > begin ? b0 * R : begin, hi = b1 * R < end ? b1 * R : end;
         int64_t valid = hi > lo && b1 > b0 ? hi - lo : 0;
         int64_t first = valid ? lo - b0 * R : 0, rows = (b1 > b0 ? b1 - b0 : 0) * R;
-        memset(xbuf, 0, (size_t)(per_batch * R * cols) * sizeof *xbuf);
+        /* Zero only the rows this rank does not own; the read fills the others. */
+        memset(xbuf, 0, (size_t)(first * cols) * sizeof *xbuf);
+        memset(xbuf + (first + valid) * cols, 0,
+               (size_t)((per_batch * R - first - valid) * cols) * sizeof *xbuf);
         LF_CALL(lf_h5io_dataset_read_rows(x, valid ? lo : 0, valid, xbuf + first * cols));
         if (labels)
             LF_CALL(lf_h5io_dataset_read_rows(labels, valid ? lo : 0, valid, ybuf + first));
