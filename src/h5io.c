@@ -487,8 +487,8 @@ hid_t lf__create_plist(hid_t cls)
     return p;
 }
 
-lf_err_t lf__write_float_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
-                                    const float *data)
+lf_err_t lf__write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                           hid_t file_type, hid_t mem_type, const void *data)
 {
     lf_err_t err = LF_OK;
     hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
@@ -496,15 +496,21 @@ lf_err_t lf__write_float_dataset(hid_t loc, const char *name, int rank, const hs
     LF_CALL_H5(space, "dataspace for %s", name);
     dcpl = lf__create_plist(H5P_DATASET_CREATE);
     LF_CALL_H5(dcpl, "creation list");
-    dset = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     LF_CALL_H5(dset, "cannot create dataset %s", name);
-    LF_CALL_H5(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+    LF_CALL_H5(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
                "cannot write dataset %s", name);
 cleanup:
     lf__close_id(&dset);
     lf__close_id(&dcpl);
     lf__close_id(&space);
     return err;
+}
+
+lf_err_t lf__write_float_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                                 const float *data)
+{
+    return lf__write_dataset(loc, name, rank, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data);
 }
 
 lf_err_t lf__create_group(hid_t loc, const char *name, hid_t *grp)

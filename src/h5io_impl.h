@@ -38,6 +38,9 @@ lf_err_t lf__write_string_attr(hid_t obj, const char *name, const char *value);
 lf_err_t lf__write_number_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
                                const void *value);
 lf_err_t lf__create_group(hid_t loc, const char *name, hid_t *grp);
+/* Writes a whole dataset of file_type from memory of mem_type (no timestamps). */
+lf_err_t lf__write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                           hid_t file_type, hid_t mem_type, const void *data);
 lf_err_t lf__write_float_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
                                  const float *data);
 lf_err_t lf__open_float_dataset(hid_t loc, const char *name, const char *file, const char *path,

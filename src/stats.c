@@ -205,22 +205,8 @@ cleanup:
 
 static lf_err_t write_int64_dataset(hid_t loc, const char *name, int64_t n, const int64_t *data)
 {
-    lf_err_t err = LF_OK;
-    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t dims = (hsize_t)n;
-    space = H5Screate_simple(1, &dims, NULL);
-    LF_CALL_H5(space, "dataspace for %s", name);
-    dcpl = lf__create_plist(H5P_DATASET_CREATE);
-    LF_CALL_H5(dcpl, "creation list");
-    dset = H5Dcreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    LF_CALL_H5(dset, "cannot create dataset %s", name);
-    LF_CALL_H5(H5Dwrite(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
-               "cannot write dataset %s", name);
-cleanup:
-    lf__close_id(&dset);
-    lf__close_id(&dcpl);
-    lf__close_id(&space);
-    return err;
+    return lf__write_dataset(loc, name, 1, &dims, H5T_STD_I64LE, H5T_NATIVE_INT64, data);
 }
 
 static lf_err_t write_serial(const char *tmp, const lf_stats_t *s)
