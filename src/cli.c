@@ -30,7 +30,7 @@
 typedef struct {
     const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *file;
     double threshold;
-    bool prune_dead, json, verbose, quiet, progress, no_progress, help;
+    bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums;
     int64_t batch;
 } opts_t;
 
@@ -39,7 +39,7 @@ typedef enum { F_STRING, F_DOUBLE, F_INT, F_BOOL } flag_kind_t;
 enum {
     M_MODEL = 1 << 0, M_DATA = 1 << 1, M_LABELS = 1 << 2, M_STATS = 1 << 3, M_OUT = 1 << 4,
     M_REFERENCE = 1 << 5, M_THRESHOLD = 1 << 6, M_RULE = 1 << 7, M_PRUNE = 1 << 8,
-    M_JSON = 1 << 9, M_BATCH = 1 << 10, M_COMMON = 1 << 11,
+    M_JSON = 1 << 9, M_BATCH = 1 << 10, M_COMMON = 1 << 11, M_SUMS = 1 << 12,
 };
 
 typedef struct {
@@ -66,6 +66,8 @@ static const flag_t flags[] = {
     {"--prune-dead", F_BOOL, OFF(prune_dead), M_PRUNE, NULL,
      "also remove relu neurons never active on the calibration data"},
     {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout"},
+    {"--output-sums", F_BOOL, OFF(output_sums), M_SUMS, NULL,
+     "also record exact sums of every neuron's outputs (for --prune-fraction later; slower)"},
     {"--batch", F_INT, OFF(batch), M_BATCH, "N", "rows per batch (default 1024)"},
     {"--progress", F_BOOL, OFF(progress), M_COMMON, NULL,
      "progress lines on stderr (default when stderr is a terminal)"},
@@ -100,8 +102,8 @@ static const command_t commands[] = {
      "Fold neurons that are linear on the calibration data into skip connections and print a\n"
      "per-layer summary.",
      cmd_compress, false},
-    {"calibrate", M_MODEL | M_DATA | M_OUT | M_BATCH, M_MODEL | M_DATA | M_OUT,
-     "linfold calibrate --model IN.h5 --data F.h5:/x --out STATS.h5",
+    {"calibrate", M_MODEL | M_DATA | M_OUT | M_BATCH | M_SUMS, M_MODEL | M_DATA | M_OUT,
+     "linfold calibrate --model IN.h5 --data F.h5:/x [--output-sums] --out STATS.h5",
      "Record per-neuron activation statistics over the calibration data.", cmd_calibrate, false},
     {"eval", M_MODEL | M_DATA | M_LABELS | M_REFERENCE | M_JSON | M_BATCH, M_MODEL | M_DATA,
      "linfold eval --model M.h5 --data F.h5:/x [--labels F.h5:/y] [--reference ORIG.h5] [--json]",
@@ -297,7 +299,7 @@ static lf_err_t run_compress(MPI_Comm comm, const opts_t *o)
     } else {
         lf_batch_opts_t bo = batch_opts(o, "calibrate");
         LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
-        LF_CALL(lf_stats_collect(comm, m, data, &bo, &stats));
+        LF_CALL(lf_stats_collect(comm, m, data, &bo, false, &stats));
     }
     LF_CALL(lf_plan_create(m, stats, &popts, &plan));
     LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
@@ -354,7 +356,7 @@ static lf_err_t run_calibrate(MPI_Comm comm, const opts_t *o)
     lf_batch_opts_t bo = batch_opts(o, "calibrate");
     LF_CALL(lf_h5io_read_model(comm, o->model, &m));
     LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
-    LF_CALL(lf_stats_collect(comm, m, data, &bo, &stats));
+    LF_CALL(lf_stats_collect(comm, m, data, &bo, o->output_sums, &stats));
     LF_CALL(lf_stats_write(comm, o->out, stats));
     lf_log(LF_LOG_INFO, comm, "calibrate: %lld samples, statistics written to %s",
            (long long)stats->samples, o->out);

@@ -27,6 +27,8 @@ lf_err_t lf_stats_create(const lf_model_t *m, lf_stats_t **out)
         LF_CALL(lf_calloc(n, sizeof *ls->negative, (void **)&ls->negative));
         LF_CALL(lf_malloc(n, sizeof *ls->zmin, (void **)&ls->zmin));
         LF_CALL(lf_malloc(n, sizeof *ls->zmax, (void **)&ls->zmax));
+        LF_CALL(lf_calloc(n, sizeof *ls->exact, (void **)&ls->exact));
+        LF_CALL(lf_calloc(n, sizeof *ls->out_sum, (void **)&ls->out_sum));
         for (size_t j = 0; j < n; j++) {
             ls->zmin[j] = INFINITY;
             ls->zmax[j] = -INFINITY;
@@ -50,13 +52,42 @@ void lf_stats_destroy(lf_stats_t **s)
             lf_free(ls->negative);
             lf_free(ls->zmin);
             lf_free(ls->zmax);
+            lf_free(ls->exact);
+            lf_free(ls->out_sum);
         }
     lf_free((*s)->layers);
     lf_free(*s);
     *s = NULL;
 }
 
-void lf_stats_update(lf_stats_t *s, int layer, const float *z, int64_t rows)
+/* Branch-free: signs and exponents of activations look random, and a mispredicted branch per
+ * element would cost more than the arithmetic. Zero adds 0 to bin 0. */
+static inline void xsum_add(lf_xsum_t *x, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    uint32_t e = (u >> 23) & 0xFFu, normal = e != 0;
+    uint32_t m = (u & 0x7FFFFFu) | (normal << 23); /* implicit leading bit of normal numbers */
+    e += !normal;                                  /* subnormals: m * 2^(1 - 150) */
+    lf_i128 t = (lf_i128)m << (e & 31u);
+    lf_i128 sign = -(lf_i128)(u >> 31);            /* 0 or -1 */
+    x->bin[e >> 5] += (t ^ sign) - sign;           /* t or -t */
+}
+
+void lf_xsum_add(lf_xsum_t *x, float v) { xsum_add(x, v); }
+
+double lf_xsum_value(const lf_xsum_t *x)
+{
+    /* Bins hold exact integers; one fixed-order long-double sum rounds them the same way on
+     * every rank. */
+    long double total = 0.0L;
+    for (int b = 0; b < 8; b++)
+        total += (long double)x->bin[b] * ldexpl(1.0L, 32 * b - 150);
+    return (double)total;
+}
+
+void lf_stats_update(lf_stats_t *s, int layer, lf_act_t act, float alpha, const float *z,
+                     int64_t rows)
 {
     lf_layer_stats_t *ls = &s->layers[layer];
     int64_t n = ls->n_out;
@@ -74,13 +105,26 @@ void lf_stats_update(lf_stats_t *s, int layer, const float *z, int64_t rows)
             hi[j] = v > hi[j] ? v : hi[j];
         }
     }
+    /* Output sums, exact; a separate pass so that the loop above stays vectorised. */
+    if (!s->with_sums || !lf_act_is_piecewise_linear(act))
+        return;
+    float slope = act == LF_ACT_RELU ? 0.0f : (act == LF_ACT_LEAKY_RELU ? alpha : 1.0f);
+    lf_xsum_t *restrict acc = ls->exact;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *zr = z + r * n;
+        for (int64_t j = 0; j < n; j++) {
+            float v = zr[j];
+            xsum_add(&acc[j], v > 0.0f ? v : slope * v);
+        }
+    }
 }
 
 lf_err_t lf_stats_merge(lf_stats_t *dst, const lf_stats_t *src)
 {
     lf_err_t err = LF_OK;
-    LF_CHECK(dst->n_layers == src->n_layers && dst->fingerprint == src->fingerprint, LF_ERR_SHAPE,
-             "cannot merge statistics of different models");
+    LF_CHECK(dst->n_layers == src->n_layers && dst->fingerprint == src->fingerprint &&
+                 dst->with_sums == src->with_sums,
+             LF_ERR_SHAPE, "cannot merge statistics of different models or kinds");
     dst->samples += src->samples;
     for (int i = 0; i < dst->n_layers; i++) {
         lf_layer_stats_t *d = &dst->layers[i];
@@ -90,26 +134,52 @@ lf_err_t lf_stats_merge(lf_stats_t *dst, const lf_stats_t *src)
             d->negative[j] += s->negative[j];
             d->zmin[j] = fminf(d->zmin[j], s->zmin[j]);
             d->zmax[j] = fmaxf(d->zmax[j], s->zmax[j]);
+            for (int b = 0; b < 8; b++)
+                d->exact[j].bin[b] += s->exact[j].bin[b];
         }
     }
 cleanup:
     return err;
 }
 
+static void sum_i128(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    const lf_i128 *a = in;
+    lf_i128 *b = inout;
+    for (int k = 0; k < *len; k++)
+        b[k] += a[k];
+}
+
 lf_err_t lf_stats_reduce(MPI_Comm comm, lf_stats_t *s)
 {
     lf_err_t err = LF_OK;
-    int n = 0;
+    MPI_Datatype i128 = MPI_DATATYPE_NULL;
+    MPI_Op op = MPI_OP_NULL;
+    int n = 0, bins = 0;
+    LF_CALL_MPI(MPI_Type_contiguous((int)sizeof(lf_i128), MPI_BYTE, &i128));
+    LF_CALL_MPI(MPI_Type_commit(&i128));
+    LF_CALL_MPI(MPI_Op_create(sum_i128, 1, &op));
     LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &s->samples, 1, MPI_INT64_T, MPI_SUM, comm));
     for (int i = 0; i < s->n_layers; i++) {
         lf_layer_stats_t *ls = &s->layers[i];
         LF_CALL(lf_int_cast(ls->n_out, &n));
+        LF_CALL(lf_int_cast(ls->n_out * 8, &bins));
         LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, ls->positive, n, MPI_INT64_T, MPI_SUM, comm));
         LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, ls->negative, n, MPI_INT64_T, MPI_SUM, comm));
         LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, ls->zmin, n, MPI_FLOAT, MPI_MIN, comm));
         LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, ls->zmax, n, MPI_FLOAT, MPI_MAX, comm));
+        if (!s->with_sums)
+            continue;
+        LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, ls->exact, bins, i128, op, comm));
+        for (int64_t j = 0; j < ls->n_out; j++)
+            ls->out_sum[j] = lf_xsum_value(&ls->exact[j]);
     }
 cleanup:
+    if (op != MPI_OP_NULL)
+        MPI_Op_free(&op);
+    if (i128 != MPI_DATATYPE_NULL)
+        MPI_Type_free(&i128);
     return err;
 }
 
@@ -118,7 +188,13 @@ double lf_stats_rate(const lf_stats_t *s, int layer, int64_t j)
     return s->samples > 0 ? (double)s->layers[layer].positive[j] / (double)s->samples : 0.0;
 }
 
+double lf_stats_mean_output(const lf_stats_t *s, int layer, int64_t j)
+{
+    return s->samples > 0 ? s->layers[layer].out_sum[j] / (double)s->samples : 0.0;
+}
+
 typedef struct {
+    const lf_model_t *model;
     lf_stats_t *stats;
     int64_t first, valid;
 } hook_ctx_t;
@@ -127,7 +203,8 @@ static lf_err_t collect_hook(int layer, const float *z, int64_t rows, int64_t n_
 {
     (void)rows;
     hook_ctx_t *h = ctx;
-    lf_stats_update(h->stats, layer, z + h->first * n_out, h->valid);
+    const lf_layer_t *L = &h->model->layers[layer];
+    lf_stats_update(h->stats, layer, L->act, L->alpha, z + h->first * n_out, h->valid);
     return LF_OK;
 }
 
@@ -144,7 +221,7 @@ static lf_err_t collect_block(const lf_batch_t *b, int tid, void *ctx)
     lf_err_t err = LF_OK;
     collect_ctx_t *c = ctx;
     const float *y = NULL;
-    hook_ctx_t h = {.stats = c->part[tid], .first = b->first, .valid = b->valid};
+    hook_ctx_t h = {.model = c->model, .stats = c->part[tid], .first = b->first, .valid = b->valid};
     LF_CALL(lf_forward_run(c->fw[tid], c->model, b->x, b->rows, collect_hook, &h, &y));
     c->part[tid]->samples += b->valid;
 cleanup:
@@ -163,7 +240,7 @@ static void collect_free(collect_ctx_t *c)
     lf_free(c->part);
 }
 
-static lf_err_t collect_alloc(collect_ctx_t *c, int64_t block_rows)
+static lf_err_t collect_alloc(collect_ctx_t *c, int64_t block_rows, bool with_sums)
 {
     lf_err_t err = LF_OK;
     LF_CALL(lf_calloc((size_t)c->threads, sizeof *c->fw, (void **)&c->fw));
@@ -171,13 +248,14 @@ static lf_err_t collect_alloc(collect_ctx_t *c, int64_t block_rows)
     for (int t = 0; t < c->threads; t++) {
         LF_CALL(lf_forward_create(c->model, block_rows, &c->fw[t]));
         LF_CALL(lf_stats_create(c->model, &c->part[t]));
+        c->part[t]->with_sums = with_sums;
     }
 cleanup:
     return err;
 }
 
 lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
-                          const lf_batch_opts_t *opts, lf_stats_t **out)
+                          const lf_batch_opts_t *opts, bool with_sums, lf_stats_t **out)
 {
     lf_err_t err = LF_OK, local = LF_OK;
     collect_ctx_t c = {.model = m, .threads = opts->threads > 1 ? opts->threads : 1};
@@ -188,7 +266,7 @@ lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data
              (long long)lf_h5io_dataset_cols(data), (long long)m->n_in);
     LF_CHECK(n >= 1, LF_ERR_SHAPE, "%s has no rows: calibration needs at least one sample",
              lf_h5io_dataset_spec(data));
-    LF_CALL(lf_comm_agree(comm, collect_alloc(&c, lf_batch_block_rows(n, opts->batch_rows))));
+    LF_CALL(lf_comm_agree(comm, collect_alloc(&c, lf_batch_block_rows(n, opts->batch_rows), with_sums)));
     LF_CALL(lf_batch_run(comm, data, NULL, opts, collect_block, NULL, &c));
     for (int t = 1; t < c.threads && local == LF_OK; t++)
         local = lf_stats_merge(c.part[0], c.part[t]);
@@ -235,6 +313,9 @@ static lf_err_t write_serial(const char *tmp, const lf_stats_t *s)
         LF_CALL(write_int64_dataset(grp, "negative", ls->n_out, ls->negative));
         LF_CALL(lf__write_float_dataset(grp, "zmin", 1, &n, ls->zmin));
         LF_CALL(lf__write_float_dataset(grp, "zmax", 1, &n, ls->zmax));
+        if (s->with_sums)
+            LF_CALL(lf__write_dataset(grp, "output_sum", 1, &n, H5T_IEEE_F64LE,
+                                      H5T_NATIVE_DOUBLE, ls->out_sum));
         lf__close_id(&grp);
     }
     lf__close_id(&layers);
@@ -263,8 +344,9 @@ cleanup:
     return err;
 }
 
+/* Reads a 1-D dataset of n elements of class cls into dst as mem_type. */
 static lf_err_t read_vector(hid_t grp, const char *name, const char *file, const char *gpath,
-                            int64_t n, bool integer, void *dst)
+                            int64_t n, H5T_class_t cls, hid_t mem_type, void *dst)
 {
     lf_err_t err = LF_OK;
     hid_t dset = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID,
@@ -277,8 +359,8 @@ static lf_err_t read_vector(hid_t grp, const char *name, const char *file, const
     LF_CALL_H5(dset, "%s: cannot open %s", file, path);
     type = H5Dget_type(dset);
     LF_CALL_H5(type, "%s: %s type", file, path);
-    LF_CHECK(H5Tget_class(type) == (integer ? H5T_INTEGER : H5T_FLOAT), LF_ERR_FORMAT,
-             "%s: %s is not %s", file, path, integer ? "an integer dataset" : "a float dataset");
+    LF_CHECK(H5Tget_class(type) == cls, LF_ERR_FORMAT, "%s: %s is not %s", file, path,
+             cls == H5T_INTEGER ? "an integer dataset" : "a float dataset");
     space = H5Dget_space(dset);
     LF_CALL_H5(space, "%s: %s space", file, path);
     hsize_t dims[2] = {0, 0};
@@ -289,9 +371,8 @@ static lf_err_t read_vector(hid_t grp, const char *name, const char *file, const
              path, nd, (unsigned long long)dims[0], (long long)n);
     dxpl = lf__collective_dxpl();
     LF_CALL_H5(dxpl, "transfer list");
-    LF_CALL_H5(H5Dread(dset, integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, dxpl,
-                       dst),
-               "%s: cannot read %s", file, path);
+    LF_CALL_H5(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, dxpl, dst), "%s: cannot read %s", file,
+               path);
 cleanup:
     lf__close_id(&dxpl);
     lf__close_id(&space);
@@ -344,10 +425,21 @@ lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, lf_
         grp = H5Gopen2(layers, name, H5P_DEFAULT);
         LF_CALL_H5(grp, "%s: %s", path, gpath);
         lf_layer_stats_t *ls = &s->layers[i];
-        LF_CALL(read_vector(grp, "positive", path, gpath, ls->n_out, true, ls->positive));
-        LF_CALL(read_vector(grp, "negative", path, gpath, ls->n_out, true, ls->negative));
-        LF_CALL(read_vector(grp, "zmin", path, gpath, ls->n_out, false, ls->zmin));
-        LF_CALL(read_vector(grp, "zmax", path, gpath, ls->n_out, false, ls->zmax));
+        LF_CALL(read_vector(grp, "positive", path, gpath, ls->n_out, H5T_INTEGER,
+                            H5T_NATIVE_INT64, ls->positive));
+        LF_CALL(read_vector(grp, "negative", path, gpath, ls->n_out, H5T_INTEGER,
+                            H5T_NATIVE_INT64, ls->negative));
+        LF_CALL(read_vector(grp, "zmin", path, gpath, ls->n_out, H5T_FLOAT, H5T_NATIVE_FLOAT,
+                            ls->zmin));
+        LF_CALL(read_vector(grp, "zmax", path, gpath, ls->n_out, H5T_FLOAT, H5T_NATIVE_FLOAT,
+                            ls->zmax));
+        s->with_sums = H5Lexists(grp, "output_sum", H5P_DEFAULT) > 0;
+        if (i > 0)
+            LF_CHECK(s->with_sums == (H5Lexists(layers, "0/output_sum", H5P_DEFAULT) > 0),
+                     LF_ERR_FORMAT, "%s: %s/output_sum is present in some layers only", path, gpath);
+        if (s->with_sums)
+            LF_CALL(read_vector(grp, "output_sum", path, gpath, ls->n_out, H5T_FLOAT,
+                                H5T_NATIVE_DOUBLE, ls->out_sum));
         for (int64_t j = 0; j < ls->n_out; j++)
             LF_CHECK(ls->positive[j] >= 0 && ls->negative[j] >= 0 &&
                          ls->positive[j] + ls->negative[j] <= samples,

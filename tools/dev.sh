@@ -19,6 +19,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools
   libscalapack-openmpi-dev libopenblas-dev
   libyaml-dev check
+  python3-numpy python3-h5py python3-torch   # test-only: the PyTorch round-trip test
 )
 
 install_missing() {

@@ -1,12 +1,14 @@
 /* Per-neuron activation statistics of a model over calibration data.
  *
- * For every neuron of every layer: the number of samples with z > 0 and with z < 0, and the
- * minimum and maximum of z, where z is the neuron's pre-activation. Counts are int64 and merge by
- * sum, extremes by min/max: merging is exact and order-independent, so statistics reduced over
- * any number of ranks are bitwise identical.
+ * For every neuron of every layer: the number of samples with z > 0 and with z < 0, the minimum
+ * and maximum of z (the neuron's pre-activation), and the sum of its outputs act(z) for
+ * piecewise-linear activations (the mean output compensates pruned neurons). Counts are int64
+ * and merge by sum, extremes by min/max, and output sums are accumulated *exactly* (lf_xsum_t:
+ * float32 values as integers in exponent bins), so merging is exact and order-independent and
+ * statistics reduced over any number of ranks or threads are bitwise identical.
  *
  *     lf_stats_t *s = NULL;
- *     lf_stats_collect(comm, model, data, &batch_opts, &s);   // collective; global on every rank
+ *     lf_stats_collect(comm, model, data, &batch_opts, false, &s);   // collective; global on all
  *     double rate = lf_stats_rate(s, layer, neuron);          // count(z > 0) / samples
  *     lf_stats_write(comm, "stats.h5", s);
  *     lf_stats_destroy(&s);
@@ -15,6 +17,7 @@
 #define LINFOLD_STATS_H
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "linfold/batch.h"
@@ -22,37 +25,54 @@
 #include "linfold/h5io.h"
 #include "linfold/model.h"
 
+/* Exact sum of float32 values: a value m * 2^(e - 150) (m the 24-bit significand, e the biased
+ * exponent) adds m << (e mod 32) to 128-bit bin e / 32. 2^72 additions cannot overflow. */
+__extension__ typedef __int128 lf_i128;
+typedef struct {
+    lf_i128 bin[8];
+} lf_xsum_t;
+
 typedef struct {
     int64_t n_out;
     int64_t *positive; /* (n_out): samples with z > 0 */
     int64_t *negative; /* (n_out): samples with z < 0 */
     float *zmin;       /* (n_out); +inf before any sample */
     float *zmax;       /* (n_out); -inf before any sample */
+    lf_xsum_t *exact;  /* (n_out): exact sums of act(z) while accumulating */
+    double *out_sum;   /* (n_out): those sums rounded to double, set by lf_stats_reduce/read */
 } lf_layer_stats_t;
 
 typedef struct {
     int n_layers;
     int64_t samples;
     uint64_t fingerprint; /* lf_model_fingerprint() of the model they describe */
+    bool with_sums;       /* output sums are accumulated (they cost up to half a pass) */
     lf_layer_stats_t *layers;
 } lf_stats_t;
 
 /* Empty statistics shaped like m. Caller destroys. Not collective. */
 lf_err_t lf_stats_create(const lf_model_t *m, lf_stats_t **out);
 void lf_stats_destroy(lf_stats_t **s);
-/* Accumulates `rows` rows of layer i's pre-activations z, row-major (rows, n_out).
- * Not collective. */
-void lf_stats_update(lf_stats_t *s, int layer, const float *z, int64_t rows);
+/* Accumulates `rows` rows of layer i's pre-activations z, row-major (rows, n_out), for a layer
+ * with activation act (and alpha). Not collective. */
+void lf_stats_update(lf_stats_t *s, int layer, lf_act_t act, float alpha, const float *z,
+                     int64_t rows);
 /* dst += src (same shape). Not collective. */
 lf_err_t lf_stats_merge(lf_stats_t *dst, const lf_stats_t *src);
 /* Replaces the local statistics by their reduction over comm. Collective on comm. */
 lf_err_t lf_stats_reduce(MPI_Comm comm, lf_stats_t *s);
 /* Forwards the rows of data (sharded over comm) through m and returns global statistics on every
- * rank. Collective on comm. */
+ * rank; with_sums adds the exact output sums. Collective on comm. */
 lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
-                          const lf_batch_opts_t *opts, lf_stats_t **out);
+                          const lf_batch_opts_t *opts, bool with_sums, lf_stats_t **out);
 /* count(z > 0) / samples of neuron j of layer i (0 when there are no samples). Not collective. */
 double lf_stats_rate(const lf_stats_t *s, int layer, int64_t j);
+/* Mean of act(z) over the samples (piecewise-linear layers; 0 otherwise). Not collective. */
+double lf_stats_mean_output(const lf_stats_t *s, int layer, int64_t j);
+
+/* Adds v to x exactly; lf_xsum_value rounds the total once. Not collective. */
+void lf_xsum_add(lf_xsum_t *x, float v);
+double lf_xsum_value(const lf_xsum_t *x);
 
 /* Statistics file (docs/format.md), written atomically by rank 0. Collective on comm. */
 lf_err_t lf_stats_write(MPI_Comm comm, const char *path, const lf_stats_t *s);

@@ -1,0 +1,54 @@
+#!/usr/bin/python3
+"""Export a pickled PyTorch nn.Sequential MLP to a linfold model file (format v1).
+
+Usage: /usr/bin/python3 tools/export_torch.py MODULE.pt OUT.h5
+
+MODULE.pt must hold a whole module saved with torch.save(seq, path), not a state_dict:
+a state_dict lacks the activations. The nn.Sequential may contain nn.Linear, each followed
+by at most one of ReLU, LeakyReLU, Identity, Sigmoid, Tanh or Softmax(dim=-1); a Linear
+followed directly by another Linear gets the `identity` activation. The output is written
+atomically. Exit status: 0 on success, 2 on a usage error, 1 on any other error.
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import linfold_format as lf  # noqa: E402
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] in ("-h", "--help"):
+        print(__doc__.strip(), file=sys.stdout if len(argv) == 2 else sys.stderr)
+        return 0 if len(argv) == 2 and argv[1] in ("-h", "--help") else 2
+    src, out = argv[1], argv[2]
+    import torch
+
+    try:
+        # torch >= 2.6 defaults to weights_only=True, which cannot load a whole module.
+        try:
+            module = torch.load(src, map_location="cpu", weights_only=False)
+        except TypeError:  # torch < 1.13 has no weights_only
+            module = torch.load(src, map_location="cpu")
+    except Exception as exc:
+        print(f"export_torch: {src}: cannot load ({exc})", file=sys.stderr)
+        return 1
+    if isinstance(module, dict):
+        print(f"export_torch: {src}: holds a state_dict, not a module; save the module itself "
+              f"with torch.save(seq, path)", file=sys.stderr)
+        return 1
+    try:
+        layers = lf.from_torch_sequential(module)
+        lf.save_model(out, layers)
+    except ValueError as exc:
+        print(f"export_torch: {src}: {exc}", file=sys.stderr)
+        return 1
+    params = sum(l["weight"].size + l["bias"].size for l in layers)
+    acts = ", ".join(l["activation"] for l in layers)
+    print(f"{out}: {len(layers)} layers ({acts}), {params} parameters")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
