@@ -253,6 +253,8 @@ static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
     case LF_RULE_BENEFIT: return "benefit";
     case LF_RULE_COUNT: snprintf(buf, cap, "count:%lld", (long long)r->count); return buf;
     case LF_RULE_FRACTION: snprintf(buf, cap, "fraction:%g", r->fraction); return buf;
+    case LF_RULE_GREEDY: return "greedy";
+    case LF_RULE_OPTIMAL: return "optimal";
     }
     return "?";
 }

@@ -87,6 +87,27 @@ cleanup:
     return err;
 }
 
+/* A pruned neuron j of layer l whose mean output on the calibration data is shift[j] is replaced
+ * by that constant: every reader's bias gains C[:, j] * shift[j] (summed in double, rounded
+ * once). Dead relu neurons have shift 0 and change nothing. */
+static void compensate(lf_model_t *m, int l, const bool *keep, const double *shift)
+{
+    int64_t n_l = m->layers[l].n_out;
+    for (int c = l + 1; c < m->n_layers; c++) {
+        const lf_block_t *blk = lf_model_block(m, c, l);
+        if (!blk)
+            continue;
+        float *bias = m->layers[c].bias;
+        for (int64_t r = 0; r < m->layers[c].n_out; r++) {
+            double acc = bias[r];
+            for (int64_t j = 0; j < n_l; j++)
+                if (!keep[j])
+                    acc += (double)blk->w[r * n_l + j] * shift[j];
+            bias[r] = (float)acc;
+        }
+    }
+}
+
 /* Drops removed layer `gone` from the index map. */
 static void map_remove(int *where, int n, int gone)
 {
@@ -124,7 +145,7 @@ lf_err_t lf_fold_apply(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p, l
     for (int i = 0; i < L; i++)
         where[i] = i;
 
-    /* Dead neurons first, as the plan assumed. */
+    /* Pruned neurons first, as the plan assumed; each leaves its mean output behind. */
     for (int i = 0; i < L - 1; i++) {
         bool any = false;
         for (int64_t j = 0; j < p->n_out[i]; j++) {
@@ -133,6 +154,7 @@ lf_err_t lf_fold_apply(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p, l
         }
         if (!any)
             continue;
+        compensate(w, where[i], keep, p->shift[i]);
         int before = w->n_layers;
         LF_CALL(lf_comm_agree(comm, lf_model_remove_neurons(w, where[i], keep)));
         if (w->n_layers < before)

@@ -1,4 +1,4 @@
-/* Linearity masks, layer rules and the shape arithmetic behind them.
+/* Linearity masks, pruning choices and layer rules: the fold plan.
  *
  * The plan is decided on shapes only: folding the linear set A (a neurons) of layer l removes
  * a rows from each of l's blocks and its bias, removes a columns from every block that reads l,
@@ -15,112 +15,7 @@
 #include <string.h>
 
 #include "linfold/alloc.h"
-
-/* ---------------------------------------------------------------- shapes */
-
-static bool *block_at(const lf_shape_t *s, int i, int src)
-{
-    return &s->has_block[(size_t)i * (size_t)(s->n_layers + 1) + (size_t)(src + 1)];
-}
-
-lf_err_t lf_shape_create(const lf_model_t *m, lf_shape_t **out)
-{
-    lf_err_t err = LF_OK;
-    lf_shape_t *s = NULL;
-    int L = m->n_layers;
-    LF_CALL(lf_calloc(1, sizeof *s, (void **)&s));
-    s->n_layers = L;
-    s->n_in = m->n_in;
-    LF_CALL(lf_calloc((size_t)L, sizeof *s->n_out, (void **)&s->n_out));
-    LF_CALL(lf_calloc((size_t)L * (size_t)(L + 1), sizeof *s->has_block, (void **)&s->has_block));
-    for (int i = 0; i < L; i++) {
-        s->n_out[i] = m->layers[i].n_out;
-        for (int b = 0; b < m->layers[i].n_blocks; b++)
-            *block_at(s, i, m->layers[i].blocks[b].src) = true;
-    }
-    *out = s;
-    s = NULL;
-cleanup:
-    lf_shape_destroy(&s);
-    return err;
-}
-
-lf_err_t lf_shape_copy(const lf_shape_t *src, lf_shape_t **out)
-{
-    lf_err_t err = LF_OK;
-    lf_shape_t *s = NULL;
-    int L = src->n_layers;
-    LF_CALL(lf_calloc(1, sizeof *s, (void **)&s));
-    *s = (lf_shape_t){.n_layers = L, .n_in = src->n_in};
-    LF_CALL(lf_malloc((size_t)L, sizeof *s->n_out, (void **)&s->n_out));
-    LF_CALL(lf_malloc((size_t)L * (size_t)(L + 1), sizeof *s->has_block, (void **)&s->has_block));
-    memcpy(s->n_out, src->n_out, (size_t)L * sizeof *s->n_out);
-    memcpy(s->has_block, src->has_block, (size_t)L * (size_t)(L + 1) * sizeof *s->has_block);
-    *out = s;
-    s = NULL;
-cleanup:
-    lf_shape_destroy(&s);
-    return err;
-}
-
-void lf_shape_destroy(lf_shape_t **s)
-{
-    if (!s || !*s)
-        return;
-    lf_free((*s)->n_out);
-    lf_free((*s)->has_block);
-    lf_free(*s);
-    *s = NULL;
-}
-
-static int64_t shape_width(const lf_shape_t *s, int src)
-{
-    return src == LF_SRC_INPUT ? s->n_in : s->n_out[src];
-}
-
-/* The nearest layer before i that is still present, or the input. */
-static int shape_pred(const lf_shape_t *s, int i)
-{
-    int p = i - 1;
-    while (p >= 0 && s->n_out[p] == 0)
-        p--;
-    return p;
-}
-
-static int64_t shape_count(const lf_shape_t *s, bool skips_only)
-{
-    int64_t total = 0;
-    for (int i = 0; i < s->n_layers; i++) {
-        if (s->n_out[i] == 0)
-            continue;
-        int pred = shape_pred(s, i);
-        if (!skips_only)
-            total += s->n_out[i] * (1 + shape_width(s, pred));
-        for (int src = LF_SRC_INPUT; src < i; src++)
-            if (src != pred && *block_at(s, i, src))
-                total += s->n_out[i] * shape_width(s, src);
-    }
-    return total;
-}
-
-int64_t lf_shape_params(const lf_shape_t *s) { return shape_count(s, false); }
-int64_t lf_shape_skip_params(const lf_shape_t *s) { return shape_count(s, true); }
-
-void lf_shape_prune(lf_shape_t *s, int i, int64_t count) { s->n_out[i] -= count; }
-
-void lf_shape_fold(lf_shape_t *s, int i, int64_t count)
-{
-    if (count == 0)
-        return;
-    for (int c = i + 1; c < s->n_layers; c++) {
-        if (s->n_out[c] == 0 || !*block_at(s, c, i))
-            continue;
-        for (int src = LF_SRC_INPUT; src < i; src++)
-            if (*block_at(s, i, src) && shape_width(s, src) > 0)
-                *block_at(s, c, src) = true;
-    }
-    s->n_out[i] -= count;
-}
+#include "linfold/select.h"
 
 /* ---------------------------------------------------------------- rules */
 
@@ -132,6 +27,10 @@ lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out)
         *out = (lf_layer_rule_t){.kind = LF_RULE_BENEFIT};
     } else if (strcmp(text, "all") == 0) {
         *out = (lf_layer_rule_t){.kind = LF_RULE_ALL};
+    } else if (strcmp(text, "greedy") == 0) {
+        *out = (lf_layer_rule_t){.kind = LF_RULE_GREEDY};
+    } else if (strcmp(text, "optimal") == 0) {
+        *out = (lf_layer_rule_t){.kind = LF_RULE_OPTIMAL};
     } else if (strncmp(text, "count:", 6) == 0) {
         long long k = strtoll(text + 6, &end, 10);
         LF_CHECK(text[6] && *end == '\0' && k >= 0, LF_ERR_USAGE,
@@ -144,7 +43,8 @@ lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out)
         *out = (lf_layer_rule_t){.kind = LF_RULE_FRACTION, .fraction = f};
     } else {
         LF_FAIL(LF_ERR_USAGE,
-                "--layer-rule '%s' is not one of benefit, all, count:K, fraction:F", text);
+                "layer rule '%s' is not one of benefit, all, count:K, fraction:F, greedy, optimal",
+                text);
     }
 cleanup:
     return err;
@@ -154,10 +54,15 @@ void lf_plan_destroy(lf_plan_t **p)
 {
     if (!p || !*p)
         return;
-    if ((*p)->fate)
-        for (int i = 0; i < (*p)->n_layers; i++)
+    for (int i = 0; i < (*p)->n_layers; i++) {
+        if ((*p)->fate)
             lf_free((*p)->fate[i]);
+        if ((*p)->shift)
+            lf_free((*p)->shift[i]);
+    }
     lf_free((*p)->fate);
+    lf_free((*p)->shift);
+    lf_free((*p)->n_pruned);
     lf_free((*p)->n_out);
     lf_free((*p)->n_linear);
     lf_free((*p)->n_dead);
@@ -177,6 +82,10 @@ static lf_err_t rule_says_fold(const lf_layer_rule_t *r, int64_t n_linear, int64
     case LF_RULE_FRACTION:
         *fold = n_linear > 0 && (double)n_linear / (double)n_out > r->fraction;
         break;
+    case LF_RULE_GREEDY:
+    case LF_RULE_OPTIMAL: /* set rules are decided by decide_set() */
+        *fold = false;
+        break;
     case LF_RULE_BENEFIT:
         *fold = false;
         if (n_linear == 0)
@@ -191,6 +100,60 @@ cleanup:
     return err;
 }
 
+typedef struct {
+    int layer;
+    int64_t neuron, positive;
+} candidate_t;
+
+/* Lowest activation rate first; ties by position, so every rank orders alike. */
+static int cmp_candidate(const void *x, const void *y)
+{
+    const candidate_t *a = x, *b = y;
+    if (a->positive != b->positive)
+        return a->positive < b->positive ? -1 : 1;
+    if (a->layer != b->layer)
+        return a->layer - b->layer;
+    return a->neuron < b->neuron ? -1 : (a->neuron > b->neuron);
+}
+
+static bool prunable(const lf_model_t *m, int i)
+{
+    lf_act_t act = m->layers[i].act;
+    return i < m->n_layers - 1 && (act == LF_ACT_RELU || act == LF_ACT_LEAKY_RELU);
+}
+
+/* Importance pruning: the prune_fraction share of the prunable neurons with the lowest rates,
+ * never the last neuron left in a layer. */
+static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, double fraction,
+                                lf_plan_t *p)
+{
+    lf_err_t err = LF_OK;
+    candidate_t *c = NULL;
+    int64_t total = 0, n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        total += prunable(m, i) ? m->layers[i].n_out : 0;
+    LF_CALL(lf_calloc((size_t)total, sizeof *c, (void **)&c));
+    for (int i = 0; i < m->n_layers; i++)
+        for (int64_t j = 0; prunable(m, i) && j < m->layers[i].n_out; j++)
+            c[n++] = (candidate_t){.layer = i, .neuron = j, .positive = s->layers[i].positive[j]};
+    qsort(c, (size_t)n, sizeof *c, cmp_candidate);
+    int64_t want = (int64_t)(fraction * (double)total), done = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int64_t j = 0; j < m->layers[i].n_out; j++)
+            done += p->fate[i][j] == LF_NEURON_PRUNE;
+    for (int64_t k = 0; k < n && done < want; k++) {
+        int i = c[k].layer;
+        if (p->fate[i][c[k].neuron] == LF_NEURON_PRUNE || p->n_pruned[i] + 1 >= p->n_out[i])
+            continue;
+        p->fate[i][c[k].neuron] = LF_NEURON_PRUNE;
+        p->n_pruned[i]++;
+        done++;
+    }
+cleanup:
+    lf_free(c);
+    return err;
+}
+
 lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts,
                         lf_plan_t **out)
 {
@@ -201,48 +164,76 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
     *out = NULL;
     LF_CHECK(opts->threshold > 0.0 && opts->threshold <= 1.0, LF_ERR_USAGE,
              "threshold %g is outside (0, 1]", opts->threshold);
+    LF_CHECK(opts->prune_fraction >= 0.0 && opts->prune_fraction < 1.0, LF_ERR_USAGE,
+             "prune fraction %g is outside [0, 1)", opts->prune_fraction);
     LF_CHECK(s->n_layers == L && s->fingerprint == lf_model_fingerprint(m), LF_ERR_ARG,
              "statistics describe another model");
     LF_CHECK(s->samples >= 1, LF_ERR_ARG, "statistics of zero samples cannot decide linearity");
+    LF_CHECK(opts->prune_fraction == 0.0 || s->with_sums, LF_ERR_ARG,
+             "importance pruning needs the neurons' mean outputs: calibrate with --output-sums");
     LF_CALL(lf_calloc(1, sizeof *p, (void **)&p));
     p->n_layers = L;
     LF_CALL(lf_calloc((size_t)L, sizeof *p->n_out, (void **)&p->n_out));
     LF_CALL(lf_calloc((size_t)L, sizeof *p->n_linear, (void **)&p->n_linear));
     LF_CALL(lf_calloc((size_t)L, sizeof *p->n_dead, (void **)&p->n_dead));
+    LF_CALL(lf_calloc((size_t)L, sizeof *p->n_pruned, (void **)&p->n_pruned));
     LF_CALL(lf_calloc((size_t)L, sizeof *p->fold, (void **)&p->fold));
     LF_CALL(lf_calloc((size_t)L, sizeof *p->fate, (void **)&p->fate));
+    LF_CALL(lf_calloc((size_t)L, sizeof *p->shift, (void **)&p->shift));
     LF_CALL(lf_shape_create(m, &shape));
     p->params_before = lf_model_params(m);
 
-    /* Masks. The rate is compared as an exact rational: positive >= threshold * samples. */
+    /* Pruning first: dead neurons, then the least active ones. */
     for (int i = 0; i < L; i++) {
         const lf_layer_t *Ly = &m->layers[i];
         p->n_out[i] = Ly->n_out;
         LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof *p->fate[i], (void **)&p->fate[i]));
-        if (i == L - 1 || !lf_act_is_piecewise_linear(Ly->act))
+        LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof *p->shift[i], (void **)&p->shift[i]));
+        for (int64_t j = 0; i < L - 1 && Ly->act == LF_ACT_RELU && j < Ly->n_out; j++)
+            if (s->layers[i].positive[j] == 0) {
+                p->n_dead[i]++;
+                /* A layer is never emptied by pruning: its readers would lose their input. */
+                if (opts->prune_dead && p->n_pruned[i] + 1 < Ly->n_out) {
+                    p->fate[i][j] = LF_NEURON_PRUNE;
+                    p->n_pruned[i]++;
+                }
+            }
+    }
+    if (opts->prune_fraction > 0.0)
+        LF_CALL(mark_importance(m, s, opts->prune_fraction, p));
+    for (int i = 0; i < L; i++) {
+        for (int64_t j = 0; j < p->n_out[i]; j++)
+            if (p->fate[i][j] == LF_NEURON_PRUNE && s->with_sums)
+                p->shift[i][j] = lf_stats_mean_output(s, i, j);
+        lf_shape_prune(shape, i, p->n_pruned[i]);
+    }
+    p->params_after_prune = lf_shape_params(shape);
+
+    /* Linear neurons among those left. The rate is compared as an exact rational:
+     * positive >= threshold * samples. */
+    for (int i = 0; i < L - 1; i++) {
+        const lf_layer_t *Ly = &m->layers[i];
+        if (!lf_act_is_piecewise_linear(Ly->act))
             continue;
         for (int64_t j = 0; j < Ly->n_out; j++) {
-            int64_t pos = s->layers[i].positive[j];
             bool linear = Ly->act == LF_ACT_IDENTITY ||
-                          (double)pos >= opts->threshold * (double)s->samples;
-            bool dead = Ly->act == LF_ACT_RELU && pos == 0;
-            if (linear) {
+                          (double)s->layers[i].positive[j] >= opts->threshold * (double)s->samples;
+            if (linear && p->fate[i][j] != LF_NEURON_PRUNE) {
                 p->n_linear[i]++;
                 p->fate[i][j] = LF_NEURON_FOLD;
-            } else if (dead) {
-                p->n_dead[i]++;
-                if (opts->prune_dead)
-                    p->fate[i][j] = LF_NEURON_PRUNE;
             }
         }
     }
-    /* Dead neurons go first: every rule then judges the model they leave. */
-    if (opts->prune_dead)
-        for (int i = 0; i < L; i++)
-            lf_shape_prune(shape, i, p->n_dead[i]);
-    /* Folds are decided from the input side on the model as already folded. */
+
+    /* Which layers fold. */
+    if (opts->rule.kind == LF_RULE_GREEDY)
+        LF_CALL(lf_select_greedy(shape, p->n_linear, p->fold, &p->search_nodes));
+    else if (opts->rule.kind == LF_RULE_OPTIMAL)
+        LF_CALL(lf_select_optimal(shape, p->n_linear, p->fold, &p->search_nodes));
     for (int i = 0; i < L - 1; i++) {
-        LF_CALL(rule_says_fold(&opts->rule, p->n_linear[i], p->n_out[i], shape, i, &p->fold[i]));
+        if (opts->rule.kind != LF_RULE_GREEDY && opts->rule.kind != LF_RULE_OPTIMAL)
+            LF_CALL(rule_says_fold(&opts->rule, p->n_linear[i], p->n_out[i], shape, i,
+                                   &p->fold[i]));
         if (p->fold[i])
             lf_shape_fold(shape, i, p->n_linear[i]);
         else

@@ -664,7 +664,7 @@ static const usage_case_t usage_cases[] = {
     {"batch 0", "compress --model {M} --data {D}:/x --out {O} --batch 0",
      "--batch expects a whole number >= 1, got '0'"},
     {"layer-rule bogus", "compress --model {M} --data {D}:/x --out {O} --layer-rule bogus",
-     "--layer-rule 'bogus' is not one of"},
+     "layer rule 'bogus' is not one of"},
     {"layer-rule fraction:1.5",
      "compress --model {M} --data {D}:/x --out {O} --layer-rule fraction:1.5",
      "fraction:F needs 0 <= F < 1"},

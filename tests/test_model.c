@@ -92,8 +92,12 @@ START_TEST(test_rule_parsing)
     ck_assert_int_eq(r.count, 3);
     ck_assert_int_eq(lf_plan_parse_rule("fraction:0.25", &r), LF_OK);
     ck_assert_double_eq(r.fraction, 0.25);
+    ck_assert_int_eq(lf_plan_parse_rule("greedy", &r), LF_OK);
+    ck_assert_int_eq(r.kind, LF_RULE_GREEDY);
+    ck_assert_int_eq(lf_plan_parse_rule("optimal", &r), LF_OK);
+    ck_assert_int_eq(r.kind, LF_RULE_OPTIMAL);
     const char *bad[] = {"", "count:", "count:-1", "count:2x", "fraction:1", "fraction:-0.1",
-                         "fraction:", "greedy"};
+                         "fraction:", "greediest"};
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         ck_assert_int_eq(lf_plan_parse_rule(bad[k], &r), LF_ERR_USAGE);
         lf_error_clear();

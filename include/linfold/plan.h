@@ -25,7 +25,16 @@
 #include "linfold/model.h"
 #include "linfold/stats.h"
 
-typedef enum { LF_RULE_BENEFIT, LF_RULE_ALL, LF_RULE_COUNT, LF_RULE_FRACTION } lf_rule_kind_t;
+/* How layers are chosen to fold. The first four decide layer by layer from the input side; GREEDY
+ * and OPTIMAL choose a set of layers (select.h). */
+typedef enum {
+    LF_RULE_BENEFIT,
+    LF_RULE_ALL,
+    LF_RULE_COUNT,
+    LF_RULE_FRACTION,
+    LF_RULE_GREEDY,
+    LF_RULE_OPTIMAL,
+} lf_rule_kind_t;
 
 typedef struct {
     lf_rule_kind_t kind;
@@ -34,11 +43,15 @@ typedef struct {
 } lf_layer_rule_t;
 
 typedef struct {
-    double threshold;     /* in (0, 1] */
+    double threshold;      /* in (0, 1] */
     lf_layer_rule_t rule;
-    bool prune_dead;
+    bool prune_dead;       /* remove relu neurons never active on the calibration data */
+    double prune_fraction; /* in [0, 1): also remove this share of the hidden relu/leaky_relu
+                              neurons with the lowest activation rates (needs output sums) */
 } lf_plan_opts_t;
 
+/* PRUNE removes a neuron and adds its mean output on the calibration data, times its outgoing
+ * weights, to its readers' biases (0 for a dead relu neuron). */
 typedef enum { LF_NEURON_KEEP = 0, LF_NEURON_FOLD = 1, LF_NEURON_PRUNE = 2 } lf_fate_t;
 
 typedef struct {
@@ -46,12 +59,16 @@ typedef struct {
     int64_t *n_out;    /* (n_layers) */
     int64_t *n_linear; /* (n_layers): neurons at or above the threshold */
     int64_t *n_dead;   /* (n_layers): relu neurons never active (pruned only with prune_dead) */
+    int64_t *n_pruned; /* (n_layers): neurons pruned (dead and by importance) */
     bool *fold;        /* (n_layers): the layer folds its linear neurons */
     uint8_t **fate;    /* (n_layers)(n_out): lf_fate_t of every neuron */
-    int64_t params_before, params_after, skip_params_after;
+    double **shift;    /* (n_layers)(n_out): mean output a pruned neuron leaves behind */
+    int64_t params_before, params_after_prune, params_after, skip_params_after;
+    int64_t search_nodes; /* shapes priced by a GREEDY or OPTIMAL selection */
 } lf_plan_t;
 
-/* Parses "benefit", "all", "count:K" (K >= 0) or "fraction:F" (0 <= F < 1). Not collective. */
+/* Parses "benefit", "all", "count:K" (K >= 0), "fraction:F" (0 <= F < 1), "greedy" or
+ * "optimal". Not collective. */
 lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out);
 
 /* Builds the plan for model m from its statistics s. Caller destroys. Not collective. */
@@ -76,6 +93,11 @@ void lf_shape_destroy(lf_shape_t **s);
 int64_t lf_shape_params(const lf_shape_t *s);
 /* Parameters in blocks that are not a layer's weight (skip blocks). */
 int64_t lf_shape_skip_params(const lf_shape_t *s);
+/* Parameters of layer i alone (0 once removed). */
+int64_t lf_shape_layer_params(const lf_shape_t *s, int i);
+bool lf_shape_has_block(const lf_shape_t *s, int i, int src);
+/* dst = src for two shapes of the same model. */
+void lf_shape_copy_into(lf_shape_t *dst, const lf_shape_t *src);
 /* Removes `count` neurons of layer i without folding them (dead-neuron pruning). */
 void lf_shape_prune(lf_shape_t *s, int i, int64_t count);
 /* Folds `count` linear neurons of layer i into every layer that reads it. */
