@@ -5,6 +5,8 @@
  * opened. Every stage below is collective on the command's communicator. */
 #include "linfold/cli.h"
 
+#include "cli_impl.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -27,13 +29,6 @@
 #include "linfold/pool.h"
 #include "linfold/stats.h"
 
-typedef struct {
-    const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *file;
-    double threshold;
-    bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums;
-    int64_t batch;
-} opts_t;
-
 typedef enum { F_STRING, F_DOUBLE, F_INT, F_BOOL } flag_kind_t;
 
 enum {
@@ -50,7 +45,7 @@ typedef struct {
     const char *arg, *help;
 } flag_t;
 
-#define OFF(field) offsetof(opts_t, field)
+#define OFF(field) offsetof(lf__cli_opts_t, field)
 static const flag_t flags[] = {
     {"--model", F_STRING, OFF(model), M_MODEL, "IN.h5", "model file (format v1)"},
     {"--data", F_STRING, OFF(data), M_DATA, "F.h5:/x", "samples, 2-D float dataset (n, d)"},
@@ -78,7 +73,7 @@ static const flag_t flags[] = {
 };
 #undef OFF
 
-typedef int (*command_fn)(MPI_Comm comm, const opts_t *o);
+typedef lf_err_t (*command_fn)(MPI_Comm comm, const lf__cli_opts_t *o);
 
 typedef struct {
     const char *name;
@@ -88,11 +83,6 @@ typedef struct {
     bool positional_file;
 } command_t;
 
-static int cmd_compress(MPI_Comm comm, const opts_t *o);
-static int cmd_calibrate(MPI_Comm comm, const opts_t *o);
-static int cmd_eval(MPI_Comm comm, const opts_t *o);
-static int cmd_predict(MPI_Comm comm, const opts_t *o);
-static int cmd_inspect(MPI_Comm comm, const opts_t *o);
 
 static const command_t commands[] = {
     {"compress", M_MODEL | M_DATA | M_STATS | M_OUT | M_THRESHOLD | M_RULE | M_PRUNE | M_BATCH,
@@ -101,20 +91,20 @@ static const command_t commands[] = {
      "                 [--layer-rule R] [--prune-dead] --out OUT.h5",
      "Fold neurons that are linear on the calibration data into skip connections and print a\n"
      "per-layer summary.",
-     cmd_compress, false},
+     lf__cmd_compress, false},
     {"calibrate", M_MODEL | M_DATA | M_OUT | M_BATCH | M_SUMS, M_MODEL | M_DATA | M_OUT,
      "linfold calibrate --model IN.h5 --data F.h5:/x [--output-sums] --out STATS.h5",
-     "Record per-neuron activation statistics over the calibration data.", cmd_calibrate, false},
+     "Record per-neuron activation statistics over the calibration data.", lf__cmd_calibrate, false},
     {"eval", M_MODEL | M_DATA | M_LABELS | M_REFERENCE | M_JSON | M_BATCH, M_MODEL | M_DATA,
      "linfold eval --model M.h5 --data F.h5:/x [--labels F.h5:/y] [--reference ORIG.h5] [--json]",
      "Accuracy, and with a reference model top-1 agreement and the largest output difference.",
-     cmd_eval, false},
+     lf__cmd_eval, false},
     {"predict", M_MODEL | M_DATA | M_OUT | M_BATCH, M_MODEL | M_DATA | M_OUT,
      "linfold predict --model M.h5 --data F.h5:/x --out PRED.h5",
-     "Write the model's outputs as /outputs (n, n_out), rows in dataset order.", cmd_predict,
+     "Write the model's outputs as /outputs (n, n_out), rows in dataset order.", lf__cmd_predict,
      false},
     {"inspect", 0, 0, "linfold inspect M.h5",
-     "Print layers, activations, skip blocks and parameter counts.", cmd_inspect, true},
+     "Print layers, activations, skip blocks and parameter counts.", lf__cmd_inspect, true},
 };
 
 static void print_usage(FILE *f)
@@ -141,7 +131,7 @@ static void print_command_help(const command_t *c)
     }
 }
 
-static lf_err_t parse_number(const flag_t *f, const char *text, opts_t *o)
+static lf_err_t parse_number(const flag_t *f, const char *text, lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     char *end = NULL;
@@ -161,7 +151,7 @@ cleanup:
     return err;
 }
 
-static lf_err_t parse_args(const command_t *c, int argc, char **argv, opts_t *o)
+static lf_err_t parse_args(const command_t *c, int argc, char **argv, lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     for (int k = 2; k < argc; k++) {
@@ -230,272 +220,26 @@ cleanup:
 
 static int compute_threads = 1; /* set once per command by lf_cli_main */
 
-static lf_batch_opts_t batch_opts(const opts_t *o, const char *what)
+lf_batch_opts_t lf__cli_batch_opts(const lf__cli_opts_t *o, const char *what)
 {
     bool progress = o->progress || (!o->no_progress && !o->quiet && isatty(STDERR_FILENO));
     return (lf_batch_opts_t){
         .batch_rows = o->batch, .threads = compute_threads, .progress = progress, .what = what};
 }
 
-static int rank_of(MPI_Comm comm)
+int lf__cli_rank(MPI_Comm comm)
 {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     return rank;
 }
 
-/* ---------------------------------------------------------------- compress */
-
-static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
-{
-    switch (r->kind) {
-    case LF_RULE_ALL: return "all";
-    case LF_RULE_BENEFIT: return "benefit";
-    case LF_RULE_COUNT: snprintf(buf, cap, "count:%lld", (long long)r->count); return buf;
-    case LF_RULE_FRACTION: snprintf(buf, cap, "fraction:%g", r->fraction); return buf;
-    case LF_RULE_GREEDY: return "greedy";
-    case LF_RULE_OPTIMAL: return "optimal";
-    }
-    return "?";
-}
-
-static void print_summary(const lf_model_t *m, const lf_model_t *folded, const lf_plan_t *p,
-                          const int *where, int64_t samples)
-{
-    printf("%-5s %-10s %8s %8s %8s %8s %8s %8s %12s %12s\n", "layer", "activation", "neurons",
-           "linear", "dead", "folded", "pruned", "kept", "params", "params_after");
-    for (int i = 0; i < m->n_layers; i++) {
-        int64_t folded_n = 0, pruned = 0;
-        for (int64_t j = 0; j < p->n_out[i]; j++) {
-            folded_n += p->fate[i][j] == LF_NEURON_FOLD;
-            pruned += p->fate[i][j] == LF_NEURON_PRUNE;
-        }
-        int64_t after = where[i] >= 0 ? lf_model_layer_params(folded, where[i]) : 0;
-        printf("%-5d %-10s %8lld %8lld %8lld %8lld %8lld %8lld %12lld %12lld\n", i,
-               lf_act_name(m->layers[i].act), (long long)p->n_out[i], (long long)p->n_linear[i],
-               (long long)p->n_dead[i], (long long)folded_n, (long long)pruned,
-               (long long)(p->n_out[i] - folded_n - pruned), (long long)lf_model_layer_params(m, i),
-               (long long)after);
-    }
-    int64_t before = lf_model_params(m), total = lf_model_params(folded);
-    printf("layers: %d -> %d; calibration samples: %lld\n", m->n_layers, folded->n_layers,
-           (long long)samples);
-    printf("parameters: %lld -> %lld (%.2f%% of the original; %lld in skip blocks)\n",
-           (long long)before, (long long)total, 100.0 * (double)total / (double)before,
-           (long long)lf_model_skip_params(folded));
-}
-
-static lf_err_t run_compress(MPI_Comm comm, const opts_t *o)
-{
-    lf_err_t err = LF_OK;
-    lf_model_t *m = NULL, *folded = NULL;
-    lf_dataset_t *data = NULL;
-    lf_stats_t *stats = NULL;
-    lf_plan_t *plan = NULL;
-    int *where = NULL;
-    lf_plan_opts_t popts = {.threshold = o->threshold, .prune_dead = o->prune_dead};
-    LF_CALL(lf_plan_parse_rule(o->layer_rule, &popts.rule));
-    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
-    if (o->stats) {
-        LF_CALL(lf_stats_read(comm, o->stats, m, &stats));
-    } else {
-        lf_batch_opts_t bo = batch_opts(o, "calibrate");
-        LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
-        LF_CALL(lf_stats_collect(comm, m, data, &bo, false, &stats));
-    }
-    LF_CALL(lf_plan_create(m, stats, &popts, &plan));
-    LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
-
-    char threshold[32], samples[32], rule_buf[64], prune[8];
-    snprintf(threshold, sizeof threshold, "%.17g", o->threshold);
-    snprintf(samples, sizeof samples, "%lld", (long long)stats->samples);
-    snprintf(prune, sizeof prune, "%s", o->prune_dead ? "true" : "false");
-    const lf_attr_t attrs[] = {
-        {"linfold_version", LF_VERSION},
-        {"source_model", o->model},
-        {"calibration", o->stats ? o->stats : o->data},
-        {"calibration_samples", samples},
-        {"threshold", threshold},
-        {"layer_rule", rule_text(&popts.rule, rule_buf, sizeof rule_buf)},
-        {"prune_dead", prune},
-    };
-    LF_CALL(lf_h5io_write_model(comm, o->out, folded, attrs, (int)(sizeof attrs / sizeof *attrs)));
-    if (rank_of(comm) == 0 && !o->quiet) {
-        print_summary(m, folded, plan, where, stats->samples);
-        printf("wrote %s\n", o->out);
-    }
-cleanup:
-    lf_free(where);
-    lf_model_destroy(&folded);
-    lf_plan_destroy(&plan);
-    lf_stats_destroy(&stats);
-    lf_h5io_dataset_close(&data);
-    lf_model_destroy(&m);
-    return err;
-}
-
-static int status_of(MPI_Comm comm, lf_err_t err, const opts_t *o)
+static int status_of(MPI_Comm comm, lf_err_t err, const lf__cli_opts_t *o)
 {
     if (err == LF_OK)
         return 0;
     lf_comm_report_error(comm, err, o->verbose);
     return err == LF_ERR_USAGE ? 2 : 1;
-}
-
-static int cmd_compress(MPI_Comm comm, const opts_t *o)
-{
-    return status_of(comm, run_compress(comm, o), o);
-}
-
-/* ---------------------------------------------------------------- calibrate */
-
-static lf_err_t run_calibrate(MPI_Comm comm, const opts_t *o)
-{
-    lf_err_t err = LF_OK;
-    lf_model_t *m = NULL;
-    lf_dataset_t *data = NULL;
-    lf_stats_t *stats = NULL;
-    lf_batch_opts_t bo = batch_opts(o, "calibrate");
-    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
-    LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
-    LF_CALL(lf_stats_collect(comm, m, data, &bo, o->output_sums, &stats));
-    LF_CALL(lf_stats_write(comm, o->out, stats));
-    lf_log(LF_LOG_INFO, comm, "calibrate: %lld samples, statistics written to %s",
-           (long long)stats->samples, o->out);
-cleanup:
-    lf_stats_destroy(&stats);
-    lf_h5io_dataset_close(&data);
-    lf_model_destroy(&m);
-    return err;
-}
-
-static int cmd_calibrate(MPI_Comm comm, const opts_t *o)
-{
-    return status_of(comm, run_calibrate(comm, o), o);
-}
-
-/* ---------------------------------------------------------------- eval */
-
-static void print_eval(const lf_eval_result_t *r, bool json)
-{
-    double n = r->samples > 0 ? (double)r->samples : 1.0;
-    if (json) {
-        printf("{\"samples\": %lld", (long long)r->samples);
-        if (r->has_labels)
-            printf(", \"accuracy\": %.17g", (double)r->correct / n);
-        printf(", \"params\": %lld", (long long)r->params);
-        if (r->has_reference) {
-            if (r->has_labels)
-                printf(", \"reference_accuracy\": %.17g", (double)r->ref_correct / n);
-            printf(", \"reference_params\": %lld, \"top1_agreement\": %.17g, "
-                   "\"max_abs_diff\": %.17g",
-                   (long long)r->ref_params, (double)r->agree / n, r->max_abs_diff);
-        }
-        printf("}\n");
-        return;
-    }
-    printf("samples: %lld\nparams: %lld\n", (long long)r->samples, (long long)r->params);
-    if (r->has_labels)
-        printf("accuracy: %.4f (%lld of %lld)\n", (double)r->correct / n, (long long)r->correct,
-               (long long)r->samples);
-    if (r->has_reference) {
-        printf("reference params: %lld\n", (long long)r->ref_params);
-        if (r->has_labels)
-            printf("reference accuracy: %.4f (%lld of %lld)\n", (double)r->ref_correct / n,
-                   (long long)r->ref_correct, (long long)r->samples);
-        printf("top-1 agreement: %.4f (%lld of %lld)\nmax |difference|: %.6g\n",
-               (double)r->agree / n, (long long)r->agree, (long long)r->samples, r->max_abs_diff);
-    }
-}
-
-static lf_err_t run_eval(MPI_Comm comm, const opts_t *o)
-{
-    lf_err_t err = LF_OK;
-    lf_model_t *m = NULL, *ref = NULL;
-    lf_dataset_t *x = NULL, *y = NULL;
-    lf_eval_result_t r;
-    lf_batch_opts_t bo = batch_opts(o, "eval");
-    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
-    if (o->reference)
-        LF_CALL(lf_h5io_read_model(comm, o->reference, &ref));
-    LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &x));
-    if (o->labels)
-        LF_CALL(lf_h5io_dataset_open(comm, o->labels, LF_DATA_LABELS, &y));
-    LF_CALL(lf_eval_run(comm, m, ref, x, y, &bo, &r));
-    if (rank_of(comm) == 0)
-        print_eval(&r, o->json);
-cleanup:
-    lf_h5io_dataset_close(&y);
-    lf_h5io_dataset_close(&x);
-    lf_model_destroy(&ref);
-    lf_model_destroy(&m);
-    return err;
-}
-
-static int cmd_eval(MPI_Comm comm, const opts_t *o) { return status_of(comm, run_eval(comm, o), o); }
-
-/* ---------------------------------------------------------------- predict */
-
-static lf_err_t run_predict(MPI_Comm comm, const opts_t *o)
-{
-    lf_err_t err = LF_OK;
-    lf_model_t *m = NULL;
-    lf_dataset_t *x = NULL;
-    lf_batch_opts_t bo = batch_opts(o, "predict");
-    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
-    LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &x));
-    LF_CALL(lf_eval_predict(comm, m, x, o->out, &bo));
-    lf_log(LF_LOG_INFO, comm, "predict: %lld rows written to %s:/outputs",
-           (long long)lf_h5io_dataset_rows(x), o->out);
-cleanup:
-    lf_h5io_dataset_close(&x);
-    lf_model_destroy(&m);
-    return err;
-}
-
-static int cmd_predict(MPI_Comm comm, const opts_t *o)
-{
-    return status_of(comm, run_predict(comm, o), o);
-}
-
-/* ---------------------------------------------------------------- inspect */
-
-static lf_err_t run_inspect(MPI_Comm comm, const opts_t *o)
-{
-    lf_err_t err = LF_OK;
-    lf_model_t *m = NULL;
-    LF_CALL(lf_h5io_read_model(comm, o->file, &m));
-    if (rank_of(comm) != 0)
-        goto cleanup;
-    printf("%s: %d layers, %lld inputs, %lld outputs\n", o->file, m->n_layers, (long long)m->n_in,
-           (long long)lf_model_n_out(m));
-    for (int i = 0; i < m->n_layers; i++) {
-        const lf_layer_t *L = &m->layers[i];
-        printf("  layer %d: %lld neurons, %s", i, (long long)L->n_out, lf_act_name(L->act));
-        if (L->act == LF_ACT_LEAKY_RELU)
-            printf(" (alpha %g)", (double)L->alpha);
-        printf(", weight (%lld, %lld)", (long long)L->n_out,
-               (long long)lf_model_width(m, i - 1));
-        for (int b = 0; b < L->n_blocks - 1; b++) {
-            int src = L->blocks[b].src;
-            if (src == LF_SRC_INPUT)
-                printf(", skip from input (%lld, %lld)", (long long)L->n_out, (long long)m->n_in);
-            else
-                printf(", skip from layer %d (%lld, %lld)", src, (long long)L->n_out,
-                       (long long)lf_model_width(m, src));
-        }
-        printf(", %lld params\n", (long long)lf_model_layer_params(m, i));
-    }
-    printf("parameters: %lld (%lld in skip blocks)\n", (long long)lf_model_params(m),
-           (long long)lf_model_skip_params(m));
-cleanup:
-    lf_model_destroy(&m);
-    return err;
-}
-
-static int cmd_inspect(MPI_Comm comm, const opts_t *o)
-{
-    return status_of(comm, run_inspect(comm, o), o);
 }
 
 /* ---------------------------------------------------------------- entry */
@@ -508,7 +252,7 @@ static void log_peak_memory(MPI_Comm comm)
     struct {
         double mib;
         int rank;
-    } mine = {(double)ru.ru_maxrss / 1024.0, rank_of(comm)}, hi, lo;
+    } mine = {(double)ru.ru_maxrss / 1024.0, lf__cli_rank(comm)}, hi, lo;
     MPI_Allreduce(&mine, &hi, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm);
     MPI_Allreduce(&mine, &lo, 1, MPI_DOUBLE_INT, MPI_MINLOC, comm);
     lf_log(LF_LOG_DEBUG, comm, "peak memory per rank: max %.1f MiB (rank %d), min %.1f MiB (rank %d)",
@@ -517,7 +261,7 @@ static void log_peak_memory(MPI_Comm comm)
 
 int lf_cli_main(MPI_Comm comm, int argc, char **argv)
 {
-    int rank = rank_of(comm);
+    int rank = lf__cli_rank(comm);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         if (rank == 0)
             print_usage(argc < 2 ? stderr : stdout);
@@ -539,7 +283,7 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
                     argv[1]);
         return 2;
     }
-    opts_t o = {.threshold = 1.0, .layer_rule = "benefit", .batch = 1024};
+    lf__cli_opts_t o = {.threshold = 1.0, .layer_rule = "benefit", .batch = 1024};
     lf_err_t err = parse_args(c, argc, argv, &o);
     if (err != LF_OK)
         return status_of(comm, err, &o);
@@ -558,7 +302,7 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
                 "single-threaded per block",
                 compute_threads, compute_threads == 1 ? "" : "s", lf_blas_kernel(),
                 lf_blas_kernel_origin(), lf_blas_best_kernel());
-    int status = c->run(comm, &o);
+    int status = status_of(comm, c->run(comm, &o), &o);
     fflush(stdout);
     if (status == 0)
         log_peak_memory(comm);

@@ -10,6 +10,7 @@
  * layer. lf_shape_t tracks exactly this, and tests check that its count equals the folded model's. */
 #include "linfold/plan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,15 +210,17 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
     }
     p->params_after_prune = lf_shape_params(shape);
 
-    /* Linear neurons among those left. The rate is compared as an exact rational:
-     * positive >= threshold * samples. */
+    /* Linear neurons among those left: positive >= need, the smallest count whose rate reaches
+     * the threshold. The 1e-9 absorbs the rounding of threshold * samples, so that a threshold
+     * printed from a rate (positive / samples) selects that neuron again; distinct counts are
+     * whole numbers apart. */
+    int64_t need = (int64_t)ceil(opts->threshold * (double)s->samples - 1e-9);
     for (int i = 0; i < L - 1; i++) {
         const lf_layer_t *Ly = &m->layers[i];
         if (!lf_act_is_piecewise_linear(Ly->act))
             continue;
         for (int64_t j = 0; j < Ly->n_out; j++) {
-            bool linear = Ly->act == LF_ACT_IDENTITY ||
-                          (double)s->layers[i].positive[j] >= opts->threshold * (double)s->samples;
+            bool linear = Ly->act == LF_ACT_IDENTITY || s->layers[i].positive[j] >= need;
             if (linear && p->fate[i][j] != LF_NEURON_PRUNE) {
                 p->n_linear[i]++;
                 p->fate[i][j] = LF_NEURON_FOLD;

@@ -1,0 +1,73 @@
+/* Searches over plans: threshold sweeps, a target size, an accuracy budget.
+ *
+ * Every search reuses one set of statistics and prices plans on shapes (cheap); only candidates
+ * that must be evaluated are folded and run on the evaluation data. All ranks take the same
+ * decisions from the same global figures, so every function here is collective.
+ *
+ *     lf_search_point_t pt[7];
+ *     lf_search_sweep(comm, model, stats, &opts, taus, 7, &eval, pt);
+ */
+#ifndef LINFOLD_SEARCH_H
+#define LINFOLD_SEARCH_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "linfold/batch.h"
+#include "linfold/error.h"
+#include "linfold/h5io.h"
+#include "linfold/model.h"
+#include "linfold/plan.h"
+#include "linfold/stats.h"
+
+/* Evaluation data for searches; x NULL means "do not evaluate". */
+typedef struct {
+    lf_dataset_t *x, *labels;
+    lf_batch_opts_t batch;
+} lf_search_eval_t;
+
+typedef struct {
+    lf_plan_opts_t opts;      /* the plan this point describes */
+    int64_t params, skip_params, params_after_prune;
+    double ratio;             /* params / original params */
+    bool evaluated;
+    double accuracy;          /* on the evaluation data (labels required) */
+    double agreement;         /* top-1 agreement with the original */
+} lf_search_point_t;
+
+/* Distinct activation rates (positive / samples > 0) of the neurons that can be linear, largest
+ * first, as thresholds that select exactly the neurons at or above each. *out is caller-freed
+ * (lf_free). Not collective. */
+lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double **out, int64_t *n);
+
+/* One point per threshold of taus, with base's other options. Collective on comm. */
+lf_err_t lf_search_sweep(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
+                         const lf_plan_opts_t *base, const double *taus, int n,
+                         const lf_search_eval_t *eval, lf_search_point_t *points);
+
+/* The largest threshold whose plan has at most ratio x the original parameters, found by
+ * bisection over lf_search_thresholds() (plan sizes fall as thresholds fall for the optimal
+ * selection; for other rules the bisection still returns a threshold that meets the target).
+ * *found false when even the lowest threshold misses; *point is then that smallest plan.
+ * Not collective: it evaluates nothing. */
+lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
+                                const lf_plan_opts_t *base, double ratio, bool *found,
+                                lf_search_point_t *point);
+
+/* The smallest model whose accuracy on eval is at most max_drop below the original's, over
+ * thresholds (bisection per family), dead-neuron pruning on and off, and importance pruning at
+ * the fractions given, with base's rule. *frontier (caller-freed) lists every evaluated point;
+ * *best is the smallest within budget, or the original model (params_before, *met false) when
+ * no compressed one is. Collective on comm. */
+lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
+                                   const lf_plan_opts_t *base, const double *fractions,
+                                   int n_fractions, double max_drop, const lf_search_eval_t *eval,
+                                   lf_search_point_t **frontier, int *n_frontier,
+                                   lf_search_point_t *best, bool *met, double *original_accuracy);
+
+/* Folds m by the plan of pt->opts and evaluates it (fills pt). Collective on comm. */
+lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
+                            const lf_search_eval_t *eval, lf_search_point_t *pt);
+
+#endif /* LINFOLD_SEARCH_H */

@@ -1,0 +1,30 @@
+/* Shared inside the command-line module: the parsed options and the subcommands. Each
+ * subcommand is collective on comm and returns an error agreed by all ranks. */
+#ifndef LINFOLD_CLI_IMPL_H
+#define LINFOLD_CLI_IMPL_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "linfold/batch.h"
+#include "linfold/error.h"
+
+typedef struct {
+    const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *file;
+    double threshold;
+    bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums;
+    int64_t batch;
+} lf__cli_opts_t;
+
+/* Batch options from the flags, with this rank's compute threads. */
+lf_batch_opts_t lf__cli_batch_opts(const lf__cli_opts_t *o, const char *what);
+int lf__cli_rank(MPI_Comm comm);
+
+lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o);
+lf_err_t lf__cmd_calibrate(MPI_Comm comm, const lf__cli_opts_t *o);
+lf_err_t lf__cmd_eval(MPI_Comm comm, const lf__cli_opts_t *o);
+lf_err_t lf__cmd_predict(MPI_Comm comm, const lf__cli_opts_t *o);
+lf_err_t lf__cmd_inspect(MPI_Comm comm, const lf__cli_opts_t *o);
+
+#endif /* LINFOLD_CLI_IMPL_H */
