@@ -131,7 +131,7 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
         LF_CALL(lf_comm_agree(comm, local));
         if (batch_fn)
             LF_CALL(batch_fn(&io, ctx));
-        if (opts->progress && rank == 0 && it + 1 < iters) {
+        if (opts->progress && opts->what && rank == 0 && it + 1 < iters) {
             double t = now_seconds();
             if (t - last >= 1.0) {
                 /* Rank 0 owns the largest shard, so its share done is the job's. */
@@ -142,8 +142,9 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
         }
     }
     double elapsed = now_seconds() - t0;
-    lf_log(LF_LOG_INFO, comm, "%s: %lld rows in %.3f s (%.0f rows/s) on %d rank%s x %d thread%s",
-           opts->what ? opts->what : "pass", (long long)n, elapsed,
+    if (opts->what) /* unnamed passes (inside searches) stay quiet */
+        lf_log(LF_LOG_INFO, comm, "%s: %lld rows in %.3f s (%.0f rows/s) on %d rank%s x %d thread%s",
+           opts->what, (long long)n, elapsed,
            elapsed > 0 ? (double)n / elapsed : 0.0, size, size == 1 ? "" : "s",
            opts->threads > 1 ? opts->threads : 1, opts->threads > 1 ? "s" : "");
 cleanup:

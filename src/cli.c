@@ -8,6 +8,7 @@
 #include "cli_impl.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ enum {
     M_MODEL = 1 << 0, M_DATA = 1 << 1, M_LABELS = 1 << 2, M_STATS = 1 << 3, M_OUT = 1 << 4,
     M_REFERENCE = 1 << 5, M_THRESHOLD = 1 << 6, M_RULE = 1 << 7, M_PRUNE = 1 << 8,
     M_JSON = 1 << 9, M_BATCH = 1 << 10, M_COMMON = 1 << 11, M_SUMS = 1 << 12,
+    M_SEARCH = 1 << 13, M_PROVABLE = 1 << 14,
 };
 
 typedef struct {
@@ -57,10 +59,31 @@ static const flag_t flags[] = {
     {"--threshold", F_DOUBLE, OFF(threshold), M_THRESHOLD, "T",
      "activation rate at which a neuron is linear, in (0, 1] (default 1.0)"},
     {"--layer-rule", F_STRING, OFF(layer_rule), M_RULE, "R",
-     "benefit (default), all, count:K or fraction:F"},
+     "which layers fold: benefit (default), all, count:K or fraction:F"},
+    {"--select", F_STRING, OFF(select), M_RULE, "S",
+     "choose the set of layers to fold: greedy, or optimal (fewest parameters, exact)"},
+    {"--prune-fraction", F_DOUBLE, OFF(prune_fraction), M_RULE, "P",
+     "first remove this share of hidden neurons with the lowest activation rates, adding their "
+     "mean outputs to the next biases"},
+    {"--sweep", F_STRING, OFF(sweep_text), M_SEARCH, "T1,T2,...",
+     "one calibration, one row per threshold (no model written)"},
+    {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV"},
+    {"--target-ratio", F_DOUBLE, OFF(target_ratio), M_SEARCH, "R",
+     "the largest threshold whose model has at most R x the original parameters"},
+    {"--max-accuracy-drop", F_DOUBLE, OFF(max_drop), M_SEARCH, "D",
+     "the smallest model within D of the original accuracy on --eval-data/--eval-labels"},
+    {"--search-fractions", F_STRING, OFF(fractions_text), M_SEARCH, "P1,P2,...",
+     "importance-pruning shares the accuracy search tries (default 0,0.1,0.25,0.5)"},
+    {"--eval-data", F_STRING, OFF(eval_data), M_SEARCH, "F.h5:/x",
+     "evaluation samples for --sweep and --max-accuracy-drop"},
+    {"--eval-labels", F_STRING, OFF(eval_labels), M_SEARCH, "F.h5:/y", "evaluation labels"},
     {"--prune-dead", F_BOOL, OFF(prune_dead), M_PRUNE, NULL,
      "also remove relu neurons never active on the calibration data"},
     {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout"},
+    {"--provable", F_BOOL, OFF(provable), M_PROVABLE, NULL,
+     "list neurons linear on every input: weights and bias >= 0 on non-negative inputs"},
+    {"--input-nonnegative", F_BOOL, OFF(input_nonnegative), M_PROVABLE, NULL,
+     "with --provable: the model input is known to be >= 0"},
     {"--output-sums", F_BOOL, OFF(output_sums), M_SUMS, NULL,
      "also record exact sums of every neuron's outputs (for --prune-fraction later; slower)"},
     {"--batch", F_INT, OFF(batch), M_BATCH, "N", "rows per batch (default 1024)"},
@@ -85,12 +108,17 @@ typedef struct {
 
 
 static const command_t commands[] = {
-    {"compress", M_MODEL | M_DATA | M_STATS | M_OUT | M_THRESHOLD | M_RULE | M_PRUNE | M_BATCH,
-     M_MODEL | M_OUT,
+    {"compress",
+     M_MODEL | M_DATA | M_STATS | M_OUT | M_THRESHOLD | M_RULE | M_PRUNE | M_BATCH | M_SEARCH,
+     M_MODEL,
      "linfold compress --model IN.h5 (--data F.h5:/x | --stats STATS.h5) [--threshold T]\n"
-     "                 [--layer-rule R] [--prune-dead] --out OUT.h5",
+     "                 [--layer-rule R | --select S] [--prune-dead] [--prune-fraction P]\n"
+     "                 [--sweep LIST [--sweep-out F.csv] | --target-ratio R |\n"
+     "                  --max-accuracy-drop D] [--eval-data F.h5:/x --eval-labels F.h5:/y]\n"
+     "                 --out OUT.h5",
      "Fold neurons that are linear on the calibration data into skip connections and print a\n"
-     "per-layer summary.",
+     "per-layer summary. --sweep, --target-ratio and --max-accuracy-drop search over plans\n"
+     "computed from one calibration.",
      lf__cmd_compress, false},
     {"calibrate", M_MODEL | M_DATA | M_OUT | M_BATCH | M_SUMS, M_MODEL | M_DATA | M_OUT,
      "linfold calibrate --model IN.h5 --data F.h5:/x [--output-sums] --out STATS.h5",
@@ -103,7 +131,7 @@ static const command_t commands[] = {
      "linfold predict --model M.h5 --data F.h5:/x --out PRED.h5",
      "Write the model's outputs as /outputs (n, n_out), rows in dataset order.", lf__cmd_predict,
      false},
-    {"inspect", 0, 0, "linfold inspect M.h5",
+    {"inspect", M_PROVABLE, 0, "linfold inspect [--provable [--input-nonnegative]] M.h5",
      "Print layers, activations, skip blocks and parameter counts.", lf__cmd_inspect, true},
 };
 
@@ -138,14 +166,77 @@ static lf_err_t parse_number(const flag_t *f, const char *text, lf__cli_opts_t *
     errno = 0;
     if (f->kind == F_DOUBLE) {
         double v = strtod(text, &end);
-        LF_CHECK(*text && *end == '\0' && errno == 0, LF_ERR_USAGE,
-                 "%s expects a number, got '%s'", f->name, text);
+        /* Every number flag is a threshold, share, ratio or drop: finite and >= 0. */
+        LF_CHECK(*text && *end == '\0' && errno == 0 && isfinite(v) && v >= 0.0, LF_ERR_USAGE,
+                 "%s expects a number >= 0, got '%s'", f->name, text);
         *(double *)((char *)o + f->offset) = v;
     } else {
         long long v = strtoll(text, &end, 10);
         LF_CHECK(*text && *end == '\0' && errno == 0 && v >= 1, LF_ERR_USAGE,
                  "%s expects a whole number >= 1, got '%s'", f->name, text);
         *(int64_t *)((char *)o + f->offset) = v;
+    }
+cleanup:
+    return err;
+}
+
+/* "0.9,0.95,1" into values within [lo, hi] (hi_open: below hi). */
+static lf_err_t parse_list(const char *flag, const char *text, double lo, double hi, bool hi_open,
+                           double *values, int *n)
+{
+    lf_err_t err = LF_OK;
+    const char *p = text;
+    *n = 0;
+    while (*p) {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(p, &end);
+        LF_CHECK(end != p && errno == 0 && (*end == ',' || *end == '\0'), LF_ERR_USAGE,
+                 "%s: '%s' is not a comma-separated list of numbers", flag, text);
+        LF_CHECK(v >= lo && (hi_open ? v < hi : v <= hi) && (lo > 0 || v >= 0), LF_ERR_USAGE,
+                 "%s: %g is outside %s%g, %g%s", flag, v, "[", lo, hi, hi_open ? ")" : "]");
+        LF_CHECK(*n < LF_CLI_LIST_MAX, LF_ERR_USAGE, "%s: more than %d values", flag,
+                 LF_CLI_LIST_MAX);
+        values[(*n)++] = v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    LF_CHECK(*n > 0, LF_ERR_USAGE, "%s needs at least one value", flag);
+cleanup:
+    return err;
+}
+
+/* The combinations of compress options that make sense; parsed lists go into o. */
+static lf_err_t check_compress(lf__cli_opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    LF_CHECK((o->data != NULL) != (o->stats != NULL), LF_ERR_USAGE,
+             "compress: give exactly one of --data and --stats");
+    LF_CHECK(!(o->select && o->layer_rule), LF_ERR_USAGE,
+             "--layer-rule and --select exclude each other");
+    LF_CHECK(!o->select || strcmp(o->select, "greedy") == 0 || strcmp(o->select, "optimal") == 0,
+             LF_ERR_USAGE, "--select '%s' is not greedy or optimal", o->select);
+    LF_CHECK(o->prune_fraction >= 0.0 && o->prune_fraction < 1.0, LF_ERR_USAGE,
+             "--prune-fraction %g is outside [0, 1)", o->prune_fraction);
+    int modes = (o->sweep_text != NULL) + (o->target_ratio >= 0) + (o->max_drop >= 0);
+    LF_CHECK(modes <= 1, LF_ERR_USAGE,
+             "--sweep, --target-ratio and --max-accuracy-drop exclude each other");
+    LF_CHECK(o->sweep_text || o->out, LF_ERR_USAGE, "compress: missing required option --out OUT.h5");
+    LF_CHECK(!o->sweep_out || o->sweep_text, LF_ERR_USAGE, "--sweep-out goes with --sweep");
+    LF_CHECK(!o->fractions_text || o->max_drop >= 0, LF_ERR_USAGE,
+             "--search-fractions goes with --max-accuracy-drop");
+    LF_CHECK(!(o->eval_data || o->eval_labels) || o->sweep_text || o->max_drop >= 0,
+             LF_ERR_USAGE, "--eval-data and --eval-labels go with --sweep or --max-accuracy-drop");
+    LF_CHECK(!o->eval_labels || o->eval_data, LF_ERR_USAGE, "--eval-labels needs --eval-data");
+    LF_CHECK(o->max_drop < 0 || (o->eval_data && o->eval_labels), LF_ERR_USAGE,
+             "--max-accuracy-drop needs --eval-data and --eval-labels");
+    LF_CHECK(o->target_ratio < 0 || o->target_ratio > 0, LF_ERR_USAGE,
+             "--target-ratio must be > 0");
+    if (o->sweep_text)
+        LF_CALL(parse_list("--sweep", o->sweep_text, 1e-12, 1.0, false, o->sweep, &o->n_sweep));
+    if (o->max_drop >= 0) {
+        LF_CALL(parse_list("--search-fractions", o->fractions_text ? o->fractions_text
+                                                                   : "0,0.1,0.25,0.5",
+                           0.0, 1.0, true, o->fractions, &o->n_fractions));
     }
 cleanup:
     return err;
@@ -205,10 +296,11 @@ static lf_err_t parse_args(const command_t *c, int argc, char **argv, lf__cli_op
              "--threshold %g is outside (0, 1]", o->threshold);
     LF_CHECK(!(o->verbose && o->quiet), LF_ERR_USAGE, "--verbose and --quiet exclude each other");
     if (strcmp(c->name, "compress") == 0)
-        LF_CHECK((o->data != NULL) != (o->stats != NULL), LF_ERR_USAGE,
-                 "compress: give exactly one of --data and --stats");
+        LF_CALL(check_compress(o));
+    LF_CHECK(o->provable || !o->input_nonnegative, LF_ERR_USAGE,
+             "--input-nonnegative goes with --provable");
     /* Dataset specs are checked here, before any file is opened. */
-    const char *specs[] = {o->data, o->labels};
+    const char *specs[] = {o->data, o->labels, o->eval_data, o->eval_labels};
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++)
         if (specs[k]) {
             char file[4096], obj[1024];
@@ -283,7 +375,7 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
                     argv[1]);
         return 2;
     }
-    lf__cli_opts_t o = {.threshold = 1.0, .layer_rule = "benefit", .batch = 1024};
+    lf__cli_opts_t o = {.threshold = 1.0, .batch = 1024, .target_ratio = -1.0, .max_drop = -1.0};
     lf_err_t err = parse_args(c, argc, argv, &o);
     if (err != LF_OK)
         return status_of(comm, err, &o);

@@ -10,11 +10,18 @@
 #include "linfold/batch.h"
 #include "linfold/error.h"
 
+enum { LF_CLI_LIST_MAX = 64 };
+
 typedef struct {
-    const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *file;
-    double threshold;
+    const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *select, *file;
+    const char *eval_data, *eval_labels, *sweep_text, *sweep_out, *fractions_text;
+    double threshold, prune_fraction;
+    double target_ratio, max_drop; /* < 0: not given */
     bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums;
+    bool provable, input_nonnegative;
     int64_t batch;
+    double sweep[LF_CLI_LIST_MAX], fractions[LF_CLI_LIST_MAX]; /* parsed lists */
+    int n_sweep, n_fractions;
 } lf__cli_opts_t;
 
 /* Batch options from the flags, with this rank's compute threads. */

@@ -14,6 +14,52 @@
 
 /* ---------------------------------------------------------------- inspect */
 
+/* Neuron indices as ranges: "0-3,7,9-10". */
+static void print_ranges(const bool *set, int64_t n)
+{
+    const char *sep = "";
+    for (int64_t j = 0; j < n; j++) {
+        if (!set[j])
+            continue;
+        int64_t k = j;
+        while (k + 1 < n && set[k + 1])
+            k++;
+        if (k == j)
+            printf("%s%lld", sep, (long long)j);
+        else
+            printf("%s%lld-%lld", sep, (long long)j, (long long)k);
+        sep = ",";
+        j = k;
+    }
+}
+
+static lf_err_t print_provable(const lf_model_t *m, bool input_nonnegative)
+{
+    lf_err_t err = LF_OK;
+    bool **linear = NULL;
+    int64_t total = 0;
+    LF_CALL(lf_plan_provable(m, input_nonnegative, &linear));
+    printf("provably linear neurons (z >= 0 on every input%s):\n",
+           input_nonnegative ? ", inputs taken as >= 0" : "");
+    for (int i = 0; i < m->n_layers - 1; i++) {
+        int64_t count = 0;
+        for (int64_t j = 0; j < m->layers[i].n_out; j++)
+            count += linear[i][j];
+        total += count;
+        printf("  layer %d (%s): %lld of %lld", i, lf_act_name(m->layers[i].act), (long long)count,
+               (long long)m->layers[i].n_out);
+        if (count) {
+            printf(": ");
+            print_ranges(linear[i], m->layers[i].n_out);
+        }
+        printf("\n");
+    }
+    printf("total: %lld provably linear neurons\n", (long long)total);
+cleanup:
+    lf_plan_provable_free(m, &linear);
+    return err;
+}
+
 lf_err_t lf__cmd_inspect(MPI_Comm comm, const lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
@@ -42,6 +88,8 @@ lf_err_t lf__cmd_inspect(MPI_Comm comm, const lf__cli_opts_t *o)
     }
     printf("parameters: %lld (%lld in skip blocks)\n", (long long)lf_model_params(m),
            (long long)lf_model_skip_params(m));
+    if (o->provable)
+        LF_CALL(print_provable(m, o->input_nonnegative));
 cleanup:
     lf_model_destroy(&m);
     return err;

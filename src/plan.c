@@ -253,3 +253,54 @@ cleanup:
     lf_plan_destroy(&p);
     return err;
 }
+
+/* ---------------------------------------------------------------- provable linearity */
+
+void lf_plan_provable_free(const lf_model_t *m, bool ***linear)
+{
+    if (!linear || !*linear)
+        return;
+    for (int i = 0; i < m->n_layers; i++)
+        lf_free((*linear)[i]);
+    lf_free(*linear);
+    *linear = NULL;
+}
+
+lf_err_t lf_plan_provable(const lf_model_t *m, bool input_nonnegative, bool ***out)
+{
+    lf_err_t err = LF_OK;
+    int L = m->n_layers;
+    bool **linear = NULL, **nonneg = NULL, all_input = input_nonnegative;
+    *out = NULL;
+    LF_CALL(lf_calloc((size_t)L, sizeof *linear, (void **)&linear));
+    LF_CALL(lf_calloc((size_t)L, sizeof *nonneg, (void **)&nonneg));
+    for (int i = 0; i < L; i++) {
+        const lf_layer_t *Ly = &m->layers[i];
+        LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof **linear, (void **)&linear[i]));
+        LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof **nonneg, (void **)&nonneg[i]));
+        bool can_be_linear = i < L - 1 && (Ly->act == LF_ACT_RELU || Ly->act == LF_ACT_LEAKY_RELU);
+        for (int64_t j = 0; j < Ly->n_out; j++) {
+            bool z_nonneg = Ly->bias[j] >= 0.0f;
+            for (int b = 0; b < Ly->n_blocks && z_nonneg; b++) {
+                int src = Ly->blocks[b].src;
+                int64_t w = lf_model_width(m, src);
+                const float *row = Ly->blocks[b].w + j * w;
+                for (int64_t c = 0; c < w && z_nonneg; c++) {
+                    bool source_nonneg = src == LF_SRC_INPUT ? all_input : nonneg[src][c];
+                    z_nonneg = row[c] == 0.0f || (row[c] > 0.0f && source_nonneg);
+                }
+            }
+            linear[i][j] = can_be_linear && z_nonneg;
+            /* Outputs >= 0 whatever z is (relu, sigmoid, softmax), or because z >= 0: every
+             * activation here keeps the sign of a non-negative z. */
+            nonneg[i][j] = Ly->act == LF_ACT_RELU || Ly->act == LF_ACT_SIGMOID ||
+                           Ly->act == LF_ACT_SOFTMAX || z_nonneg;
+        }
+    }
+    *out = linear;
+    linear = NULL;
+cleanup:
+    lf_plan_provable_free(m, &nonneg);
+    lf_plan_provable_free(m, &linear);
+    return err;
+}

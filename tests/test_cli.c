@@ -660,7 +660,7 @@ static const usage_case_t usage_cases[] = {
     {"threshold 1.5", "compress --model {M} --data {D}:/x --out {O} --threshold 1.5",
      "--threshold 1.5 is outside (0, 1]"},
     {"threshold abc", "compress --model {M} --data {D}:/x --out {O} --threshold abc",
-     "--threshold expects a number, got 'abc'"},
+     "--threshold expects a number >= 0, got 'abc'"},
     {"batch 0", "compress --model {M} --data {D}:/x --out {O} --batch 0",
      "--batch expects a whole number >= 1, got '0'"},
     {"layer-rule bogus", "compress --model {M} --data {D}:/x --out {O} --layer-rule bogus",

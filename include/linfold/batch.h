@@ -43,7 +43,7 @@ typedef struct {
     int64_t batch_rows; /* rows per I/O batch, >= 1 */
     int threads;        /* compute threads of this rank (<= 1: the calling thread) */
     bool progress;      /* rank 0 prints rows done, rate and ETA at most once a second */
-    const char *what;   /* label for progress lines, e.g. "calibrate" */
+    const char *what;   /* label for progress and timing lines, e.g. "calibrate"; NULL: none */
 } lf_batch_opts_t;
 
 /* Rows per compute block for n rows: min(256, batch, n), at least 1. Not collective. */

@@ -76,6 +76,15 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
                         lf_plan_t **out);
 void lf_plan_destroy(lf_plan_t **p);
 
+/* Provable linearity, independent of any data: (*out)[i][j] is true for a hidden relu or
+ * leaky_relu neuron whose bias and incoming weights are >= 0 and whose non-zero weights read only
+ * provably non-negative values: outputs of relu, sigmoid and softmax neurons, of provably linear
+ * neurons, and the model input when input_nonnegative. Such a neuron has z >= 0 on every input,
+ * so it is the identity everywhere. *out is (n_layers) arrays of n_out flags; free with
+ * lf_plan_provable_free. Not collective. */
+lf_err_t lf_plan_provable(const lf_model_t *m, bool input_nonnegative, bool ***out);
+void lf_plan_provable_free(const lf_model_t *m, bool ***linear);
+
 /* ---- shapes: parameter arithmetic of folds without touching weights ---- */
 typedef struct {
     int n_layers;
