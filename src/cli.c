@@ -73,7 +73,8 @@ static const flag_t flags[] = {
     {"--max-accuracy-drop", F_DOUBLE, OFF(max_drop), M_SEARCH, "D",
      "the smallest model within D of the original accuracy on --eval-data/--eval-labels"},
     {"--search-fractions", F_STRING, OFF(fractions_text), M_SEARCH, "P1,P2,...",
-     "importance-pruning shares the accuracy search tries (default 0,0.1,0.25,0.5)"},
+     "importance-pruning shares the accuracy search tries (default: the largest share within "
+     "the budget, found by bisection, and 0.05 and 0.10 below it)"},
     {"--eval-data", F_STRING, OFF(eval_data), M_SEARCH, "F.h5:/x",
      "evaluation samples for --sweep and --max-accuracy-drop"},
     {"--eval-labels", F_STRING, OFF(eval_labels), M_SEARCH, "F.h5:/y", "evaluation labels"},
@@ -233,11 +234,9 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
              "--target-ratio must be > 0");
     if (o->sweep_text)
         LF_CALL(parse_list("--sweep", o->sweep_text, 1e-12, 1.0, false, o->sweep, &o->n_sweep));
-    if (o->max_drop >= 0) {
-        LF_CALL(parse_list("--search-fractions", o->fractions_text ? o->fractions_text
-                                                                   : "0,0.1,0.25,0.5",
-                           0.0, 1.0, true, o->fractions, &o->n_fractions));
-    }
+    if (o->fractions_text)
+        LF_CALL(parse_list("--search-fractions", o->fractions_text, 0.0, 1.0, true, o->fractions,
+                           &o->n_fractions));
 cleanup:
     return err;
 }

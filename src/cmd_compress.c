@@ -289,7 +289,9 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     const char *rule = o->select ? o->select
                                  : (o->layer_rule ? o->layer_rule : (searching ? "optimal" : "benefit"));
     LF_CALL(lf_plan_parse_rule(rule, &popts.rule));
-    bool need_sums = o->prune_fraction > 0.0;
+    /* Importance pruning needs the mean outputs; the accuracy search tries it unless told
+     * otherwise. */
+    bool need_sums = o->prune_fraction > 0.0 || (o->max_drop >= 0 && o->n_fractions == 0);
     for (int k = 0; o->max_drop >= 0 && k < o->n_fractions; k++)
         need_sums = need_sums || o->fractions[k] > 0.0;
 

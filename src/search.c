@@ -38,7 +38,10 @@ lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double *
                 if (s->layers[i].positive[j] > 0)
                     counts[k++] = s->layers[i].positive[j];
     qsort(counts, (size_t)k, sizeof *counts, cmp_desc);
-    LF_CALL(lf_calloc((size_t)k, sizeof **out, (void **)out));
+    LF_CALL(lf_calloc((size_t)k + 1, sizeof **out, (void **)out));
+    /* 1.0 always leads: the most conservative plan, even when no neuron reaches it. */
+    if (k == 0 || counts[0] < s->samples)
+        (*out)[(*n)++] = 1.0;
     for (int64_t t = 0; t < k; t++)
         if (t == 0 || counts[t] != counts[t - 1])
             (*out)[(*n)++] = (double)counts[t] / (double)s->samples;
@@ -109,13 +112,6 @@ lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
     LF_CHECK(ratio > 0.0, LF_ERR_USAGE, "target ratio %g, expected > 0", ratio);
     LF_CALL(lf_search_thresholds(m, s, &taus, &n));
     *found = false;
-    if (n == 0) { /* no neuron is ever active: only pruning can shrink the model */
-        pt.opts.threshold = 1.0;
-        LF_CALL(price(m, s, &pt));
-        *found = pt.ratio <= ratio;
-        *point = pt;
-        goto cleanup;
-    }
     /* Sizes fall as the index (and the threshold) falls: find the first index within target. */
     pt.opts.threshold = taus[n - 1];
     LF_CALL(price(m, s, &pt));
@@ -149,6 +145,38 @@ cleanup:
     return err;
 }
 
+typedef struct {
+    MPI_Comm comm;
+    const lf_model_t *m;
+    const lf_stats_t *s;
+    const lf_search_eval_t *eval;
+    double floor_correct;
+    int64_t samples;
+    lf_search_point_t **frontier;
+    int *n_frontier;
+} budget_t;
+
+/* Evaluates one plan (or reuses the frontier's result for the same options) and says whether it
+ * is within the budget. */
+static lf_err_t probe(budget_t *b, const lf_plan_opts_t *opts, bool *ok)
+{
+    lf_err_t err = LF_OK;
+    lf_search_point_t pt = {.opts = *opts};
+    for (int k = 0; k < *b->n_frontier; k++) {
+        const lf_plan_opts_t *q = &(*b->frontier)[k].opts;
+        if (q->threshold == opts->threshold && q->prune_dead == opts->prune_dead &&
+            q->prune_fraction == opts->prune_fraction) {
+            *ok = (*b->frontier)[k].accuracy * (double)b->samples >= b->floor_correct;
+            return LF_OK;
+        }
+    }
+    LF_CALL(lf_search_evaluate(b->comm, b->m, b->s, b->eval, &pt));
+    LF_CALL(push(b->frontier, b->n_frontier, &pt));
+    *ok = pt.accuracy * (double)b->samples >= b->floor_correct;
+cleanup:
+    return err;
+}
+
 lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
                                    const lf_plan_opts_t *base, const double *fractions,
                                    int n_fractions, double max_drop, const lf_search_eval_t *eval,
@@ -174,40 +202,64 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
                                 .agreement = 1.0};
     best->params_after_prune = best->params;
     LF_CALL(lf_search_thresholds(m, s, &taus, &n));
-    if (n == 0 || taus[0] < 1.0) { /* also try folding only the always-active neurons */
-        LF_CALL(lf_realloc((size_t)n + 1, sizeof *taus, (void **)&taus));
-        memmove(taus + 1, taus, (size_t)n * sizeof *taus);
-        taus[0] = 1.0;
-        n++;
-    }
-    for (int dead = 0; dead <= 1; dead++)
-        for (int f = 0; f < n_fractions; f++) {
-            lf_search_point_t pt = {.opts = *base};
-            pt.opts.prune_dead = dead;
-            pt.opts.prune_fraction = fractions[f];
-            int64_t lo = -1, hi = n; /* lo: last index known within budget; hi: first known out */
-            /* Probe the two ends, then bisect between them. */
-            int64_t probes[2] = {0, n - 1};
-            for (int k = 0; k < 2 && !(k == 1 && (lo < 0 || n == 1)); k++) {
-                pt.opts.threshold = taus[probes[k]];
-                LF_CALL(lf_search_evaluate(comm, m, s, eval, &pt));
-                LF_CALL(push(frontier, n_frontier, &pt));
-                if (pt.accuracy * (double)r.samples >= floor_correct)
-                    lo = probes[k];
+    budget_t b = {.comm = comm, .m = m, .s = s, .eval = eval, .floor_correct = floor_correct,
+                  .samples = r.samples, .frontier = frontier, .n_frontier = n_frontier};
+    for (int dead = 0; dead <= 1; dead++) {
+        lf_plan_opts_t family = *base;
+        family.prune_dead = dead;
+        /* The importance-pruning shares to try: the caller's, or the largest share that keeps
+         * the budget without folding (bisection on a grid of 1/100), and two below it. */
+        double shares[LF_SEARCH_FRACTIONS_MAX];
+        int n_shares = 0;
+        if (n_fractions > 0) {
+            for (int f = 0; f < n_fractions && n_shares < LF_SEARCH_FRACTIONS_MAX; f++)
+                shares[n_shares++] = fractions[f];
+        } else {
+            int lo = 0, hi = 91; /* share lo/100 within budget (0 is, by definition), hi/100 not */
+            family.threshold = 1.0;
+            while (hi - lo > 1) {
+                int mid = (lo + hi) / 2;
+                family.prune_fraction = mid / 100.0;
+                bool ok = false;
+                LF_CALL(probe(&b, &family, &ok));
+                if (ok)
+                    lo = mid;
                 else
-                    hi = probes[k];
+                    hi = mid;
             }
-            while (lo >= 0 && hi - lo > 1) {
+            for (int k = 0; k < 3; k++)
+                if (lo - 5 * k >= 0)
+                    shares[n_shares++] = (lo - 5 * k) / 100.0;
+        }
+        for (int f = 0; f < n_shares; f++) {
+            family.prune_fraction = shares[f];
+            /* Probe the two ends of the thresholds, then bisect between them. */
+            int64_t lo = -1, hi = n; /* lo: last index known within budget; hi: first known out */
+            bool ok = false;
+            family.threshold = taus[0];
+            LF_CALL(probe(&b, &family, &ok));
+            if (!ok)
+                continue;
+            lo = 0;
+            if (n > 1) {
+                family.threshold = taus[n - 1];
+                LF_CALL(probe(&b, &family, &ok));
+                if (ok)
+                    lo = n - 1;
+                else
+                    hi = n - 1;
+            }
+            while (hi - lo > 1) {
                 int64_t mid = lo + (hi - lo) / 2;
-                pt.opts.threshold = taus[mid];
-                LF_CALL(lf_search_evaluate(comm, m, s, eval, &pt));
-                LF_CALL(push(frontier, n_frontier, &pt));
-                if (pt.accuracy * (double)r.samples >= floor_correct)
+                family.threshold = taus[mid];
+                LF_CALL(probe(&b, &family, &ok));
+                if (ok)
                     lo = mid;
                 else
                     hi = mid;
             }
         }
+    }
     for (int k = 0; k < *n_frontier; k++) {
         const lf_search_point_t *pt = &(*frontier)[k];
         bool within = pt->accuracy * (double)r.samples >= floor_correct;

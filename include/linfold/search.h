@@ -36,9 +36,9 @@ typedef struct {
     double agreement;         /* top-1 agreement with the original */
 } lf_search_point_t;
 
-/* Distinct activation rates (positive / samples > 0) of the neurons that can be linear, largest
- * first, as thresholds that select exactly the neurons at or above each. *out is caller-freed
- * (lf_free). Not collective. */
+/* 1.0, then the distinct activation rates (positive / samples > 0) of the neurons that can be
+ * linear, largest first: thresholds that select exactly the neurons at or above each. *out is
+ * caller-freed (lf_free); *n >= 1. Not collective. */
 lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double **out, int64_t *n);
 
 /* One point per threshold of taus, with base's other options. Collective on comm. */
@@ -55,10 +55,14 @@ lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
                                 const lf_plan_opts_t *base, double ratio, bool *found,
                                 lf_search_point_t *point);
 
-/* The smallest model whose accuracy on eval is at most max_drop below the original's, over
- * thresholds (bisection per family), dead-neuron pruning on and off, and importance pruning at
- * the fractions given, with base's rule. *frontier (caller-freed) lists every evaluated point;
- * *best is the smallest within budget, or the original model (params_before, *met false) when
+#define LF_SEARCH_FRACTIONS_MAX 64
+
+/* The smallest model whose accuracy on eval is at most max_drop below the original's, with
+ * base's rule, over: dead-neuron pruning off and on; importance-pruning shares (the n_fractions
+ * given, or when n_fractions is 0 the largest share on a 1/100 grid that keeps the budget
+ * without folding, found by bisection, and that share minus 0.05 and 0.10); and for each, the
+ * thresholds of lf_search_thresholds() by bisection. *frontier (caller-freed) lists every
+ * evaluated point; *best is the smallest within budget, or the original model (*met false) when
  * no compressed one is. Collective on comm. */
 lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
                                    const lf_plan_opts_t *base, const double *fractions,
