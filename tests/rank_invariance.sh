@@ -2,6 +2,8 @@
 # Bitwise rank-count invariance of the whole CLI: statistics files, compressed models,
 # predictions and eval figures at P = 1, 2, 3 and 4 ranks on the digits training split
 # (1,078 rows: not divisible by 3 or 4), with a small batch so that shards split blocks.
+# Statistics include the exact output sums; the model uses importance pruning, whose bias
+# compensation comes from those sums.
 #   rank_invariance.sh LINFOLD_BINARY MPIEXEC SOURCE_DIR
 set -euo pipefail
 lf=$1 mpiexec=$2 src=$3
@@ -9,10 +11,12 @@ data=$src/tests/data/digits
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for p in 1 2 3 4; do
+  # --output-sums and --prune-fraction exercise the exact output sums and the compensation.
   "$mpiexec" -n "$p" --oversubscribe "$lf" calibrate --quiet --batch 100 --model "$data/model.h5" \
-    --data "$data/data.h5:/train/x" --out "$tmp/stats$p.h5"
+    --data "$data/data.h5:/train/x" --output-sums --out "$tmp/stats$p.h5"
   "$mpiexec" -n "$p" --oversubscribe "$lf" compress --quiet --batch 100 --model "$data/model.h5" \
-    --data "$data/data.h5:/train/x" --threshold 0.9 --prune-dead --out "$tmp/model$p.h5"
+    --data "$data/data.h5:/train/x" --threshold 0.9 --prune-dead --prune-fraction 0.2 \
+    --out "$tmp/model$p.h5"
   "$mpiexec" -n "$p" --oversubscribe "$lf" predict --quiet --batch 100 --model "$tmp/model$p.h5" \
     --data "$data/data.h5:/train/x" --out "$tmp/pred$p.h5"
   "$mpiexec" -n "$p" --oversubscribe "$lf" eval --batch 100 --model "$tmp/model$p.h5" --json \
