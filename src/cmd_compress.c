@@ -11,6 +11,7 @@
 
 #include "build_info.h"
 #include "cli_impl.h"
+#include "h5io_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
 #include "linfold/fold.h"
@@ -139,42 +140,33 @@ static void print_point(const lf_search_point_t *pt, const char *mark)
     printf("%s\n", mark);
 }
 
-/* The sweep as CSV, written by rank 0 to a temporary file and renamed. */
-static lf_err_t write_sweep_csv(MPI_Comm comm, const char *path, const lf_search_point_t *pts,
-                                int n)
+typedef struct {
+    const lf_search_point_t *pts;
+    int n;
+} sweep_table_t;
+
+static lf_err_t write_csv(const char *tmp, const void *ctx)
 {
-    lf_err_t err = LF_OK, local = LF_OK;
-    char tmp[4096];
-    LF_CALL(lf_h5io_temp_path(comm, path, tmp, sizeof tmp));
-    if (lf__cli_rank(comm) == 0) {
-        FILE *f = fopen(tmp, "w");
-        if (!f) {
-            local = LF_ERR_IO;
-            lf_error_record(__FILE__, __LINE__, __func__, local, "%s: cannot create", tmp);
-        } else {
-            char rule_buf[64];
-            fprintf(f, "threshold,rule,prune_dead,prune_fraction,params_layers,params_skip,"
-                       "params_total,ratio,accuracy,top1_agreement\n");
-            for (int k = 0; k < n; k++) {
-                const lf_search_point_t *pt = &pts[k];
-                fprintf(f, "%.17g,%s,%d,%.17g,%lld,%lld,%lld,%.17g,", pt->opts.threshold,
-                        rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead,
-                        pt->opts.prune_fraction, (long long)(pt->params - pt->skip_params),
-                        (long long)pt->skip_params, (long long)pt->params, pt->ratio);
-                if (pt->evaluated)
-                    fprintf(f, "%.17g,%.17g\n", pt->accuracy, pt->agreement);
-                else
-                    fprintf(f, ",\n");
-            }
-            if (fclose(f) != 0) {
-                local = LF_ERR_IO;
-                lf_error_record(__FILE__, __LINE__, __func__, local, "%s: write failed", tmp);
-            }
-        }
+    lf_err_t err = LF_OK;
+    const sweep_table_t *t = ctx;
+    char rule_buf[64];
+    FILE *f = fopen(tmp, "w");
+    LF_CHECK(f != NULL, LF_ERR_IO, "%s: cannot create", tmp);
+    fprintf(f, "threshold,rule,prune_dead,prune_fraction,params_layers,params_skip,"
+               "params_total,ratio,accuracy,top1_agreement\n");
+    for (int k = 0; k < t->n; k++) {
+        const lf_search_point_t *pt = &t->pts[k];
+        fprintf(f, "%.17g,%s,%d,%.17g,%lld,%lld,%lld,%.17g,", pt->opts.threshold,
+                rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead,
+                pt->opts.prune_fraction, (long long)(pt->params - pt->skip_params),
+                (long long)pt->skip_params, (long long)pt->params, pt->ratio);
+        if (pt->evaluated)
+            fprintf(f, "%.17g,%.17g\n", pt->accuracy, pt->agreement);
+        else
+            fprintf(f, ",\n");
     }
-    local = lf_comm_agree(comm, local);
-    LF_CALL(lf_h5io_finish_temp(comm, tmp, path, local));
-    LF_CALL(local);
+    int closed = fclose(f);
+    LF_CHECK(closed == 0, LF_ERR_IO, "%s: write failed", tmp);
 cleanup:
     return err;
 }
@@ -194,8 +186,10 @@ static lf_err_t run_sweep(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model
         for (int k = 0; k < o->n_sweep; k++)
             print_point(&pts[k], "");
     }
-    if (o->sweep_out)
-        LF_CALL(write_sweep_csv(comm, o->sweep_out, pts, o->n_sweep));
+    if (o->sweep_out) {
+        sweep_table_t table = {.pts = pts, .n = o->n_sweep};
+        LF_CALL(lf__write_atomic_rank0(comm, o->sweep_out, write_csv, &table));
+    }
 cleanup:
     lf_free(pts);
     return err;

@@ -582,8 +582,8 @@ cleanup:
     return err;
 }
 
-lf_err_t lf_h5io_write_model(MPI_Comm comm, const char *path, const lf_model_t *m,
-                             const lf_attr_t *attrs, int n_attrs)
+lf_err_t lf__write_atomic_rank0(MPI_Comm comm, const char *path, lf__file_writer_t write,
+                                const void *ctx)
 {
     lf_err_t err = LF_OK, local = LF_OK;
     char tmp[4096];
@@ -591,12 +591,31 @@ lf_err_t lf_h5io_write_model(MPI_Comm comm, const char *path, const lf_model_t *
     LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
     LF_CALL(lf_h5io_temp_path(comm, path, tmp, sizeof tmp));
     if (rank == 0)
-        local = write_model_serial(tmp, m, attrs, n_attrs);
+        local = write(tmp, ctx);
     local = lf_comm_agree(comm, local);
     LF_CALL(lf_h5io_finish_temp(comm, tmp, path, local));
     LF_CALL(local);
 cleanup:
     return err;
+}
+
+typedef struct {
+    const lf_model_t *m;
+    const lf_attr_t *attrs;
+    int n_attrs;
+} model_file_t;
+
+static lf_err_t write_model_file(const char *tmp, const void *ctx)
+{
+    const model_file_t *f = ctx;
+    return write_model_serial(tmp, f->m, f->attrs, f->n_attrs);
+}
+
+lf_err_t lf_h5io_write_model(MPI_Comm comm, const char *path, const lf_model_t *m,
+                             const lf_attr_t *attrs, int n_attrs)
+{
+    model_file_t f = {.m = m, .attrs = attrs, .n_attrs = n_attrs};
+    return lf__write_atomic_rank0(comm, path, write_model_file, &f);
 }
 
 /* ---------------------------------------------------------------- sample and label datasets */

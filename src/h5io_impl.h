@@ -46,4 +46,11 @@ lf_err_t lf__write_float_dataset(hid_t loc, const char *name, int rank, const hs
 lf_err_t lf__open_float_dataset(hid_t loc, const char *name, const char *file, const char *path,
                                 int rank, hsize_t *dims, hid_t *dset);
 
+/* Writes the whole file at tmp; runs on rank 0 only. */
+typedef lf_err_t (*lf__file_writer_t)(const char *tmp, const void *ctx);
+/* Rank 0 writes path through a temporary file beside it, renamed into place only when complete;
+ * the result is agreed by all ranks. Collective on comm. */
+lf_err_t lf__write_atomic_rank0(MPI_Comm comm, const char *path, lf__file_writer_t write,
+                                const void *ctx);
+
 #endif /* LINFOLD_H5IO_IMPL_H */

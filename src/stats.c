@@ -328,20 +328,11 @@ cleanup:
     return err;
 }
 
+static lf_err_t write_stats_file(const char *tmp, const void *ctx) { return write_serial(tmp, ctx); }
+
 lf_err_t lf_stats_write(MPI_Comm comm, const char *path, const lf_stats_t *s)
 {
-    lf_err_t err = LF_OK, local = LF_OK;
-    char tmp[4096];
-    int rank = 0;
-    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
-    LF_CALL(lf_h5io_temp_path(comm, path, tmp, sizeof tmp));
-    if (rank == 0)
-        local = write_serial(tmp, s);
-    local = lf_comm_agree(comm, local);
-    LF_CALL(lf_h5io_finish_temp(comm, tmp, path, local));
-    LF_CALL(local);
-cleanup:
-    return err;
+    return lf__write_atomic_rank0(comm, path, write_stats_file, s);
 }
 
 /* Reads a 1-D dataset of n elements of class cls into dst as mem_type. */
