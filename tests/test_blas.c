@@ -225,6 +225,21 @@ START_TEST(test_automatic_choice)
 }
 END_TEST
 
+/* The re-execution itself: pretend the library loaded Prescott; the child must come back running
+ * the best kernel, chosen by linfold. */
+START_TEST(test_reexecution)
+{
+    char kernel[128];
+    ck_assert_int_eq(run_child("env -u OPENBLAS_CORETYPE LINFOLD_BLAS_ASSUME_LOADED=Prescott", kernel,
+                               sizeof kernel),
+                     0);
+    const char *best = lf_blas_best_kernel();
+    if (strcmp(best, "Prescott") != 0)
+        ck_assert_msg(strcasecmp(kernel, best) == 0, "re-executed with %s, expected %s", kernel,
+                      best);
+}
+END_TEST
+
 static Suite *parent_suite(void)
 {
     Suite *s = suite_create("blas");
@@ -232,6 +247,7 @@ static Suite *parent_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_every_supported_kernel);
     tcase_add_test(tc, test_automatic_choice);
+    tcase_add_test(tc, test_reexecution);
     suite_add_tcase(s, tc);
     return s;
 }
