@@ -33,10 +33,15 @@ typedef struct {
     int64_t offset;        /* a block's first row within its I/O batch (0 for a batch) */
 } lf_batch_t;
 
-/* Runs on one compute block (rows = R) on thread tid. Not collective: must not call MPI. */
+/* Runs on one compute block (rows = R) on thread tid.
+ * Not collective.
+ * Must not call MPI. */
 typedef lf_err_t (*lf_block_fn)(const lf_batch_t *block, int tid, void *ctx);
-/* Runs on every rank after each I/O batch (valid may be 0): the place for collective work such
- * as writing the batch's results. Collective. */
+/* Runs on every rank after each I/O batch (valid may be 0).
+ * Collective on comm.
+ * comm is the one given to lf_batch_run(): the place for collective work such as writing the
+ * batch's results. lf_batch_run() returns its error without agreeing it, so it must return the
+ * same error on every rank. */
 typedef lf_err_t (*lf_batch_fn)(const lf_batch_t *batch, void *ctx);
 
 typedef struct {
@@ -46,11 +51,15 @@ typedef struct {
     const char *what;   /* label for progress and timing lines, e.g. "calibrate"; NULL: none */
 } lf_batch_opts_t;
 
-/* Rows per compute block for n rows: min(256, batch, n), at least 1. Not collective. */
+/* Rows per compute block for n rows: min(256, batch, n), at least 1.
+ * Not collective. */
 int64_t lf_batch_block_rows(int64_t n, int64_t batch);
 
-/* Streams x (and labels, which may be NULL and must have as many rows) through block_fn, then
- * batch_fn (may be NULL). Collective on comm. */
+/* Streams the rows of x this rank owns (and of labels) through block_fn, then batch_fn.
+ * Collective on comm.
+ * labels may be NULL and must otherwise have as many rows as x; batch_fn may be NULL.
+ * LF_ERR_ARG when opts->batch_rows < 1, LF_ERR_SHAPE on a row-count mismatch, LF_ERR_VALUE on a
+ * NaN/Inf row; errors of block_fn are agreed across ranks after every batch. */
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
                       const lf_batch_opts_t *opts, lf_block_fn block_fn, lf_batch_fn batch_fn,
                       void *ctx);

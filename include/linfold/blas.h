@@ -16,18 +16,25 @@
 
 #include <stdbool.h>
 
-/* The kernel family OpenBLAS is running ("Haswell", "SkylakeX", ...). Not collective. */
+/* Returns the kernel family OpenBLAS is running ("Haswell", "SkylakeX", ...).
+ * Not collective. */
 const char *lf_blas_kernel(void);
-/* The best kernel family this CPU supports that OpenBLAS 0.3.21 ships: "SkylakeX" (AVX-512 F,
- * BW, VL, DQ, CD), "Haswell" (AVX2 + FMA), "Sandybridge" (AVX) or "Prescott". Not collective. */
+/* Returns the best kernel family this CPU supports that OpenBLAS 0.3.21 ships.
+ * Not collective.
+ * "SkylakeX" (AVX-512 F, BW, VL, DQ, CD), "Haswell" (AVX2 + FMA), "Sandybridge" (AVX) or
+ * "Prescott"; off x86-64, the kernel that is loaded. */
 const char *lf_blas_best_kernel(void);
-/* How the kernel was chosen: "library" (OpenBLAS's own detection), "user" (OPENBLAS_CORETYPE was
- * set), or "linfold" (set by lf_blas_select_kernel). Not collective. */
+/* Returns how the kernel was chosen.
+ * Not collective.
+ * "library" (OpenBLAS's own detection), "user" (OPENBLAS_CORETYPE was set), or "linfold" (set
+ * by lf_blas_select_kernel). */
 const char *lf_blas_kernel_origin(void);
 
-/* Re-executes the program with OPENBLAS_CORETYPE set to lf_blas_best_kernel() when that beats
- * the loaded kernel, no OPENBLAS_CORETYPE was given and LINFOLD_BLAS_AUTO is not 0. Returns
- * normally otherwise (also when exec fails). Call it before MPI_Init. Not collective. */
+/* Re-executes the program with OPENBLAS_CORETYPE set to lf_blas_best_kernel() when that pays.
+ * Not collective.
+ * It re-executes when the best kernel beats the loaded one, no OPENBLAS_CORETYPE was given and
+ * LINFOLD_BLAS_AUTO is not 0. Returns normally otherwise (also when exec fails). Call it before
+ * MPI_Init. */
 void lf_blas_select_kernel(char **argv);
 
 #endif /* LINFOLD_BLAS_H */

@@ -8,8 +8,10 @@
 
 #include <mpi.h>
 
-/* Runs one command and returns the process exit status: 0 on success, 2 on a usage error, 1 on
- * any other error. Collective on comm. */
+/* Runs the command given by argv and returns the process exit status.
+ * Collective on comm.
+ * Every rank passes the same argv. Returns 0 on success, 2 on a usage error, 1 on any other
+ * error. */
 int lf_cli_main(MPI_Comm comm, int argc, char **argv);
 
 #endif /* LINFOLD_CLI_H */

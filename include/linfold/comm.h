@@ -23,20 +23,28 @@
         }                                                                                          \
     } while (0)
 
-/* Rows [*begin, *begin + *count) of n global rows owned by rank of size ranks: contiguous blocks
- * whose sizes differ by at most one, lower ranks taking the larger ones. Not collective. */
+/* Computes the rows [*begin, *begin + *count) of n global rows that rank of size ranks owns.
+ * Not collective.
+ * Contiguous blocks whose sizes differ by at most one, lower ranks taking the larger ones. */
 void lf_comm_shard(int64_t n, int rank, int size, int64_t *begin, int64_t *count);
 
-/* Agrees on one error code: returns the largest of the codes passed by all ranks, so that every
- * rank leaves a failing step together. The failing rank keeps its own error record.
- * Collective on comm. */
+/* Agrees on one error code: returns the largest of the codes passed by all ranks.
+ * Collective on comm.
+ * Every rank then leaves a failing step together. The failing rank keeps its own error record.
+ * A failure of the allreduce itself aborts the job (LF_ASSERT). */
 lf_err_t lf_comm_agree(MPI_Comm comm, lf_err_t local);
 
-/* Prints the error record exactly once per job: from the lowest rank that recorded one.
- * Collective on comm. */
+/* Prints the error record once per job, from the lowest rank that recorded one.
+ * Collective on comm.
+ * Prints nothing when no rank recorded a failure, even if agreed is an error. traceback adds the
+ * location and traceback lines. Ends with a barrier so that no rank exits before the message is
+ * out. */
 void lf_comm_report_error(MPI_Comm comm, lf_err_t agreed, int traceback);
 
-/* Broadcasts a NUL-terminated string from root (len <= cap including NUL). Collective on comm. */
+/* Broadcasts a NUL-terminated string in buf from root.
+ * Collective on comm.
+ * Its length including the NUL must fit in cap, else LF_ERR_ARG. cap must be equal on all ranks:
+ * every rank checks the broadcast length against its own cap before the second broadcast. */
 lf_err_t lf_comm_bcast_string(MPI_Comm comm, char *buf, int cap, int root);
 
 #endif /* LINFOLD_COMM_H */

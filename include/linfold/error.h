@@ -8,7 +8,7 @@
  *     lf_err_t err = LF_OK;
  *     float *w = NULL;
  *     LF_CHECK(n > 0, LF_ERR_ARG, "n = %lld, expected > 0", (long long)n);
- *     LF_CALL(lf_malloc_array((size_t)n, sizeof *w, (void **)&w));
+ *     LF_CALL(lf_malloc((size_t)n, sizeof *w, (void **)&w));
  *   cleanup:
  *     lf_free(w);
  *     return err;
@@ -44,26 +44,38 @@ typedef enum {
 
 #define LF_OK LF_ERR_OK
 
-/* "LF_ERR_SHAPE". Not collective. */
+/* Returns the name of err, e.g. "LF_ERR_SHAPE" ("LF_ERR_UNKNOWN" for an unknown code).
+ * Not collective. */
 const char *lf_err_name(lf_err_t err);
-/* "shapes do not match". Not collective. */
+/* Returns the message of err, e.g. "shapes do not match" ("unknown error" for an unknown code).
+ * Not collective. */
 const char *lf_strerror(lf_err_t err);
 
-/* Records the first failure of this process (later calls before lf_error_clear() only add a
- * traceback line). Not collective. */
+/* Records the first failure of this process.
+ * Not collective.
+ * Later calls before lf_error_clear() only add a traceback line. Safe on compute threads. */
 void lf_error_record(const char *file, int line, const char *func, lf_err_t code, const char *fmt,
                      ...) __attribute__((format(printf, 5, 6)));
-/* Appends "#k func() at file:line" to the record. Not collective. */
+/* Appends "#k func() at file:line" to the record.
+ * Not collective. */
 void lf_error_trace(const char *file, int line, const char *func);
-/* True when this process recorded a failure (not only received one through agreement). */
+/* Returns true when this process recorded a failure (not only received one through agreement).
+ * Not collective. */
 bool lf_error_is_local(void);
-/* The recorded message without location, or "" . Not collective. */
+/* Returns the recorded message without location, or "".
+ * Not collective. */
 const char *lf_error_message(void);
-/* Prints "[rank r/n] file:line func(): message (LF_ERR_X)" and, when traceback is set, the
- * traceback lines to stderr. Not collective. */
+/* Prints the recorded failure to stderr as "linfold: [rank r/n] error: message (LF_ERR_X)".
+ * Not collective.
+ * The "[rank r/n] " prefix is left out in a one-rank job. When traceback is set, the location
+ * ("at file:line func()") and the traceback lines follow. Prints nothing without a record. */
 void lf_error_print(bool traceback);
+/* Forgets the recorded failure and its traceback.
+ * Not collective. */
 void lf_error_clear(void);
-/* Rank and size used in the printed prefix; main() sets them once after MPI_Init. Not collective. */
+/* Sets the rank and size used in the printed prefix.
+ * Not collective.
+ * main() sets them once after MPI_Init. */
 void lf_error_set_rank(int rank, int size);
 
 #define LF_CHECK(cond, code, ...)                                                                  \
@@ -93,10 +105,14 @@ void lf_error_set_rank(int rank, int size);
         if (!(cond))                                                                               \
             lf__assert_fail(__FILE__, __LINE__, __func__, #cond);                                  \
     } while (0)
+/* Prints the failed condition of LF_ASSERT with rank and location, then aborts the job.
+ * Not collective.
+ * Calls MPI_Abort(MPI_COMM_WORLD, 70), which any single rank may do. */
 _Noreturn void lf__assert_fail(const char *file, int line, const char *func, const char *cond);
 
-/* Casts a global count to int for MPI, HDF5 or ScaLAPACK, failing with LF_ERR_OVERFLOW.
- * Not collective. */
+/* Casts a global count to int for MPI, HDF5 or ScaLAPACK.
+ * Not collective.
+ * Fails with LF_ERR_OVERFLOW when v does not fit. */
 lf_err_t lf_int_cast(int64_t v, int *out);
 
 #endif /* LINFOLD_ERROR_H */

@@ -32,17 +32,22 @@ typedef struct {
     double max_abs_diff;  /* largest |output - reference output| over all rows and outputs */
 } lf_eval_result_t;
 
-/* Predicted class of one output row of width n. Not collective. */
+/* Returns the predicted class of one output row of width n (see above).
+ * Not collective. */
 int64_t lf_eval_class(lf_act_t act, const float *row, int64_t n);
 
-/* Evaluates m (and reference, which may be NULL) on x (and labels, which may be NULL).
- * Identical *res on all ranks. Collective on comm. */
+/* Evaluates m, and optionally a reference model, on the rows of x sharded over comm.
+ * Collective on comm.
+ * reference and labels may be NULL. *res is identical on all ranks. LF_ERR_SHAPE when x or
+ * reference do not fit m, LF_ERR_VALUE on a label outside the model's classes. */
 lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *reference,
                      lf_dataset_t *x, lf_dataset_t *labels, const lf_batch_opts_t *opts,
                      lf_eval_result_t *res);
 
 /* Writes m's outputs on x to `path` as /outputs (n, n_out), rows in dataset order, atomically.
- * Collective on comm. */
+ * Collective on comm.
+ * Rows are written with collective transfers to a temporary file that is renamed into place
+ * only when complete. */
 lf_err_t lf_eval_predict(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *x, const char *path,
                          const lf_batch_opts_t *opts);
 

@@ -20,15 +20,20 @@
 #include "linfold/model.h"
 #include "linfold/plan.h"
 
-/* Builds the compressed model from m and plan p (made for m). *out and *where (n_layers of m
- * entries: the new index of each layer, -1 when it disappeared) are owned by the caller
- * (lf_model_destroy, lf_free); where may be NULL. Logically collective on comm: m and p must be
- * equal on all ranks. */
+/* Builds the compressed model from m and plan p (made for m).
+ * Collective on comm.
+ * m and p must be equal on all ranks: every rank computes the same model, and errors are agreed
+ * after every step. *out and *where (n_layers of m entries: the new index of each layer, -1 when
+ * it disappeared) are owned by the caller (lf_model_destroy, lf_free); where may be NULL.
+ * LF_ERR_ARG for a plan made for another model, LF_ERR_INTERNAL when the plan's parameter count
+ * and the folded model's differ. */
 lf_err_t lf_fold_apply(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p, lf_model_t **out,
                        int **where);
 
-/* Folds neurons idx[0..count) of layer l of m in place (the step above). Logically collective on
- * comm. */
+/* Folds neurons idx[0..count) of layer l of m in place (the step above).
+ * Collective on comm.
+ * m, l, idx and count must be equal on all ranks; errors are agreed across ranks. LF_ERR_ARG
+ * unless l is a hidden layer. */
 lf_err_t lf_fold_layer(MPI_Comm comm, lf_model_t *m, int l, const int64_t *idx, int64_t count);
 
 #endif /* LINFOLD_FOLD_H */

@@ -21,22 +21,29 @@
 #include "linfold/error.h"
 #include "linfold/model.h"
 
-/* Called with layer i's pre-activations z, row-major (rows, n_out), before the activation. */
+/* Called with layer i's pre-activations z, row-major (rows, n_out), before the activation.
+ * Not collective.
+ * Runs inside lf_forward_run(), on the thread that called it. */
 typedef lf_err_t (*lf_forward_hook_t)(int layer, const float *z, int64_t rows, int64_t n_out,
                                       void *ctx);
 
 typedef struct lf_forward lf_forward_t;
 
-/* Workspace for up to max_rows rows of model m (layer widths are taken from m). Caller destroys.
- * Not collective. */
+/* Creates a workspace for up to max_rows rows of model m (layer widths are taken from m).
+ * Not collective.
+ * Caller destroys. */
 lf_err_t lf_forward_create(const lf_model_t *m, int64_t max_rows, lf_forward_t **out);
-/* Runs m (the model the workspace was created for) on rows <= max_rows rows of x; *out points
- * into the workspace and is valid until the next run. hook may be NULL. Not collective. */
+/* Runs m (the model the workspace was created for) on rows <= max_rows rows of x.
+ * Not collective.
+ * *out points into the workspace and is valid until the next run. hook may be NULL. */
 lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, int64_t rows,
                         lf_forward_hook_t hook, void *ctx, const float **out);
+/* Frees *fw and sets it to NULL; accepts NULL.
+ * Not collective. */
 void lf_forward_destroy(lf_forward_t **fw);
 
-/* Applies act in place to a row-major (rows, n) matrix. Not collective. */
+/* Applies act in place to a row-major (rows, n) matrix.
+ * Not collective. */
 void lf_forward_activate(lf_act_t act, float alpha, float *z, int64_t rows, int64_t n);
 
 #endif /* LINFOLD_FORWARD_H */

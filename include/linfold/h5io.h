@@ -24,16 +24,18 @@ typedef struct {
     const char *value;
 } lf_attr_t;
 
-/* Turns off HDF5's automatic error printing; linfold reports HDF5 errors itself.
+/* Turns off HDF5's automatic error printing, since linfold reports HDF5 errors itself.
  * Not collective. */
 void lf_h5io_init(void);
 
-/* Reads and validates a model file. Caller destroys *out. Errors name the file and object.
- * Collective on comm. */
+/* Reads and validates a model file through the MPI-IO driver.
+ * Collective on comm.
+ * Caller destroys *out. Errors name the file and object. */
 lf_err_t lf_h5io_read_model(MPI_Comm comm, const char *path, lf_model_t **out);
 
-/* Writes m atomically to path (rank 0 writes a temporary file, then renames it). The bytes depend
- * only on m and attrs: no timestamps, no rank count. Collective on comm. */
+/* Writes m atomically to path: rank 0 writes a temporary file, then renames it.
+ * Collective on comm.
+ * The bytes depend only on m and attrs: no timestamps, no rank count. */
 lf_err_t lf_h5io_write_model(MPI_Comm comm, const char *path, const lf_model_t *m,
                              const lf_attr_t *attrs, int n_attrs);
 
@@ -44,43 +46,69 @@ typedef enum {
 
 typedef struct lf_dataset lf_dataset_t;
 
-/* Opens "FILE.h5:/path" and validates its type and rank. Collective on comm. */
+/* Opens the dataset "FILE.h5:/path" through the MPI-IO driver and validates its type and rank.
+ * Collective on comm.
+ * Caller closes *out with lf_h5io_dataset_close(). */
 lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t kind,
                               lf_dataset_t **out);
+/* Returns the number of rows (samples) of ds.
+ * Not collective. */
 int64_t lf_h5io_dataset_rows(const lf_dataset_t *ds);
-int64_t lf_h5io_dataset_cols(const lf_dataset_t *ds); /* 1 for labels */
+/* Returns the number of columns of ds: the features per sample, 1 for labels.
+ * Not collective. */
+int64_t lf_h5io_dataset_cols(const lf_dataset_t *ds);
+/* Returns the "FILE.h5:/path" spec ds was opened with.
+ * Not collective. */
 const char *lf_h5io_dataset_spec(const lf_dataset_t *ds);
-/* Reads rows [row0, row0 + count) into buf (row-major float32 (count, cols) for samples, int64
- * (count) for labels); count may differ between ranks and be 0. Collective on ds. */
+/* Reads rows [row0, row0 + count) into buf with one collective transfer.
+ * Collective on ds.
+ * buf is row-major float32 (count, cols) for samples, int64 (count) for labels. count may differ
+ * between ranks and be 0. */
 lf_err_t lf_h5io_dataset_read_rows(lf_dataset_t *ds, int64_t row0, int64_t count, void *buf);
-/* Collective on ds. */
+/* Closes the dataset and its file and sets *ds to NULL.
+ * Collective on ds.
+ * Accepts NULL, but then it must be NULL on every rank: closing the file is collective. */
 void lf_h5io_dataset_close(lf_dataset_t **ds);
 
 /* A 2-D float32 dataset (n, cols) at dset_path in a new file, written by row blocks and renamed
  * into place by lf_h5io_output_commit(). */
 typedef struct lf_output lf_output_t;
 
-/* Collective on comm. */
+/* Creates the (n, cols) float32 dataset dset_path in a new temporary file beside path.
+ * Collective on comm.
+ * The file is created through the MPI-IO driver with its storage allocated up front; finish
+ * with lf_h5io_output_commit() or lf_h5io_output_abort(). */
 lf_err_t lf_h5io_output_create(MPI_Comm comm, const char *path, const char *dset_path, int64_t n,
                                int64_t cols, lf_output_t **out);
-/* Collective on out; count may be 0 on some ranks. */
+/* Writes rows [row0, row0 + count) from rows, row-major float32 (count, cols).
+ * Collective on out.
+ * count may be 0 on some ranks. */
 lf_err_t lf_h5io_output_write_rows(lf_output_t *out, int64_t row0, int64_t count,
                                    const float *rows);
-/* Closes the file and renames it into place; destroys *out. Collective. */
+/* Closes the file and renames it into place.
+ * Collective on out.
+ * Destroys *out, also on failure. */
 lf_err_t lf_h5io_output_commit(lf_output_t **out);
-/* Closes and deletes the temporary file; destroys *out; accepts NULL. Collective. */
+/* Closes and deletes the temporary file.
+ * Collective on out.
+ * Destroys *out. Accepts NULL, but then it must be NULL on every rank. */
 void lf_h5io_output_abort(lf_output_t **out);
 
-/* Splits "FILE.h5:/path" at the last ":/". Not collective. */
+/* Splits "FILE.h5:/path" at the last ":/" into file and obj.
+ * Not collective.
+ * LF_ERR_USAGE when spec has no such form or a part does not fit its buffer. */
 lf_err_t lf_h5io_split_spec(const char *spec, char *file, size_t file_cap, char *obj,
                             size_t obj_cap);
 
 /* --- helpers for other file kinds (statistics) --- */
-/* Path of the temporary file beside path that rank 0 chose; identical on all ranks.
- * Collective on comm. */
+/* Fills tmp with the path of the temporary file beside path that rank 0 chose.
+ * Collective on comm.
+ * tmp is identical on all ranks. */
 lf_err_t lf_h5io_temp_path(MPI_Comm comm, const char *path, char *tmp, size_t cap);
-/* Rank 0 renames tmp to path (or, with ok false, removes tmp); the result is agreed.
- * Collective on comm. */
+/* Rank 0 renames tmp to path, or removes tmp when ok is not LF_OK; the result is agreed.
+ * Collective on comm.
+ * Only rank 0's ok is used, so callers pass an agreed code. Returns the agreed rename error
+ * (LF_OK after a removal). */
 lf_err_t lf_h5io_finish_temp(MPI_Comm comm, const char *tmp, const char *path, lf_err_t ok);
 
 #endif /* LINFOLD_H5IO_H */

@@ -8,16 +8,25 @@
 
 typedef enum { LF_LOG_ERROR = 0, LF_LOG_WARN = 1, LF_LOG_INFO = 2, LF_LOG_DEBUG = 3 } lf_log_level_t;
 
-/* Sets the highest level that prints (default LF_LOG_WARN... main sets INFO, --quiet ERROR,
- * -v DEBUG). Not collective. */
+/* Sets the highest level that prints, for this process.
+ * Not collective.
+ * The default is LF_LOG_INFO; lf_cli_main() sets INFO, --quiet ERROR, -v DEBUG. */
 void lf_log_set_level(lf_log_level_t level);
+/* Returns the highest level that prints.
+ * Not collective. */
 lf_log_level_t lf_log_get_level(void);
+/* Returns true when messages of level print.
+ * Not collective. */
 bool lf_log_enabled(lf_log_level_t level);
 
-/* Prints from rank 0 of comm only (MPI_COMM_NULL: from this process). Not collective. */
+/* Prints a message from rank 0 of comm only.
+ * Not collective.
+ * With MPI_COMM_NULL it prints from this process. */
 void lf_log(lf_log_level_t level, MPI_Comm comm, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Prints from this rank with a "[rank/size]" prefix of comm. Not collective. */
+/* Prints a message from this rank with a "[rank/size]" prefix of comm.
+ * Not collective.
+ * comm must be a valid communicator (not MPI_COMM_NULL). */
 void lf_log_rank(lf_log_level_t level, MPI_Comm comm, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -16,8 +16,10 @@
 
 #include "linfold/error.h"
 
-/* C += A · B as described above; every rank passes the same A and B and gets the same C.
- * Logically collective on comm: m, n, k, A and B must be equal on all ranks. */
+/* Computes C += A · B as described above.
+ * Logically collective on comm: m, n, k, A, B and C must be equal on all ranks.
+ * Every rank passes the same A, B and C and gets the same C. The serial back end ignores comm,
+ * so no rank communicates today. */
 lf_err_t lf_merge_add_product(MPI_Comm comm, int64_t m, int64_t n, int64_t k, const float *A,
                               const float *B, float *C);
 

@@ -53,52 +53,77 @@ typedef struct {
     lf_layer_t *layers;
 } lf_model_t;
 
-/* Name used in files ("relu", ...). Not collective. */
+/* Returns the name of act used in files ("relu", ...).
+ * Not collective. */
 const char *lf_act_name(lf_act_t act);
-/* Parses an activation name; LF_ERR_FORMAT for an unknown one. Not collective. */
+/* Parses an activation name into *out.
+ * Not collective.
+ * LF_ERR_FORMAT for an unknown one. */
 lf_err_t lf_act_parse(const char *name, lf_act_t *out);
-/* True for activations that are the identity on z > 0 (relu, leaky_relu) or everywhere
- * (identity): the ones whose neurons can be linear. Not collective. */
+/* Returns true for the activations whose neurons can be linear.
+ * Not collective.
+ * Those are the identity on z > 0 (relu, leaky_relu) or everywhere (identity). */
 bool lf_act_is_piecewise_linear(lf_act_t act);
 
-/* A model with n_layers uninitialised layers (n_out = 0). Caller destroys. Not collective. */
+/* Creates a model with n_layers uninitialised layers (n_out = 0).
+ * Not collective.
+ * Caller destroys. LF_ERR_ARG unless n_in >= 1 and n_layers >= 1. */
 lf_err_t lf_model_create(int64_t n_in, int n_layers, lf_model_t **out);
-/* Allocates layer i's bias and zero predecessor block; layers below i must be initialised.
- * Not collective. */
+/* Initialises layer i, allocating its bias and a zero predecessor block.
+ * Not collective.
+ * Layers below i must be initialised. LF_ERR_ARG unless n_out >= 1. */
 lf_err_t lf_model_layer_init(lf_model_t *m, int i, int64_t n_out, lf_act_t act, float alpha);
+/* Frees *m and sets it to NULL; accepts NULL.
+ * Not collective. */
 void lf_model_destroy(lf_model_t **m);
-/* Deep copy. Caller destroys. Not collective. */
+/* Makes a deep copy of m.
+ * Not collective.
+ * Caller destroys. */
 lf_err_t lf_model_copy(const lf_model_t *m, lf_model_t **out);
 
-/* Width of a source: n_in for LF_SRC_INPUT, else the layer's n_out. Not collective. */
+/* Returns the width of a source: n_in for LF_SRC_INPUT, else the layer's n_out.
+ * Not collective. */
 int64_t lf_model_width(const lf_model_t *m, int src);
-/* Layer i's block from src, or NULL. Not collective. */
+/* Returns layer i's block from src, or NULL.
+ * Not collective. */
 lf_block_t *lf_model_block(const lf_model_t *m, int i, int src);
-/* Layer i's block from src, created zero-filled when missing. Not collective. */
+/* Returns layer i's block from src, created zero-filled when missing.
+ * Not collective. */
 lf_err_t lf_model_block_ensure(lf_model_t *m, int i, int src, lf_block_t **out);
 
-/* Parameter counts: every weight element of every block plus biases. Not collective. */
-int64_t lf_model_layer_params(const lf_model_t *m, int i);
-int64_t lf_model_skip_params(const lf_model_t *m); /* elements of non-predecessor blocks */
-int64_t lf_model_params(const lf_model_t *m);
-int64_t lf_model_n_out(const lf_model_t *m); /* width of the model output */
-
-/* Deletes the neurons of layer i whose keep[j] is false: their rows in layer i's blocks and bias
- * and their columns in every block that reads layer i. A layer left empty is removed and later
- * layers are renumbered; a consumer left without a predecessor block gets a zero one.
+/* Returns the parameter count of layer i: every weight element of its blocks plus its biases.
  * Not collective. */
+int64_t lf_model_layer_params(const lf_model_t *m, int i);
+/* Returns the elements of non-predecessor (skip) blocks.
+ * Not collective. */
+int64_t lf_model_skip_params(const lf_model_t *m);
+/* Returns the parameter count: every weight element of every block plus biases.
+ * Not collective. */
+int64_t lf_model_params(const lf_model_t *m);
+/* Returns the width of the model output.
+ * Not collective. */
+int64_t lf_model_n_out(const lf_model_t *m);
+
+/* Deletes the neurons of layer i whose keep[j] is false.
+ * Not collective.
+ * Removes their rows in layer i's blocks and bias and their columns in every block that reads
+ * layer i. A layer left empty is removed and later layers are renumbered; a consumer left
+ * without a predecessor block gets a zero one. */
 lf_err_t lf_model_remove_neurons(lf_model_t *m, int i, const bool *keep);
 
-/* "/layers/3/weight", "/layers/3/skip/input" or "/layers/3/skip/1": the file path of layer i's
- * block from src. Not collective. */
+/* Writes the file path of layer i's block from src to buf.
+ * Not collective.
+ * "/layers/3/weight", "/layers/3/skip/input" or "/layers/3/skip/1". */
 void lf_model_block_path(char *buf, size_t cap, int i, int src);
 
-/* Checks the structure (sources, widths) and that every value is finite; `name` (a file path)
- * prefixes the messages. LF_ERR_FORMAT, LF_ERR_SHAPE or LF_ERR_VALUE. Not collective. */
+/* Checks the structure (sources, widths) and that every value is finite.
+ * Not collective.
+ * `name` (a file path) prefixes the messages. LF_ERR_FORMAT, LF_ERR_SHAPE or LF_ERR_VALUE. */
 lf_err_t lf_model_validate(const lf_model_t *m, const char *name);
 
-/* 64-bit FNV-1a over the structure and all values; identifies the model a statistics file was
- * computed for. Not collective. */
+/* Returns a 64-bit FNV-1a hash over the structure and all values.
+ * Not collective.
+ * It identifies the model a statistics file was computed for. */
 uint64_t lf_model_fingerprint(const lf_model_t *m);
 
 #endif /* LINFOLD_MODEL_H */

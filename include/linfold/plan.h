@@ -67,22 +67,32 @@ typedef struct {
     int64_t search_nodes; /* shapes priced by a GREEDY or OPTIMAL selection */
 } lf_plan_t;
 
-/* Parses "benefit", "all", "count:K" (K >= 0), "fraction:F" (0 <= F < 1), "greedy" or
- * "optimal". Not collective. */
+/* Parses a layer rule into *out.
+ * Not collective.
+ * Accepts "benefit", "all", "count:K" (K >= 0), "fraction:F" (0 <= F < 1), "greedy" or
+ * "optimal"; LF_ERR_USAGE otherwise. */
 lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out);
 
-/* Builds the plan for model m from its statistics s. Caller destroys. Not collective. */
+/* Builds the plan for model m from its statistics s.
+ * Not collective.
+ * Caller destroys. LF_ERR_USAGE for a threshold or prune fraction out of range, LF_ERR_ARG for
+ * statistics of another model, of no samples, or without the output sums pruning needs. */
 lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts,
                         lf_plan_t **out);
+/* Frees *p and sets it to NULL; accepts NULL.
+ * Not collective. */
 void lf_plan_destroy(lf_plan_t **p);
 
-/* Provable linearity, independent of any data: (*out)[i][j] is true for a hidden relu or
- * leaky_relu neuron whose bias and incoming weights are >= 0 and whose non-zero weights read only
- * provably non-negative values: outputs of relu, sigmoid and softmax neurons, of provably linear
- * neurons, and the model input when input_nonnegative. Such a neuron has z >= 0 on every input,
- * so it is the identity everywhere. *out is (n_layers) arrays of n_out flags; free with
- * lf_plan_provable_free. Not collective. */
+/* Finds the neurons that are provably linear, independent of any data.
+ * Not collective.
+ * (*out)[i][j] is true for a hidden relu or leaky_relu neuron whose bias and incoming weights are
+ * >= 0 and whose non-zero weights read only provably non-negative values: outputs of relu,
+ * sigmoid and softmax neurons, of provably linear neurons, and the model input when
+ * input_nonnegative. Such a neuron has z >= 0 on every input, so it is the identity everywhere.
+ * *out is (n_layers) arrays of n_out flags; free with lf_plan_provable_free. */
 lf_err_t lf_plan_provable(const lf_model_t *m, bool input_nonnegative, bool ***out);
+/* Frees the flags of lf_plan_provable() and sets *linear to NULL; accepts NULL.
+ * Not collective. */
 void lf_plan_provable_free(const lf_model_t *m, bool ***linear);
 
 /* ---- shapes: parameter arithmetic of folds without touching weights ---- */
@@ -93,23 +103,39 @@ typedef struct {
     bool *has_block;  /* (n_layers)(n_layers + 1): has_block[i * (L + 1) + src + 1] */
 } lf_shape_t;
 
-/* Not collective. Caller destroys. */
+/* Creates the shape of model m.
+ * Not collective.
+ * Caller destroys. */
 lf_err_t lf_shape_create(const lf_model_t *m, lf_shape_t **out);
+/* Makes a copy of shape s.
+ * Not collective.
+ * Caller destroys. */
 lf_err_t lf_shape_copy(const lf_shape_t *s, lf_shape_t **out);
+/* Frees *s and sets it to NULL; accepts NULL.
+ * Not collective. */
 void lf_shape_destroy(lf_shape_t **s);
-/* Parameters of the model this shape describes (blocks + biases), counting the zero weight block
- * a layer gets when its predecessor is removed and it had no block from the new predecessor. */
+/* Returns the parameters of the model this shape describes (blocks + biases).
+ * Not collective.
+ * Counts the zero weight block a layer gets when its predecessor is removed and it had no block
+ * from the new predecessor. */
 int64_t lf_shape_params(const lf_shape_t *s);
-/* Parameters in blocks that are not a layer's weight (skip blocks). */
+/* Returns the parameters in blocks that are not a layer's weight (skip blocks).
+ * Not collective. */
 int64_t lf_shape_skip_params(const lf_shape_t *s);
-/* Parameters of layer i alone (0 once removed). */
+/* Returns the parameters of layer i alone (0 once removed).
+ * Not collective. */
 int64_t lf_shape_layer_params(const lf_shape_t *s, int i);
+/* Returns true when layer i has a block from src.
+ * Not collective. */
 bool lf_shape_has_block(const lf_shape_t *s, int i, int src);
-/* dst = src for two shapes of the same model. */
+/* Sets dst = src for two shapes of the same model.
+ * Not collective. */
 void lf_shape_copy_into(lf_shape_t *dst, const lf_shape_t *src);
-/* Removes `count` neurons of layer i without folding them (dead-neuron pruning). */
+/* Removes `count` neurons of layer i without folding them (dead-neuron pruning).
+ * Not collective. */
 void lf_shape_prune(lf_shape_t *s, int i, int64_t count);
-/* Folds `count` linear neurons of layer i into every layer that reads it. */
+/* Folds `count` linear neurons of layer i into every layer that reads it.
+ * Not collective. */
 void lf_shape_fold(lf_shape_t *s, int i, int64_t count);
 
 #endif /* LINFOLD_PLAN_H */

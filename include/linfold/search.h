@@ -2,7 +2,8 @@
  *
  * Every search reuses one set of statistics and prices plans on shapes (cheap); only candidates
  * that must be evaluated are folded and run on the evaluation data. All ranks take the same
- * decisions from the same global figures, so every function here is collective.
+ * decisions from the same global figures: the functions that evaluate plans are collective, the
+ * ones that only price them are not.
  *
  *     lf_search_point_t pt[7];
  *     lf_search_sweep(comm, model, stats, &opts, taus, 7, &eval, pt);
@@ -36,41 +37,49 @@ typedef struct {
     double agreement;         /* top-1 agreement with the original */
 } lf_search_point_t;
 
-/* 1.0, then the distinct activation rates (positive / samples > 0) of the neurons that can be
- * linear, largest first: thresholds that select exactly the neurons at or above each. *out is
- * caller-freed (lf_free); *n >= 1. Not collective. */
+/* Lists the thresholds worth trying, largest first.
+ * Not collective.
+ * 1.0, then the distinct activation rates (positive / samples > 0) of the hidden relu and
+ * leaky_relu neurons: thresholds that select exactly the neurons at or above each. *out is
+ * caller-freed (lf_free); *n >= 1. */
 lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double **out, int64_t *n);
 
-/* One point per threshold of taus, with base's other options. Collective on comm. */
+/* Fills points with one point per threshold of taus, with base's other options.
+ * Collective on comm.
+ * Each point is priced, and evaluated when eval->x is set (lf_search_evaluate()). */
 lf_err_t lf_search_sweep(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
                          const lf_plan_opts_t *base, const double *taus, int n,
                          const lf_search_eval_t *eval, lf_search_point_t *points);
 
-/* The largest threshold whose plan has at most ratio x the original parameters, found by
- * bisection over lf_search_thresholds() (plan sizes fall as thresholds fall for the optimal
- * selection; for other rules the bisection still returns a threshold that meets the target).
- * *found false when even the lowest threshold misses; *point is then that smallest plan.
- * Not collective: it evaluates nothing. */
+/* Finds the largest threshold whose plan has at most ratio x the original parameters.
+ * Not collective.
+ * It evaluates nothing: bisection over lf_search_thresholds() on prices alone (plan sizes fall
+ * as thresholds fall for the optimal selection; for other rules the bisection still returns a
+ * threshold that meets the target). *found false when even the lowest threshold misses; *point
+ * is then that smallest plan. LF_ERR_USAGE unless ratio > 0. */
 lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
                                 const lf_plan_opts_t *base, double ratio, bool *found,
                                 lf_search_point_t *point);
 
 #define LF_SEARCH_FRACTIONS_MAX 64
 
-/* The smallest model whose accuracy on eval is at most max_drop below the original's, with
- * base's rule, over: dead-neuron pruning off and on; importance-pruning shares (the n_fractions
- * given, or when n_fractions is 0 the largest share on a 1/100 grid that keeps the budget
- * without folding, found by bisection, and that share minus 0.05 and 0.10); and for each, the
- * thresholds of lf_search_thresholds() by bisection. *frontier (caller-freed) lists every
- * evaluated point; *best is the smallest within budget, or the original model (*met false) when
- * no compressed one is. Collective on comm. */
+/* Finds the smallest model whose accuracy on eval is at most max_drop below the original's.
+ * Collective on comm.
+ * With base's rule, it searches over: dead-neuron pruning off and on; importance-pruning shares
+ * (the n_fractions given, or when n_fractions is 0 the largest share on a 1/100 grid that keeps
+ * the budget without folding, found by bisection, and that share minus 0.05 and 0.10); and for
+ * each, the thresholds of lf_search_thresholds() by bisection. *frontier (caller-freed) lists
+ * every evaluated point; *best is the smallest within budget, or the original model (*met false)
+ * when no compressed one is. LF_ERR_USAGE for max_drop < 0 or eval without data and labels. */
 lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
                                    const lf_plan_opts_t *base, const double *fractions,
                                    int n_fractions, double max_drop, const lf_search_eval_t *eval,
                                    lf_search_point_t **frontier, int *n_frontier,
                                    lf_search_point_t *best, bool *met, double *original_accuracy);
 
-/* Folds m by the plan of pt->opts and evaluates it (fills pt). Collective on comm. */
+/* Prices the plan of pt->opts, then folds m by it and evaluates it (fills pt).
+ * Collective on comm.
+ * With eval or eval->x NULL it only prices the plan and communicates nothing. */
 lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
                             const lf_search_eval_t *eval, lf_search_point_t *pt);
 

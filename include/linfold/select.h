@@ -21,19 +21,23 @@
 /* The most layers with linear neurons lf_select_optimal accepts. */
 #define LF_SELECT_OPTIMAL_MAX 30
 
-/* Parameters after folding the layers marked in fold (input side first). Not collective. */
+/* Computes the parameters after folding the layers marked in fold (input side first).
+ * Not collective. */
 lf_err_t lf_select_cost(const lf_shape_t *pruned, const int64_t *a, const bool *fold,
                         int64_t *cost);
 
-/* Greedy: from no fold, repeatedly adds the layer whose fold lowers the cost most given the
- * layers already chosen, while some fold lowers it. *nodes counts the shapes priced.
- * Not collective. */
+/* Chooses the set of layers to fold greedily.
+ * Not collective.
+ * From no fold, repeatedly adds the layer whose fold lowers the cost most given the layers
+ * already chosen, while some fold lowers it. *nodes counts the shapes priced. */
 lf_err_t lf_select_greedy(const lf_shape_t *pruned, const int64_t *a, bool *fold, int64_t *nodes);
 
-/* The set with the fewest parameters, exactly: depth-first branch and bound over the layers with
- * a[i] > 0, from the input side, pruned by a lower bound that later folds cannot undercut
- * (docs/algorithm.md has the proof). Ties keep the first set found (folds tried first).
- * LF_ERR_ARG beyond LF_SELECT_OPTIMAL_MAX candidate layers. Not collective. */
+/* Finds the set of layers to fold with the fewest parameters, exactly.
+ * Not collective.
+ * Depth-first branch and bound over the layers with a[i] > 0, from the input side, pruned by a
+ * lower bound that later folds cannot undercut (docs/algorithm.md has the proof). Ties keep the
+ * first set found (folds tried first). LF_ERR_ARG beyond LF_SELECT_OPTIMAL_MAX candidate
+ * layers. */
 lf_err_t lf_select_optimal(const lf_shape_t *pruned, const int64_t *a, bool *fold,
                            int64_t *nodes);
 

@@ -50,34 +50,57 @@ typedef struct {
     lf_layer_stats_t *layers;
 } lf_stats_t;
 
-/* Empty statistics shaped like m. Caller destroys. Not collective. */
+/* Creates empty statistics shaped like m, without output sums.
+ * Not collective.
+ * Caller destroys. */
 lf_err_t lf_stats_create(const lf_model_t *m, lf_stats_t **out);
+/* Frees *s and sets it to NULL; accepts NULL.
+ * Not collective. */
 void lf_stats_destroy(lf_stats_t **s);
-/* Accumulates `rows` rows of layer i's pre-activations z, row-major (rows, n_out), for a layer
- * with activation act (and alpha). Not collective. */
+/* Accumulates `rows` rows of layer i's pre-activations z, row-major (rows, n_out).
+ * Not collective.
+ * act (and alpha) is the layer's activation; output sums are added when s->with_sums is set and
+ * act is piecewise linear. */
 void lf_stats_update(lf_stats_t *s, int layer, lf_act_t act, float alpha, const float *z,
                      int64_t rows);
-/* dst += src (same shape). Not collective. */
+/* Adds src to dst (same shape): dst += src.
+ * Not collective.
+ * LF_ERR_SHAPE for statistics of different models or kinds. */
 lf_err_t lf_stats_merge(lf_stats_t *dst, const lf_stats_t *src);
-/* Replaces the local statistics by their reduction over comm. Collective on comm. */
+/* Replaces the local statistics by their reduction over comm.
+ * Collective on comm.
+ * Also rounds the exact output sums into out_sum. */
 lf_err_t lf_stats_reduce(MPI_Comm comm, lf_stats_t *s);
-/* Forwards the rows of data (sharded over comm) through m and returns global statistics on every
- * rank; with_sums adds the exact output sums. Collective on comm. */
+/* Forwards the rows of data (sharded over comm) through m and returns global statistics.
+ * Collective on comm.
+ * *out is identical on every rank; with_sums adds the exact output sums. LF_ERR_SHAPE when data
+ * does not fit m or has no rows. */
 lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
                           const lf_batch_opts_t *opts, bool with_sums, lf_stats_t **out);
-/* count(z > 0) / samples of neuron j of layer i (0 when there are no samples). Not collective. */
+/* Returns count(z > 0) / samples of neuron j of layer i (0 when there are no samples).
+ * Not collective. */
 double lf_stats_rate(const lf_stats_t *s, int layer, int64_t j);
-/* Mean of act(z) over the samples (piecewise-linear layers; 0 otherwise). Not collective. */
+/* Returns the mean of act(z) over the samples of neuron j of layer i.
+ * Not collective.
+ * Piecewise-linear layers only, 0 otherwise; it reads out_sum, so it is also 0 without output
+ * sums (with_sums unset, or before lf_stats_reduce or lf_stats_read set them). */
 double lf_stats_mean_output(const lf_stats_t *s, int layer, int64_t j);
 
-/* Adds v to x exactly; lf_xsum_value rounds the total once. Not collective. */
+/* Adds v to x exactly.
+ * Not collective. */
 void lf_xsum_add(lf_xsum_t *x, float v);
+/* Returns the total of x, rounded to double once.
+ * Not collective.
+ * The rounding is done in a fixed order, so it is the same on every rank. */
 double lf_xsum_value(const lf_xsum_t *x);
 
-/* Statistics file (docs/format.md), written atomically by rank 0. Collective on comm. */
+/* Writes the statistics file (docs/format.md) to path, atomically.
+ * Collective on comm.
+ * Rank 0 writes a temporary file, then renames it. */
 lf_err_t lf_stats_write(MPI_Comm comm, const char *path, const lf_stats_t *s);
-/* Reads and validates a statistics file; it must describe model m (same fingerprint).
- * Collective on comm. */
+/* Reads and validates a statistics file through the MPI-IO driver.
+ * Collective on comm.
+ * It must describe model m (same fingerprint), else LF_ERR_ARG. */
 lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, lf_stats_t **out);
 
 #endif /* LINFOLD_STATS_H */
