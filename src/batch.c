@@ -118,19 +118,25 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
         memset(xbuf, 0, (size_t)(first * cols) * sizeof *xbuf);
         memset(xbuf + (first + valid) * cols, 0,
                (size_t)((per_batch * R - first - valid) * cols) * sizeof *xbuf);
-        LF_CALL(lf_h5io_dataset_read_rows(x, valid ? lo : 0, valid, xbuf + first * cols));
-        if (labels)
-            LF_CALL(lf_h5io_dataset_read_rows(labels, valid ? lo : 0, valid, ybuf + first));
+        /* A collective read can fail on one rank only (an I/O error): its error joins the
+         * batch's agreement instead of leaving the loop alone. */
+        local = lf_h5io_dataset_read_rows(x, valid ? lo : 0, valid, xbuf + first * cols);
+        if (labels) {
+            lf_err_t read_labels = lf_h5io_dataset_read_rows(labels, valid ? lo : 0, valid,
+                                                             ybuf + first);
+            local = local != LF_OK ? local : read_labels;
+        }
         lf_batch_t io = {.x = xbuf, .labels = ybuf, .rows = rows, .first = first, .valid = valid,
                          .cols = cols, .row0 = b0 * R};
-        local = check_finite(xbuf + first * cols, valid, cols, lo, lf_h5io_dataset_spec(x));
+        if (local == LF_OK)
+            local = check_finite(xbuf + first * cols, valid, cols, lo, lf_h5io_dataset_spec(x));
         if (local == LF_OK && valid > 0) {
             blocks_t blocks = {.batch = &io, .block_rows = R, .fn = block_fn, .ctx = ctx};
             local = lf_pool_run(opts->threads, (int)(b1 - b0), run_block, &blocks);
         }
         LF_CALL(lf_comm_agree(comm, local));
         if (batch_fn)
-            LF_CALL(batch_fn(&io, ctx));
+            LF_CALL(lf_comm_agree(comm, batch_fn(&io, ctx)));
         if (opts->progress && opts->what && rank == 0 && it + 1 < iters) {
             double t = now_seconds();
             if (t - last >= 1.0) {

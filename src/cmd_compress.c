@@ -99,7 +99,7 @@ static lf_err_t compress_with(MPI_Comm comm, const lf__cli_opts_t *o, const lf_m
     lf_plan_t *plan = NULL;
     lf_model_t *folded = NULL;
     int *where = NULL;
-    LF_CALL(lf_plan_create(m, stats, popts, &plan));
+    LF_CALL(lf_comm_agree(comm, lf_plan_create(m, stats, popts, &plan)));
     LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
     LF_CALL(write_model(comm, o, folded, popts, stats->samples, extra_key, extra_value));
     if (lf__cli_rank(comm) == 0 && !o->quiet) {
@@ -201,7 +201,8 @@ static lf_err_t run_target(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
     lf_err_t err = LF_OK;
     lf_search_point_t pt;
     bool found = false;
-    LF_CALL(lf_search_target_ratio(m, stats, popts, o->target_ratio, &found, &pt));
+    LF_CALL(lf_comm_agree(comm, lf_search_target_ratio(m, stats, popts, o->target_ratio, &found,
+                                                       &pt)));
     LF_CHECK(found, LF_ERR_ARG,
              "no threshold reaches %g x the original parameters: the smallest plan (threshold "
              "%.6g) has %lld of %lld (%.4f)",

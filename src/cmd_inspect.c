@@ -33,12 +33,9 @@ static void print_ranges(const bool *set, int64_t n)
     }
 }
 
-static lf_err_t print_provable(const lf_model_t *m, bool input_nonnegative)
+static void print_provable(const lf_model_t *m, bool input_nonnegative, bool **linear)
 {
-    lf_err_t err = LF_OK;
-    bool **linear = NULL;
     int64_t total = 0;
-    LF_CALL(lf_plan_provable(m, input_nonnegative, &linear));
     printf("provably linear neurons (z >= 0 on every input%s):\n",
            input_nonnegative ? ", inputs taken as >= 0" : "");
     for (int i = 0; i < m->n_layers - 1; i++) {
@@ -55,16 +52,17 @@ static lf_err_t print_provable(const lf_model_t *m, bool input_nonnegative)
         printf("\n");
     }
     printf("total: %lld provably linear neurons\n", (long long)total);
-cleanup:
-    lf_plan_provable_free(m, &linear);
-    return err;
 }
 
 lf_err_t lf__cmd_inspect(MPI_Comm comm, const lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     lf_model_t *m = NULL;
+    bool **linear = NULL;
     LF_CALL(lf_h5io_read_model(comm, o->file, &m));
+    /* Every rank computes (and agrees on) the analysis; only rank 0 prints. */
+    if (o->provable)
+        LF_CALL(lf_comm_agree(comm, lf_plan_provable(m, o->input_nonnegative, &linear)));
     if (lf__cli_rank(comm) != 0)
         goto cleanup;
     printf("%s: %d layers, %lld inputs, %lld outputs\n", o->file, m->n_layers, (long long)m->n_in,
@@ -89,8 +87,9 @@ lf_err_t lf__cmd_inspect(MPI_Comm comm, const lf__cli_opts_t *o)
     printf("parameters: %lld (%lld in skip blocks)\n", (long long)lf_model_params(m),
            (long long)lf_model_skip_params(m));
     if (o->provable)
-        LF_CALL(print_provable(m, o->input_nonnegative));
+        print_provable(m, o->input_nonnegative, linear);
 cleanup:
+    lf_plan_provable_free(m, &linear);
     lf_model_destroy(&m);
     return err;
 }

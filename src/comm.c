@@ -4,6 +4,7 @@
  * the same collectives in the same order, which is what prevents hangs when one rank fails. */
 #include "linfold/comm.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void lf_comm_shard(int64_t n, int rank, int size, int64_t *begin, int64_t *count)
@@ -31,7 +32,7 @@ void lf_comm_report_error(MPI_Comm comm, lf_err_t agreed, int traceback)
     if (first == rank)
         lf_error_print(traceback != 0);
     else if (first == size && rank == 0 && agreed != LF_OK)
-        lf_error_print(false);
+        fprintf(stderr, "linfold: error: %s (%s)\n", lf_strerror(agreed), lf_err_name(agreed));
     /* mpirun kills the job as soon as one rank exits non-zero: no rank may exit before the
      * message is out, or the printing rank can be killed mid-sentence. */
     MPI_Barrier(comm);
@@ -40,10 +41,32 @@ void lf_comm_report_error(MPI_Comm comm, lf_err_t agreed, int traceback)
 lf_err_t lf_comm_bcast_string(MPI_Comm comm, char *buf, int cap, int root)
 {
     lf_err_t err = LF_OK;
+    /* The root decides whether the string fits and every rank follows its verdict (-1). */
     int len = (int)strnlen(buf, (size_t)cap);
+    if (len >= cap)
+        len = -1;
     LF_CALL_MPI(MPI_Bcast(&len, 1, MPI_INT, root, comm));
-    LF_CHECK(len < cap, LF_ERR_ARG, "string of %d bytes exceeds the buffer of %d", len, cap);
+    LF_CHECK(len >= 0 && len < cap, LF_ERR_ARG, "a string of at least %d bytes exceeds the buffer",
+             cap);
     LF_CALL_MPI(MPI_Bcast(buf, len + 1, MPI_CHAR, root, comm));
+cleanup:
+    return err;
+}
+
+lf_err_t lf_comm_check_equal(MPI_Comm comm, const int64_t *v, int n, const char *what)
+{
+    lf_err_t err = LF_OK;
+    int64_t buf[16];
+    LF_ASSERT(n >= 1 && n <= 8);
+    for (int k = 0; k < n; k++) {
+        buf[k] = -v[k];
+        buf[n + k] = v[k];
+    }
+    LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, 2 * n, MPI_INT64_T, MPI_MAX, comm));
+    for (int k = 0; k < n; k++)
+        LF_CHECK(-buf[k] == buf[n + k], LF_ERR_ARG,
+                 "%s: argument %d differs between ranks (%lld to %lld)", what, k,
+                 (long long)-buf[k], (long long)buf[n + k]);
 cleanup:
     return err;
 }

@@ -82,17 +82,26 @@ void lf_h5io_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 /* ---------------------------------------------------------------- files */
 
-lf_err_t lf__open_file(MPI_Comm comm, const char *path, hid_t *file)
+/* The checks before H5Fopen run on every rank: a file on node-local storage may exist on some
+ * ranks only, so the verdict is agreed before the collective open. */
+static lf_err_t check_readable(const char *path)
 {
     lf_err_t err = LF_OK;
-    hid_t fapl = H5I_INVALID_HID;
-    *file = H5I_INVALID_HID;
-    /* Same file system on every rank, so every rank reaches the same verdict. */
     LF_CHECK(access(path, F_OK) == 0, LF_ERR_IO, "%s: no such file", path);
     LF_CHECK(access(path, R_OK) == 0, LF_ERR_IO, "%s: permission denied", path);
     htri_t is_h5 = H5Fis_hdf5(path);
     H5Eclear2(H5E_DEFAULT);
     LF_CHECK(is_h5 > 0, LF_ERR_FORMAT, "%s: not an HDF5 file", path);
+cleanup:
+    return err;
+}
+
+lf_err_t lf__open_file(MPI_Comm comm, const char *path, hid_t *file)
+{
+    lf_err_t err = LF_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    *file = H5I_INVALID_HID;
+    LF_CALL(lf_comm_agree(comm, check_readable(path)));
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     LF_CALL_H5(fapl, "%s: H5Pcreate", path);
     LF_CALL_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "%s: MPI-IO driver", path);
@@ -283,7 +292,7 @@ static bool parse_src(const char *name, int *src)
 
 typedef struct {
     int src;
-    char name[32];
+    char name[64];
 } skip_entry_t;
 
 static int cmp_skip(const void *a, const void *b)
@@ -291,7 +300,10 @@ static int cmp_skip(const void *a, const void *b)
     return ((const skip_entry_t *)a)->src - ((const skip_entry_t *)b)->src;
 }
 
-static lf_err_t read_layer(hid_t layers, int i, const char *file, lf_model_t *m, int64_t *n_in)
+/* Validation failures here come from file contents every rank reads alike; only allocations can
+ * fail on one rank, so they are agreed before the next collective read. */
+static lf_err_t read_layer(MPI_Comm comm, hid_t layers, int i, const char *file, lf_model_t *m,
+                           int64_t *n_in)
 {
     lf_err_t err = LF_OK;
     hid_t grp = H5I_INVALID_HID, dset = H5I_INVALID_HID, skip = H5I_INVALID_HID;
@@ -338,7 +350,7 @@ static lf_err_t read_layer(hid_t layers, int i, const char *file, lf_model_t *m,
     if (i == 0)
         m->n_in = *n_in;
     int64_t n_out = (int64_t)dims[0];
-    LF_CALL(lf_model_layer_init(m, i, n_out, act, (float)alpha));
+    LF_CALL(lf_comm_agree(comm, lf_model_layer_init(m, i, n_out, act, (float)alpha)));
     LF_CALL(read_all_floats(dset, lf_model_block(m, i, i - 1)->w, file, path));
     lf__close_id(&dset);
 
@@ -355,7 +367,7 @@ static lf_err_t read_layer(hid_t layers, int i, const char *file, lf_model_t *m,
         LF_CALL_H5(skip, "%s: %s is not a group", file, path);
         H5G_info_t ginfo;
         LF_CALL_H5(H5Gget_info(skip, &ginfo), "%s: %s", file, path);
-        LF_CALL(lf_calloc((size_t)ginfo.nlinks, sizeof *entries, (void **)&entries));
+        LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)ginfo.nlinks, sizeof *entries, (void **)&entries)));
         for (hsize_t k = 0; k < ginfo.nlinks; k++) {
             char link[64] = "";
             ssize_t len = H5Lget_name_by_idx(skip, ".", H5_INDEX_NAME, H5_ITER_INC, k, link,
@@ -389,7 +401,7 @@ static lf_err_t read_layer(hid_t layers, int i, const char *file, lf_model_t *m,
                      (unsigned long long)dims[0], (unsigned long long)dims[1], (long long)n_out,
                      (long long)width);
             lf_block_t *blk = NULL;
-            LF_CALL(lf_model_block_ensure(m, i, entries[k].src, &blk));
+            LF_CALL(lf_comm_agree(comm, lf_model_block_ensure(m, i, entries[k].src, &blk)));
             LF_CALL(read_all_floats(dset, blk->w, file, bpath));
             lf__close_id(&dset);
         }
@@ -427,10 +439,10 @@ lf_err_t lf_h5io_read_model(MPI_Comm comm, const char *path, lf_model_t **out)
     LF_CALL(lf__read_number_attr(layers, "count", where, H5T_INTEGER, H5T_NATIVE_INT64, &count));
     LF_CHECK(count >= 1 && count <= 100000, LF_ERR_FORMAT,
              "%s: /layers count is %lld, expected 1 to 100000", path, (long long)count);
-    LF_CALL(lf_model_create(1, (int)count, &m));
+    LF_CALL(lf_comm_agree(comm, lf_model_create(1, (int)count, &m)));
     int64_t n_in = 0;
     for (int i = 0; i < (int)count; i++)
-        LF_CALL(read_layer(layers, i, path, m, &n_in));
+        LF_CALL(read_layer(comm, layers, i, path, m, &n_in));
     LF_CALL(lf_model_validate(m, path));
     *out = m;
     m = NULL;
@@ -654,7 +666,7 @@ lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t ki
     char file[4096], obj[1024];
     *out = NULL;
     LF_CALL(lf_h5io_split_spec(spec, file, sizeof file, obj, sizeof obj));
-    LF_CALL(lf_calloc(1, sizeof *ds, (void **)&ds));
+    LF_CALL(lf_comm_agree(comm, lf_calloc(1, sizeof *ds, (void **)&ds)));
     ds->file = ds->dset = ds->dxpl = H5I_INVALID_HID;
     ds->kind = kind;
     snprintf(ds->spec, sizeof ds->spec, "%s", spec);

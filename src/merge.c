@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include "linfold/alloc.h"
+#include "linfold/comm.h"
 
 lf_err_t lf_merge_add_product(MPI_Comm comm, int64_t m, int64_t n, int64_t k, const float *A,
                               const float *B, float *C)
@@ -11,7 +12,12 @@ lf_err_t lf_merge_add_product(MPI_Comm comm, int64_t m, int64_t n, int64_t k, co
     lf_err_t err = LF_OK;
     double *a = NULL, *b = NULL, *c = NULL;
     int im = 0, in = 0, ik = 0;
+#ifndef NDEBUG
+    const int64_t shape[3] = {m, n, k};
+    LF_CALL(lf_comm_check_equal(comm, shape, 3, "lf_merge_add_product"));
+#else
     (void)comm;
+#endif /* NDEBUG */
     if (m == 0 || n == 0 || k == 0)
         return LF_OK;
     LF_CALL(lf_int_cast(m, &im));

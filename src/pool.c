@@ -83,9 +83,14 @@ lf_err_t lf_pool_default_threads(MPI_Comm comm, int *threads)
     lf_err_t err = LF_OK;
     MPI_Comm node = MPI_COMM_NULL;
     const char *env = getenv("OPENBLAS_NUM_THREADS");
+    int rank = 0, local = 1;
+    /* The split is collective: every rank makes it, whatever its environment says. */
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
+    LF_CALL_MPI(MPI_Comm_size(node, &local));
     if (env && atoi(env) >= 1) {
         *threads = atoi(env);
-        return LF_OK;
+        goto cleanup;
     }
     cpu_set_t set;
     int cpus = 1;
@@ -93,10 +98,6 @@ lf_err_t lf_pool_default_threads(MPI_Comm comm, int *threads)
         cpus = CPU_COUNT(&set);
     else
         cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    int rank = 0, local = 1;
-    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
-    LF_CALL_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
-    LF_CALL_MPI(MPI_Comm_size(node, &local));
     /* A launcher that binds each rank to its own cores already shows it only those CPUs; one
      * that does not shows every rank all of them, which the ranks on the node then share. */
     int online = (int)sysconf(_SC_NPROCESSORS_ONLN);

@@ -72,10 +72,11 @@ lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t
     lf_plan_t *p = NULL;
     lf_model_t *f = NULL;
     lf_eval_result_t r;
-    LF_CALL(price(m, s, pt));
+    /* Planning is identical on every rank unless memory runs out on one: agree first. */
+    LF_CALL(lf_comm_agree(comm, price(m, s, pt)));
     if (!eval || !eval->x)
         return LF_OK;
-    LF_CALL(lf_plan_create(m, s, &pt->opts, &p));
+    LF_CALL(lf_comm_agree(comm, lf_plan_create(m, s, &pt->opts, &p)));
     LF_CALL(lf_fold_apply(comm, m, p, &f, NULL));
     LF_CALL(lf_eval_run(comm, f, m, eval->x, eval->labels, &eval->batch, &r));
     pt->evaluated = true;
@@ -171,7 +172,7 @@ static lf_err_t probe(budget_t *b, const lf_plan_opts_t *opts, bool *ok)
         }
     }
     LF_CALL(lf_search_evaluate(b->comm, b->m, b->s, b->eval, &pt));
-    LF_CALL(push(b->frontier, b->n_frontier, &pt));
+    LF_CALL(lf_comm_agree(b->comm, push(b->frontier, b->n_frontier, &pt)));
     *ok = pt.accuracy * (double)b->samples >= b->floor_correct;
 cleanup:
     return err;
@@ -201,7 +202,7 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
                                 .evaluated = true, .accuracy = *original_accuracy,
                                 .agreement = 1.0};
     best->params_after_prune = best->params;
-    LF_CALL(lf_search_thresholds(m, s, &taus, &n));
+    LF_CALL(lf_comm_agree(comm, lf_search_thresholds(m, s, &taus, &n)));
     budget_t b = {.comm = comm, .m = m, .s = s, .eval = eval, .floor_correct = floor_correct,
                   .samples = r.samples, .frontier = frontier, .n_frontier = n_frontier};
     for (int dead = 0; dead <= 1; dead++) {

@@ -405,7 +405,7 @@ lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, lf_
     LF_CALL(lf__read_number_attr(layers, "count", where, H5T_INTEGER, H5T_NATIVE_INT64, &count));
     LF_CHECK(count == m->n_layers, LF_ERR_SHAPE, "%s: %lld layers, the model has %d", path,
              (long long)count, m->n_layers);
-    LF_CALL(lf_stats_create(m, &s));
+    LF_CALL(lf_comm_agree(comm, lf_stats_create(m, &s)));
     s->samples = samples;
     for (int i = 0; i < m->n_layers; i++) {
         char name[32], gpath[64];

@@ -52,7 +52,7 @@ static lf_stats_t *collect(const lf_model_t *m, const char *spec, int64_t batch)
 {
     lf_dataset_t *ds = NULL;
     lf_stats_t *s = NULL;
-    lf_batch_opts_t bo = {.batch_rows = batch, .what = "test"};
+    lf_batch_opts_t bo = {.batch_rows = batch};
     ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, LF_DATA_SAMPLES, &ds), LF_OK);
     ck_assert_int_eq(lf_stats_collect(LF_TEST_COMM, m, ds, &bo, true, &s), LF_OK);
     lf_h5io_dataset_close(&ds);

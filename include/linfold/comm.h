@@ -47,4 +47,10 @@ void lf_comm_report_error(MPI_Comm comm, lf_err_t agreed, int traceback);
  * every rank checks the broadcast length against its own cap before the second broadcast. */
 lf_err_t lf_comm_bcast_string(MPI_Comm comm, char *buf, int cap, int root);
 
+/* Checks that v[0..n) are equal on all ranks (an allreduce of (-v, v) under MAX) and records
+ * LF_ERR_ARG naming `what` when they are not. The check behind "Logically collective": callers
+ * run it in debug builds only (#ifndef NDEBUG).
+ * Collective on comm. */
+lf_err_t lf_comm_check_equal(MPI_Comm comm, const int64_t *v, int n, const char *what);
+
 #endif /* LINFOLD_COMM_H */
