@@ -170,6 +170,7 @@ static Suite *child_suite(void)
 {
     Suite *s = suite_create("blas kernel");
     TCase *tc = tcase_create("kernel");
+    tcase_set_timeout(tc, 120); /* the reference loops are slow in sanitizer (-O0) builds */
     tcase_add_test(tc, test_child_sgemm);
     tcase_add_test(tc, test_child_merge);
     tcase_add_test(tc, test_child_forward);
@@ -244,7 +245,7 @@ static Suite *parent_suite(void)
 {
     Suite *s = suite_create("blas");
     TCase *tc = tcase_create("kernels");
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_every_supported_kernel);
     tcase_add_test(tc, test_automatic_choice);
     tcase_add_test(tc, test_reexecution);
