@@ -5,7 +5,8 @@
 #   bash tools/dev.sh test    # install, build, run the whole test suite through ctest
 #   bash tools/dev.sh build   # install and build only
 #
-# Environment: BUILD_DIR (default build), LF_JOBS (default: number of cores).
+# Environment: BUILD_DIR (default build), LF_JOBS (default: number of cores),
+# LF_SKIP_SANITIZE=1 (test only the release build, not also the sanitizer build).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,8 +63,18 @@ demo() {
 }
 
 run_tests() {
-  cd "$build"
-  ctest --output-on-failure -j 1 "$@"
+  (cd "$build" && ctest --output-on-failure -j 1 "$@")
+  # The same suite again under AddressSanitizer and UBSan (a debug build, so the checks of
+  # logically collective arguments run too). MPI's own allocations are not ours to fix, so leak
+  # detection is off; any sanitizer report fails the test.
+  if [ "${LF_SKIP_SANITIZE:-0}" != 1 ]; then
+    local asan=${build}-sanitize
+    cmake -S "$here" -B "$asan" -DCMAKE_BUILD_TYPE=Debug -DLF_WERROR=ON \
+      -DLF_SANITIZE=address,undefined >/dev/null
+    cmake --build "$asan" -j "$jobs"
+    (cd "$asan" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 1 "$@")
+  fi
 }
 
 cmd=${1:-}
