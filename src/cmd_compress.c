@@ -22,6 +22,16 @@
 #include "linfold/search.h"
 #include "linfold/stats.h"
 
+/* The shortest decimal that reads back as v: "0.0343", not "0.034299999999999997". */
+static void shortest(double v, char *buf, size_t cap)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
 {
     switch (r->kind) {
@@ -156,10 +166,13 @@ static lf_err_t write_csv(const char *tmp, const void *ctx)
                "params_total,ratio,accuracy,top1_agreement\n");
     for (int k = 0; k < t->n; k++) {
         const lf_search_point_t *pt = &t->pts[k];
-        fprintf(f, "%.17g,%s,%d,%.17g,%lld,%lld,%lld,%.17g,", pt->opts.threshold,
-                rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead,
-                pt->opts.prune_fraction, (long long)(pt->params - pt->skip_params),
-                (long long)pt->skip_params, (long long)pt->params, pt->ratio);
+        char tau[32], share[32];
+        shortest(pt->opts.threshold, tau, sizeof tau);
+        shortest(pt->opts.prune_fraction, share, sizeof share);
+        fprintf(f, "%s,%s,%d,%s,%lld,%lld,%lld,%.17g,", tau,
+                rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead, share,
+                (long long)(pt->params - pt->skip_params), (long long)pt->skip_params,
+                (long long)pt->params, pt->ratio);
         if (pt->evaluated)
             fprintf(f, "%.17g,%.17g\n", pt->accuracy, pt->agreement);
         else
@@ -208,9 +221,11 @@ static lf_err_t run_target(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
              "%.6g) has %lld of %lld (%.4f)",
              o->target_ratio, pt.opts.threshold, (long long)pt.params,
              (long long)lf_model_params(m), pt.ratio);
+    char tau[32];
+    shortest(pt.opts.threshold, tau, sizeof tau);
     if (lf__cli_rank(comm) == 0 && !o->quiet)
-        printf("target ratio %g: threshold %.17g gives %lld parameters (%.4f of the original)\n",
-               o->target_ratio, pt.opts.threshold, (long long)pt.params, pt.ratio);
+        printf("target ratio %g: threshold %s gives %lld parameters (%.4f of the original)\n",
+               o->target_ratio, tau, (long long)pt.params, pt.ratio);
     char value[32];
     snprintf(value, sizeof value, "%.17g", o->target_ratio);
     LF_CALL(compress_with(comm, o, m, stats, &pt.opts, "target_ratio", value));
@@ -249,9 +264,14 @@ static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
         }
     }
     if (met) {
+        char tau[32], share[32];
+        shortest(best.opts.threshold, tau, sizeof tau);
+        shortest(best.opts.prune_fraction, share, sizeof share);
         if (lf__cli_rank(comm) == 0 && !o->quiet)
-            printf("status: budget met: %lld parameters (%.4f), accuracy %.4f\n",
-                   (long long)best.params, best.ratio, best.accuracy);
+            printf("status: budget met: %lld parameters (%.4f), accuracy %.4f, at threshold %s, "
+                   "dead-neuron pruning %s, importance pruning %s\n",
+                   (long long)best.params, best.ratio, best.accuracy, tau,
+                   best.opts.prune_dead ? "on" : "off", share);
         LF_CALL(compress_with(comm, o, m, stats, &best.opts, "accuracy_budget", "met"));
     } else {
         if (lf__cli_rank(comm) == 0 && !o->quiet)

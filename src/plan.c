@@ -123,8 +123,10 @@ static bool prunable(const lf_model_t *m, int i)
     return i < m->n_layers - 1 && (act == LF_ACT_RELU || act == LF_ACT_LEAKY_RELU);
 }
 
-/* Importance pruning: the prune_fraction share of the prunable neurons with the lowest rates,
- * never the last neuron left in a layer. */
+/* Importance pruning: in every prunable layer, the prune_fraction share of its neurons with the
+ * lowest rates (dead ones already pruned count towards it), never the layer's last neuron.
+ * Per layer, not over the whole network: rates are not comparable across layers (an early layer
+ * whose neurons all fire on 30 to 70 % of the rows would otherwise lose nearly all of them). */
 static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, double fraction,
                                 lf_plan_t *p)
 {
@@ -137,18 +139,15 @@ static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, double
     for (int i = 0; i < m->n_layers; i++)
         for (int64_t j = 0; prunable(m, i) && j < m->layers[i].n_out; j++)
             c[n++] = (candidate_t){.layer = i, .neuron = j, .positive = s->layers[i].positive[j]};
-    qsort(c, (size_t)n, sizeof *c, cmp_candidate);
-    int64_t want = (int64_t)(fraction * (double)total), done = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        for (int64_t j = 0; j < m->layers[i].n_out; j++)
-            done += p->fate[i][j] == LF_NEURON_PRUNE;
-    for (int64_t k = 0; k < n && done < want; k++) {
+    qsort(c, (size_t)n, sizeof *c, cmp_candidate); /* lowest rate first, in every layer */
+    for (int64_t k = 0; k < n; k++) {
         int i = c[k].layer;
-        if (p->fate[i][c[k].neuron] == LF_NEURON_PRUNE || p->n_pruned[i] + 1 >= p->n_out[i])
+        int64_t want = (int64_t)(fraction * (double)p->n_out[i]);
+        if (p->fate[i][c[k].neuron] == LF_NEURON_PRUNE || p->n_pruned[i] >= want ||
+            p->n_pruned[i] + 1 >= p->n_out[i])
             continue;
         p->fate[i][c[k].neuron] = LF_NEURON_PRUNE;
         p->n_pruned[i]++;
-        done++;
     }
 cleanup:
     lf_free(c);

@@ -46,8 +46,8 @@ typedef struct {
     double threshold;      /* in (0, 1] */
     lf_layer_rule_t rule;
     bool prune_dead;       /* remove relu neurons never active on the calibration data */
-    double prune_fraction; /* in [0, 1): also remove this share of the hidden relu/leaky_relu
-                              neurons with the lowest activation rates (needs output sums) */
+    double prune_fraction; /* in [0, 1): also remove this share of every hidden relu/leaky_relu
+                              layer's neurons, lowest activation rates first (needs output sums) */
 } lf_plan_opts_t;
 
 /* PRUNE removes a neuron and adds its mean output on the calibration data, times its outgoing
