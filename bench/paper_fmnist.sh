@@ -209,14 +209,14 @@ for d in 0 0.005; do
   dt=$((SECONDS - t0))
   grep -q '^status: budget met' "$out/budget_$d.log" || { cat "$out/budget_$d.log" >&2; exit 1; }
   # The frontier is sorted by size; the chosen plan is its first row within the budget (*).
-  read -r bt _ bdead bfrac _ _ bp _ bacc _ < <(grep -m 1 ' \*$' "$out/budget_$d.log")
+  read -r bt _ bdead bfrac bscope _ _ bp _ bacc _ < <(grep -m 1 ' \*$' "$out/budget_$d.log")
   nplans=$(sed -n 's/^frontier explored (\([0-9]*\) plans.*/\1/p' "$out/budget_$d.log")
   j=$(LF eval --quiet --json --model "$out/budget_$d.h5" --data "$D:/test/x" \
     --labels "$D:/test/y" --reference "$M")
   p=$(echo "$j" | json params) a=$(echo "$j" | json accuracy)
   [ "$p" = "$bp" ] || { echo "paper_fmnist: budget $d: frontier row $bp != model $p" >&2; exit 1; }
   printf '| %s | %s | %s | %s | %s | %s | %.1f%% | %s | %.4f | %+.4f | %.4f | %d s |\n' "$d" "$nplans" \
-    "$bt" "$bdead" "$bfrac" "$p" "$(echo "100 * $p / $P0" | bc -l)" "$bacc" "$a" \
+    "$bt" "$bdead" "$bfrac ($bscope)" "$p" "$(echo "100 * $p / $P0" | bc -l)" "$bacc" "$a" \
     "$(echo "$a - $A0" | bc -l)" "$(echo "$j" | json top1_agreement)" "$dt"
   echo "$d,$p,$(echo "$p / $P0" | bc -l),$a" >> "$out/budget.csv"
 done
@@ -226,25 +226,29 @@ cat <<'EOF'
 
 ### Importance pruning alone (threshold 1.0) and followed by folding
 
-`--prune-fraction P` removes the share P of all hidden neurons with the lowest activation rates
-(dead ones first) and adds their mean outputs to the next layer's biases.
+`--prune-fraction P` removes the share P of the hidden neurons with the lowest activation rates
+(dead ones first) and adds their mean outputs to the next layer's biases: per layer (P of every
+layer, the default) or over the whole network at once (`--prune-scope global`).
 
 ```sh
-$LF compress --model $M --stats $S --prune-fraction P --select optimal --sweep 1.0,0.9,0.8,0.5,0.3 \
-  --eval-data $D:/test/x --eval-labels $D:/test/y --sweep-out prune_P.csv
+$LF compress --model $M --stats $S --prune-fraction P --prune-scope SCOPE --select optimal \
+  --sweep 1.0,0.9,0.8,0.5,0.3 --eval-data $D:/test/x --eval-labels $D:/test/y --sweep-out prune_P.csv
 ```
 
-| pruned share | threshold | parameters | of original | in skip blocks | test accuracy | top-1 agreement |
-|---|---|---|---|---|---|---|
+| scope | pruned share | threshold | parameters | of original | in skip blocks | test accuracy | top-1 agreement |
+|---|---|---|---|---|---|---|---|
 EOF
-for p in 0.25 0.4 0.5; do
-  step "prune fraction $p"
-  LF compress --quiet --model "$M" --stats "$S" --prune-fraction "$p" --select optimal \
-    --sweep 1.0,0.9,0.8,0.5,0.3 --eval-data "$D:/test/x" --eval-labels "$D:/test/y" \
-    --sweep-out "$out/prune_$p.csv"
-  tail -n +2 "$out/prune_$p.csv" | awk -F, '{ printf "| %g | %g | %d | %.1f%% | %d | %.4f | %.4f |\n",
-    $4, $1, $7, 100 * $8, $6, $9, $10 }'
+for scope in layer global; do
+  for p in 0.25 0.4 0.5; do
+    step "prune fraction $p ($scope)"
+    LF compress --quiet --model "$M" --stats "$S" --prune-fraction "$p" --prune-scope "$scope" \
+      --select optimal --sweep 1.0,0.9,0.8,0.5,0.3 --eval-data "$D:/test/x" \
+      --eval-labels "$D:/test/y" --sweep-out "$out/prune_${scope}_$p.csv"
+    tail -n +2 "$out/prune_${scope}_$p.csv" | awk -F, -v s="$scope" '{
+      printf "| %s | %g | %g | %d | %.1f%% | %d | %.4f | %.4f |\n", s, $4, $1, $7, 100 * $8, $6, $9, $10 }'
+  done
 done
+for p in 0.25 0.4 0.5; do cp "$out/prune_layer_$p.csv" "$out/prune_$p.csv"; done
 # The pruning curve of the plot: threshold 1.0 only, more shares.
 for p in 0.1 0.2 0.3 0.35 0.45 0.55 0.6 0.7; do
   step "prune fraction $p (curve)"

@@ -198,7 +198,7 @@ for t in $tasks; do
   LF compress --no-progress --model "$M" --stats "$S" --max-accuracy-drop 0 \
     --eval-data "$D:/val/x" --eval-labels "$D:/val/y" --out "$out/$t/budget.h5" > "$out/$t/budget.log"
   grep -q '^status: budget met' "$out/$t/budget.log" || { cat "$out/$t/budget.log" >&2; exit 1; }
-  read -r bt _ bdead bfrac _ _ bp _ bacc _ < <(grep -m 1 ' \*$' "$out/$t/budget.log")
+  read -r bt _ bdead bfrac bscope _ _ bp _ bacc _ < <(grep -m 1 ' \*$' "$out/$t/budget.log")
   jb=$(LF eval --quiet --json --model "$out/$t/budget.h5" --data "$D:/test/x" --labels "$D:/test/y" \
     --reference "$M")
   [ "$(echo "$jb" | json params)" = "$bp" ] || { echo "paper_tabular: $t: budget row $bp differs" >&2; exit 1; }
@@ -208,7 +208,7 @@ for t in $tasks; do
     --reference "$M")
   pp=$(echo "$jp" | json params)
   printf '| %s | %s, %s, %s | %s | %.3g%% | %s (%.4f) | %.4f (%.4f) | %.4f | %s | %.1f%% | %.4f | %.4f |\n' \
-    "$t" "$bt" "$bdead" "$bfrac" "$bp" "$(echo "100 * $bp / ${P0[$t]}" | bc -l)" "$bacc" "${V0[$t]}" \
+    "$t" "$bt" "$bdead" "$bfrac ($bscope)" "$bp" "$(echo "100 * $bp / ${P0[$t]}" | bc -l)" "$bacc" "${V0[$t]}" \
     "$(echo "$jb" | json accuracy)" "${A0[$t]}" "$(echo "$jb" | json top1_agreement)" \
     "$pp" "$(echo "100 * $pp / ${P0[$t]}" | bc -l)" "$(echo "$jp" | json accuracy)" \
     "$(echo "$jp" | json top1_agreement)"

@@ -65,6 +65,8 @@ static const flag_t flags[] = {
     {"--prune-fraction", F_DOUBLE, OFF(prune_fraction), M_RULE, "P",
      "first remove this share of hidden neurons with the lowest activation rates, adding their "
      "mean outputs to the next biases"},
+    {"--prune-scope", F_STRING, OFF(prune_scope), M_RULE, "layer|global",
+     "--prune-fraction per layer (default) or over the whole network at once"},
     {"--sweep", F_STRING, OFF(sweep_text), M_SEARCH, "T1,T2,...",
      "one calibration, one row per threshold (no model written)"},
     {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV"},
@@ -218,6 +220,9 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
              LF_ERR_USAGE, "--select '%s' is not greedy or optimal", o->select);
     LF_CHECK(o->prune_fraction >= 0.0 && o->prune_fraction < 1.0, LF_ERR_USAGE,
              "--prune-fraction %g is outside [0, 1)", o->prune_fraction);
+    LF_CHECK(!o->prune_scope || strcmp(o->prune_scope, "layer") == 0 ||
+                 strcmp(o->prune_scope, "global") == 0,
+             LF_ERR_USAGE, "--prune-scope '%s' is not layer or global", o->prune_scope);
     int modes = (o->sweep_text != NULL) + (o->target_ratio >= 0) + (o->max_drop >= 0);
     LF_CHECK(modes <= 1, LF_ERR_USAGE,
              "--sweep, --target-ratio and --max-accuracy-drop exclude each other");

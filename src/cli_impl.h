@@ -14,7 +14,7 @@ enum { LF_CLI_LIST_MAX = 64 };
 
 typedef struct {
     const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *select, *file;
-    const char *eval_data, *eval_labels, *sweep_text, *sweep_out, *fractions_text;
+    const char *eval_data, *eval_labels, *sweep_text, *sweep_out, *fractions_text, *prune_scope;
     double threshold, prune_fraction;
     double target_ratio, max_drop; /* < 0: not given */
     bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums;

@@ -94,6 +94,7 @@ static lf_err_t write_model(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mod
         {"layer_rule", rule_text(&popts->rule, rule_buf, sizeof rule_buf)},
         {"prune_dead", popts->prune_dead ? "true" : "false"},
         {"prune_fraction", fraction},
+        {"prune_scope", popts->prune_global ? "global" : "layer"},
         {extra_key, extra_value},
     };
     int n = (int)(sizeof attrs / sizeof *attrs) - (extra_key ? 0 : 1);
@@ -131,8 +132,8 @@ cleanup:
 
 static void print_point_header(bool evaluated)
 {
-    printf("%-10s %-8s %-6s %-8s %12s %12s %12s %8s", "threshold", "rule", "dead", "pruned",
-           "params_layer", "params_skip", "params", "ratio");
+    printf("%-10s %-8s %-6s %-8s %-6s %12s %12s %12s %8s", "threshold", "rule", "dead", "pruned",
+           "scope", "params_layer", "params_skip", "params", "ratio");
     if (evaluated)
         printf(" %9s %9s", "accuracy", "agreement");
     printf("\n");
@@ -141,9 +142,10 @@ static void print_point_header(bool evaluated)
 static void print_point(const lf_search_point_t *pt, const char *mark)
 {
     char rule_buf[64];
-    printf("%-10.6g %-8s %-6s %-8g %12lld %12lld %12lld %8.4f", pt->opts.threshold,
+    printf("%-10.6g %-8s %-6s %-8g %-6s %12lld %12lld %12lld %8.4f", pt->opts.threshold,
            rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead ? "yes" : "no",
-           pt->opts.prune_fraction, (long long)(pt->params - pt->skip_params),
+           pt->opts.prune_fraction, pt->opts.prune_global ? "global" : "layer",
+           (long long)(pt->params - pt->skip_params),
            (long long)pt->skip_params, (long long)pt->params, pt->ratio);
     if (pt->evaluated)
         printf(" %9.4f %9.4f", pt->accuracy, pt->agreement);
@@ -163,7 +165,7 @@ static lf_err_t write_csv(const char *tmp, const void *ctx)
     FILE *f = fopen(tmp, "w");
     LF_CHECK(f != NULL, LF_ERR_IO, "%s: cannot create", tmp);
     fprintf(f, "threshold,rule,prune_dead,prune_fraction,params_layers,params_skip,"
-               "params_total,ratio,accuracy,top1_agreement\n");
+               "params_total,ratio,accuracy,top1_agreement,prune_scope\n");
     for (int k = 0; k < t->n; k++) {
         const lf_search_point_t *pt = &t->pts[k];
         char tau[32], share[32];
@@ -174,9 +176,10 @@ static lf_err_t write_csv(const char *tmp, const void *ctx)
                 (long long)(pt->params - pt->skip_params), (long long)pt->skip_params,
                 (long long)pt->params, pt->ratio);
         if (pt->evaluated)
-            fprintf(f, "%.17g,%.17g\n", pt->accuracy, pt->agreement);
+            fprintf(f, "%.17g,%.17g,", pt->accuracy, pt->agreement);
         else
-            fprintf(f, ",\n");
+            fprintf(f, ",,");
+        fprintf(f, "%s\n", pt->opts.prune_global ? "global" : "layer");
     }
     int closed = fclose(f);
     LF_CHECK(closed == 0, LF_ERR_IO, "%s: write failed", tmp);
@@ -269,9 +272,10 @@ static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
         shortest(best.opts.prune_fraction, share, sizeof share);
         if (lf__cli_rank(comm) == 0 && !o->quiet)
             printf("status: budget met: %lld parameters (%.4f), accuracy %.4f, at threshold %s, "
-                   "dead-neuron pruning %s, importance pruning %s\n",
+                   "dead-neuron pruning %s, importance pruning %s (%s)\n",
                    (long long)best.params, best.ratio, best.accuracy, tau,
-                   best.opts.prune_dead ? "on" : "off", share);
+                   best.opts.prune_dead ? "on" : "off", share,
+                   best.opts.prune_global ? "global" : "per layer");
         LF_CALL(compress_with(comm, o, m, stats, &best.opts, "accuracy_budget", "met"));
     } else {
         if (lf__cli_rank(comm) == 0 && !o->quiet)
@@ -298,7 +302,8 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     lf_search_eval_t eval = {.batch = lf__cli_batch_opts(o, NULL)};
     bool searching = o->target_ratio >= 0 || o->max_drop >= 0;
     lf_plan_opts_t popts = {.threshold = o->threshold, .prune_dead = o->prune_dead,
-                            .prune_fraction = o->prune_fraction};
+                            .prune_fraction = o->prune_fraction,
+                            .prune_global = o->prune_scope && strcmp(o->prune_scope, "global") == 0};
     /* Searches default to the exact selection: it makes sizes fall monotonically with the
      * threshold, which the target-ratio bisection relies on. */
     const char *rule = o->select ? o->select

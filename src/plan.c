@@ -124,11 +124,13 @@ static bool prunable(const lf_model_t *m, int i)
 }
 
 /* Importance pruning: in every prunable layer, the prune_fraction share of its neurons with the
- * lowest rates (dead ones already pruned count towards it), never the layer's last neuron.
- * Per layer, not over the whole network: rates are not comparable across layers (an early layer
- * whose neurons all fire on 30 to 70 % of the rows would otherwise lose nearly all of them). */
+ * lowest rates (dead ones already pruned count towards it), never the layer's last neuron; with
+ * global, the share of all prunable neurons wherever they are. Per layer is the default because
+ * rates are not comparable across layers: an early layer whose neurons all fire on 30 to 70 % of
+ * the rows loses nearly all of them under a global ranking. Global does better where one layer
+ * has many barely used neurons (docs/results.md has both). */
 static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, double fraction,
-                                lf_plan_t *p)
+                                bool global, lf_plan_t *p)
 {
     lf_err_t err = LF_OK;
     candidate_t *c = NULL;
@@ -139,15 +141,20 @@ static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, double
     for (int i = 0; i < m->n_layers; i++)
         for (int64_t j = 0; prunable(m, i) && j < m->layers[i].n_out; j++)
             c[n++] = (candidate_t){.layer = i, .neuron = j, .positive = s->layers[i].positive[j]};
-    qsort(c, (size_t)n, sizeof *c, cmp_candidate); /* lowest rate first, in every layer */
+    qsort(c, (size_t)n, sizeof *c, cmp_candidate); /* lowest rate first */
+    int64_t want_all = (int64_t)(fraction * (double)total), done_all = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        done_all += prunable(m, i) ? p->n_pruned[i] : 0;
     for (int64_t k = 0; k < n; k++) {
         int i = c[k].layer;
         int64_t want = (int64_t)(fraction * (double)p->n_out[i]);
-        if (p->fate[i][c[k].neuron] == LF_NEURON_PRUNE || p->n_pruned[i] >= want ||
+        bool enough = global ? done_all >= want_all : p->n_pruned[i] >= want;
+        if (p->fate[i][c[k].neuron] == LF_NEURON_PRUNE || enough ||
             p->n_pruned[i] + 1 >= p->n_out[i])
             continue;
         p->fate[i][c[k].neuron] = LF_NEURON_PRUNE;
         p->n_pruned[i]++;
+        done_all++;
     }
 cleanup:
     lf_free(c);
@@ -200,7 +207,7 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
             }
     }
     if (opts->prune_fraction > 0.0)
-        LF_CALL(mark_importance(m, s, opts->prune_fraction, p));
+        LF_CALL(mark_importance(m, s, opts->prune_fraction, opts->prune_global, p));
     for (int i = 0; i < L; i++) {
         for (int64_t j = 0; j < p->n_out[i]; j++)
             if (p->fate[i][j] == LF_NEURON_PRUNE && s->with_sums)

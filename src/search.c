@@ -166,7 +166,7 @@ static lf_err_t probe(budget_t *b, const lf_plan_opts_t *opts, bool *ok)
     for (int k = 0; k < *b->n_frontier; k++) {
         const lf_plan_opts_t *q = &(*b->frontier)[k].opts;
         if (q->threshold == opts->threshold && q->prune_dead == opts->prune_dead &&
-            q->prune_fraction == opts->prune_fraction) {
+            q->prune_fraction == opts->prune_fraction && q->prune_global == opts->prune_global) {
             *ok = (*b->frontier)[k].accuracy * (double)b->samples >= b->floor_correct;
             return LF_OK;
         }
@@ -205,9 +205,13 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
     LF_CALL(lf_comm_agree(comm, lf_search_thresholds(m, s, &taus, &n)));
     budget_t b = {.comm = comm, .m = m, .s = s, .eval = eval, .floor_correct = floor_correct,
                   .samples = r.samples, .frontier = frontier, .n_frontier = n_frontier};
-    for (int dead = 0; dead <= 1; dead++) {
+    /* Families: dead-neuron pruning off and on, importance pruning per layer and global. */
+    for (int fam = 0; fam < 4; fam++) {
         lf_plan_opts_t family = *base;
-        family.prune_dead = dead;
+        family.prune_dead = fam & 1;
+        family.prune_global = fam >> 1;
+        if (family.prune_global && n_fractions == 1 && fractions[0] == 0.0)
+            continue; /* no importance pruning asked for: the scope does not matter */
         /* The importance-pruning shares to try: the caller's, or the largest share that keeps
          * the budget without folding (bisection on a grid of 1/100), and two below it. */
         double shares[LF_SEARCH_FRACTIONS_MAX];

@@ -48,6 +48,8 @@ typedef struct {
     bool prune_dead;       /* remove relu neurons never active on the calibration data */
     double prune_fraction; /* in [0, 1): also remove this share of every hidden relu/leaky_relu
                               layer's neurons, lowest activation rates first (needs output sums) */
+    bool prune_global;     /* rank the whole network at once instead: the share of all hidden
+                              relu/leaky_relu neurons with the lowest rates, wherever they are */
 } lf_plan_opts_t;
 
 /* PRUNE removes a neuron and adds its mean output on the calibration data, times its outgoing
