@@ -695,6 +695,8 @@ static const usage_case_t usage_cases[] = {
     {"eval data without a search",
      "compress --model {M} --data {D}:/x --out {O} --eval-data {D}:/x",
      "go with --sweep or --max-accuracy-drop"},
+    {"prune-scope bogus", "compress --model {M} --data {D}:/x --out {O} --prune-scope net",
+     "--prune-scope 'net' is not layer or global"},
     {"input-nonnegative alone", "inspect --input-nonnegative {M}",
      "--input-nonnegative goes with --provable"},
 };
