@@ -63,7 +63,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -72,6 +71,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import linfold_format as lf  # noqa: E402
+import training  # noqa: E402
 
 HIDDEN = (64, 128, 128, 256, 256)
 BATCH = 64
@@ -156,37 +156,11 @@ def make_splits(x, y, seed):
 
 
 def write_data(path, splits, scaler, desc):
-    def writer(f):
-        f.attrs["description"] = desc
-        f.attrs["scaler_mean"] = np.asarray(scaler.mean_, dtype=np.float64)
-        f.attrs["scaler_scale"] = np.asarray(scaler.scale_, dtype=np.float64)
-        for name in ("train", "val", "test"):
-            x, y = splits[name]
-            g = f.create_group(name)
-            g.create_dataset("x", data=np.ascontiguousarray(x, dtype=np.float32),
-                             track_times=False)
-            g.create_dataset("y", data=np.ascontiguousarray(y, dtype=np.int64),
-                             track_times=False)
-
-    lf._atomic_h5_write(path, writer)
-
-
-def write_json_text(path, text):
-    """Write text atomically (temp file next to path + os.replace)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    training.write_splits(path, splits, {
+        "description": desc,
+        "scaler_mean": np.asarray(scaler.mean_, dtype=np.float64),
+        "scaler_scale": np.asarray(scaler.scale_, dtype=np.float64),
+    })
 
 
 def write_summary(path, entries):
@@ -194,7 +168,7 @@ def write_summary(path, entries):
     order = {t: k for k, t in enumerate(TASKS)}
     entries = sorted(entries, key=lambda e: (order.get(e["task"], len(order)), e["task"]))
     lines = [json.dumps(e, sort_keys=False) for e in entries]
-    write_json_text(path, "[\n" + ",\n".join(lines) + "\n]\n")
+    training.write_text_atomic(path, "[\n" + ",\n".join(lines) + "\n]\n")
 
 
 # --------------------------------------------------------------------------
@@ -232,25 +206,15 @@ def train(model, splits, max_epochs, patience, seed):
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    n = xt.shape[0]
     best = (float("inf"), 0, None)  # (val loss, epoch, state_dict)
     epoch, vl = 0, float("nan")
     for epoch in range(1, max_epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for start in range(0, n, BATCH):
-            idx = perm[start:start + BATCH]
-            opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * idx.numel()
+        mean_loss = training.train_epoch(model, opt, loss_fn, xt, yt, BATCH, gen)
         vl = val_loss(model, xv, yv)
         if vl < best[0]:
             best = (vl, epoch, copy.deepcopy(model.state_dict()))
         if epoch == 1 or epoch % 25 == 0:
-            print(f"  epoch {epoch:4d}  train loss {total / n:.5f}  val loss {vl:.5f}",
+            print(f"  epoch {epoch:4d}  train loss {mean_loss:.5f}  val loss {vl:.5f}",
                   flush=True)
         if patience and epoch - best[1] >= patience:
             print(f"  early stop after epoch {epoch} (best val loss {best[0]:.5f} at "
