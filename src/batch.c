@@ -7,10 +7,18 @@
 
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
+#include "linfold/interrupt.h"
 #include "linfold/log.h"
 #include "linfold/pool.h"
 
 enum { BLOCK_ROWS_MAX = 256 };
+
+struct lf_batch_pass {
+    const lf_model_t *const *models;
+    int n_models, threads;
+    lf_forward_t **fw; /* (threads * n_models): thread t, model k at t * n_models + k */
+    const char *source;
+};
 
 int64_t lf_batch_block_rows(int64_t n, int64_t batch)
 {
@@ -20,11 +28,72 @@ int64_t lf_batch_block_rows(int64_t n, int64_t batch)
     return r < 1 ? 1 : r;
 }
 
+int64_t lf_batch_io_rows(int64_t n, int64_t batch)
+{
+    int64_t R = lf_batch_block_rows(n, batch);
+    return (batch / R > 0 ? batch / R : 1) * R;
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- workspaces */
+
+static void pass_free(lf_batch_pass_t *p)
+{
+    for (int k = 0; p->fw && k < p->threads * p->n_models; k++)
+        lf_forward_destroy(&p->fw[k]);
+    lf_free(p->fw);
+    p->fw = NULL;
+}
+
+static lf_err_t pass_alloc(lf_batch_pass_t *p, int64_t block_rows)
+{
+    lf_err_t err = LF_OK;
+    int count = p->threads * p->n_models;
+    LF_CALL(lf_calloc((size_t)(count > 0 ? count : 1), sizeof *p->fw, (void **)&p->fw));
+    for (int k = 0; k < count; k++) {
+        LF_CALL(lf_forward_create(p->models[k % p->n_models], block_rows, &p->fw[k]));
+        lf_forward_set_origin(p->fw[k], p->source, 0);
+    }
+cleanup:
+    return err;
+}
+
+lf_err_t lf_batch_forward(const lf_batch_t *b, int k, lf_forward_hook_t hook, void *hook_ctx,
+                          const float **y)
+{
+    lf_batch_pass_t *p = b->pass;
+    LF_ASSERT(k >= 0 && k < p->n_models);
+    lf_forward_t *fw = p->fw[b->tid * p->n_models + k];
+    lf_forward_set_origin(fw, p->source, b->row0);
+    return lf_forward_run(fw, p->models[k], b->x, b->rows, hook, hook_ctx, y);
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static lf_err_t check_inputs(lf_dataset_t *x, lf_dataset_t *labels,
+                             const lf_model_t *const *models, int n_models,
+                             const lf_batch_opts_t *opts)
+{
+    lf_err_t err = LF_OK;
+    int64_t n = lf_h5io_dataset_rows(x), cols = lf_h5io_dataset_cols(x);
+    LF_CHECK(opts->batch_rows >= 1, LF_ERR_ARG, "batch size %lld, expected >= 1",
+             (long long)opts->batch_rows);
+    LF_CHECK(!labels || lf_h5io_dataset_rows(labels) == n, LF_ERR_SHAPE,
+             "%s has %lld rows but %s has %lld", labels ? lf_h5io_dataset_spec(labels) : "",
+             (long long)(labels ? lf_h5io_dataset_rows(labels) : 0), lf_h5io_dataset_spec(x),
+             (long long)n);
+    for (int k = 0; k < n_models; k++)
+        LF_CHECK(models[k]->n_in == cols, LF_ERR_SHAPE,
+                 "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
+                 (long long)cols, (long long)models[k]->n_in);
+cleanup:
+    return err;
 }
 
 static lf_err_t check_finite(const float *x, int64_t rows, int64_t cols, int64_t row0,
@@ -38,6 +107,8 @@ static lf_err_t check_finite(const float *x, int64_t rows, int64_t cols, int64_t
 cleanup:
     return err;
 }
+
+/* ---------------------------------------------------------------- the loop */
 
 typedef struct {
     const lf_batch_t *batch;
@@ -62,6 +133,8 @@ static lf_err_t run_block(int k, int tid, void *arg)
         .cols = io->cols,
         .row0 = io->row0 + start,
         .offset = start,
+        .tid = tid,
+        .pass = io->pass,
     };
     return blk.valid > 0 ? b->fn(&blk, tid, b->ctx) : LF_OK;
 }
@@ -75,26 +148,37 @@ static void progress_line(const lf_batch_opts_t *opts, int64_t done, int64_t n, 
            n ? 100.0 * (double)done / (double)n : 100.0, rate, eta);
 }
 
+/* The interruption message says what was stopped and how far it had got: batch numbers are the
+ * same on every rank, whichever rank saw the signal first. */
+static lf_err_t check_signal(const lf_batch_opts_t *opts, int64_t batch, int64_t batches)
+{
+    lf_err_t err = LF_OK;
+    int sig = lf_interrupt_signal();
+    LF_CHECK(sig == 0, LF_ERR_INTERRUPTED, "interrupted by %s during %s at batch %lld of %lld",
+             lf_interrupt_name(sig), opts->what ? opts->what : "a pass over the data",
+             (long long)batch, (long long)batches);
+cleanup:
+    return err;
+}
+
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
-                      const lf_batch_opts_t *opts, lf_block_fn block_fn, lf_batch_fn batch_fn,
-                      void *ctx)
+                      const lf_model_t *const *models, int n_models, const lf_batch_opts_t *opts,
+                      lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx)
 {
     lf_err_t err = LF_OK, local = LF_OK;
     float *xbuf = NULL;
     int64_t *ybuf = NULL;
     int rank = 0, size = 1;
+    lf_batch_pass_t pass = {.models = models, .n_models = n_models,
+                            .threads = opts->threads > 1 ? opts->threads : 1,
+                            .source = lf_h5io_dataset_spec(x)};
     LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
     LF_CALL_MPI(MPI_Comm_size(comm, &size));
+    LF_CALL(check_inputs(x, labels, models, n_models, opts));
     int64_t n = lf_h5io_dataset_rows(x), cols = lf_h5io_dataset_cols(x);
-    LF_CHECK(opts->batch_rows >= 1, LF_ERR_ARG, "batch size %lld, expected >= 1",
-             (long long)opts->batch_rows);
-    LF_CHECK(!labels || lf_h5io_dataset_rows(labels) == n, LF_ERR_SHAPE,
-             "%s has %lld rows but %s has %lld", labels ? lf_h5io_dataset_spec(labels) : "",
-             (long long)(labels ? lf_h5io_dataset_rows(labels) : 0), lf_h5io_dataset_spec(x),
-             (long long)n);
 
     int64_t R = lf_batch_block_rows(n, opts->batch_rows);
-    int64_t per_batch = opts->batch_rows / R > 0 ? opts->batch_rows / R : 1; /* blocks */
+    int64_t per_batch = lf_batch_io_rows(n, opts->batch_rows) / R; /* blocks */
     int64_t begin = 0, count = 0;
     lf_comm_shard(n, rank, size, &begin, &count);
     int64_t end = begin + count;
@@ -102,7 +186,9 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
     int64_t my_iters = (n_blocks + per_batch - 1) / per_batch, iters = 0;
     LF_CALL_MPI(MPI_Allreduce(&my_iters, &iters, 1, MPI_INT64_T, MPI_MAX, comm));
 
-    local = lf_malloc((size_t)(per_batch * R * cols), sizeof *xbuf, (void **)&xbuf);
+    local = pass_alloc(&pass, R);
+    if (local == LF_OK)
+        local = lf_malloc((size_t)(per_batch * R * cols), sizeof *xbuf, (void **)&xbuf);
     if (local == LF_OK && labels)
         local = lf_calloc((size_t)(per_batch * R), sizeof *ybuf, (void **)&ybuf);
     LF_CALL(lf_comm_agree(comm, local));
@@ -127,13 +213,15 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
             local = local != LF_OK ? local : read_labels;
         }
         lf_batch_t io = {.x = xbuf, .labels = ybuf, .rows = rows, .first = first, .valid = valid,
-                         .cols = cols, .row0 = b0 * R};
+                         .cols = cols, .row0 = b0 * R, .pass = &pass};
         if (local == LF_OK)
             local = check_finite(xbuf + first * cols, valid, cols, lo, lf_h5io_dataset_spec(x));
         if (local == LF_OK && valid > 0) {
             blocks_t blocks = {.batch = &io, .block_rows = R, .fn = block_fn, .ctx = ctx};
-            local = lf_pool_run(opts->threads, (int)(b1 - b0), run_block, &blocks);
+            local = lf_pool_run(pass.threads, (int)(b1 - b0), run_block, &blocks);
         }
+        if (local == LF_OK)
+            local = check_signal(opts, it + 1, iters);
         LF_CALL(lf_comm_agree(comm, local));
         if (batch_fn)
             LF_CALL(lf_comm_agree(comm, batch_fn(&io, ctx)));
@@ -141,8 +229,8 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
             double t = now_seconds();
             if (t - last >= 1.0) {
                 /* Rank 0 owns the largest shard, so its share done is the job's. */
-                int64_t done = (hi - begin) * size;
-                progress_line(opts, done < n ? done : n, n, t - t0);
+                int64_t done = (hi - begin) * size < n ? (hi - begin) * size : n;
+                progress_line(opts, done, n, t - t0);
                 last = t;
             }
         }
@@ -150,10 +238,10 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
     double elapsed = now_seconds() - t0;
     if (opts->what) /* unnamed passes (inside searches) stay quiet */
         lf_log(LF_LOG_INFO, comm, "%s: %lld rows in %.3f s (%.0f rows/s) on %d rank%s x %d thread%s",
-           opts->what, (long long)n, elapsed,
-           elapsed > 0 ? (double)n / elapsed : 0.0, size, size == 1 ? "" : "s",
-           opts->threads > 1 ? opts->threads : 1, opts->threads > 1 ? "s" : "");
+               opts->what, (long long)n, elapsed, elapsed > 0 ? (double)n / elapsed : 0.0, size,
+               size == 1 ? "" : "s", pass.threads, pass.threads > 1 ? "s" : "");
 cleanup:
+    pass_free(&pass);
     lf_free(ybuf);
     lf_free(xbuf);
     return err;

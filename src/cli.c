@@ -1,8 +1,11 @@
 /* Subcommands and flag parsing.
  *
- * One table describes every flag; each subcommand names the flags it accepts, so `--help` text,
- * parsing and validation come from the same place. Values are validated before any file is
- * opened. Every stage below is collective on the command's communicator. */
+ * One table describes every flag (its kind, its valid range, the commands that take it); each
+ * subcommand names the flags it accepts, so `--help` text, parsing and validation come from the
+ * same place. Everything the command line alone can decide is decided before any file is
+ * opened: values and ranges, flags that the chosen mode would ignore (usage errors, never
+ * silently dropped), and outputs that would overwrite an input. Every stage below is collective
+ * on the command's communicator. */
 #include "linfold/cli.h"
 
 #include "cli_impl.h"
@@ -10,25 +13,22 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "build_info.h"
-#include "linfold/alloc.h"
-#include "linfold/batch.h"
+#include "linfold/atomic.h"
 #include "linfold/blas.h"
 #include "linfold/comm.h"
-#include "linfold/eval.h"
-#include "linfold/fold.h"
 #include "linfold/h5io.h"
+#include "linfold/interrupt.h"
 #include "linfold/log.h"
-#include "linfold/model.h"
 #include "linfold/plan.h"
 #include "linfold/pool.h"
-#include "linfold/stats.h"
 
 typedef enum { F_STRING, F_DOUBLE, F_INT, F_BOOL } flag_kind_t;
 
@@ -39,65 +39,82 @@ enum {
     M_SEARCH = 1 << 13, M_PROVABLE = 1 << 14,
 };
 
+/* The valid interval of a number flag, open at an end when *_open. */
+typedef struct {
+    double lo, hi;
+    bool lo_open, hi_open;
+} range_t;
+
+static const range_t THRESHOLD = {0.0, 1.0, true, false};      /* (0, 1] */
+static const range_t SHARE = {0.0, 1.0, false, true};          /* [0, 1) */
+static const range_t POSITIVE = {0.0, INFINITY, true, true};   /* (0, inf) */
+static const range_t UNIT = {0.0, 1.0, false, false};          /* [0, 1] */
+
 typedef struct {
     const char *name;
     flag_kind_t kind;
     size_t offset;
     unsigned group;
     const char *arg, *help;
+    const range_t *range; /* F_DOUBLE only */
 } flag_t;
 
 #define OFF(field) offsetof(lf__cli_opts_t, field)
 static const flag_t flags[] = {
-    {"--model", F_STRING, OFF(model), M_MODEL, "IN.h5", "model file (format v1)"},
-    {"--data", F_STRING, OFF(data), M_DATA, "F.h5:/x", "samples, 2-D float dataset (n, d)"},
-    {"--labels", F_STRING, OFF(labels), M_LABELS, "F.h5:/y", "labels, 1-D integer dataset (n)"},
-    {"--stats", F_STRING, OFF(stats), M_STATS, "STATS.h5", "statistics from `linfold calibrate`"},
-    {"--out", F_STRING, OFF(out), M_OUT, "OUT.h5", "output file (written atomically)"},
+    {"--model", F_STRING, OFF(model), M_MODEL, "IN.h5", "model file (format v1)", NULL},
+    {"--data", F_STRING, OFF(data), M_DATA, "F.h5:/x", "samples, 2-D float dataset (n, d)", NULL},
+    {"--labels", F_STRING, OFF(labels), M_LABELS, "F.h5:/y", "labels, 1-D integer dataset (n)", NULL},
+    {"--stats", F_STRING, OFF(stats), M_STATS, "STATS.h5", "statistics from `linfold calibrate`", NULL},
+    {"--out", F_STRING, OFF(out), M_OUT, "OUT.h5", "output file (written atomically)", NULL},
     {"--reference", F_STRING, OFF(reference), M_REFERENCE, "ORIG.h5",
-     "compare outputs with this model"},
+     "compare outputs with this model", NULL},
     {"--threshold", F_DOUBLE, OFF(threshold), M_THRESHOLD, "T",
-     "activation rate at which a neuron is linear, in (0, 1] (default 1.0)"},
+     "activation rate at which a neuron is linear, in (0, 1] (default 1.0)", &THRESHOLD},
     {"--layer-rule", F_STRING, OFF(layer_rule), M_RULE, "R",
-     "which layers fold: benefit (default), all, count:K or fraction:F"},
+     "which layers fold: benefit (default), all, count:K or fraction:F", NULL},
     {"--select", F_STRING, OFF(select), M_RULE, "S",
-     "choose the set of layers to fold: greedy, or optimal (fewest parameters, exact)"},
+     "choose the set of layers to fold: greedy, or optimal (fewest parameters, exact)", NULL},
     {"--prune-fraction", F_DOUBLE, OFF(prune_fraction), M_RULE, "P",
      "first remove this share of hidden neurons with the lowest activation rates, adding their "
-     "mean outputs to the next biases"},
+     "mean outputs to the next biases; in [0, 1), rounded to the nearest neuron count", &SHARE},
     {"--prune-scope", F_STRING, OFF(prune_scope), M_RULE, "layer|global",
-     "--prune-fraction per layer (default) or over the whole network at once"},
+     "--prune-fraction per layer (default) or over the whole network at once", NULL},
     {"--sweep", F_STRING, OFF(sweep_text), M_SEARCH, "T1,T2,...",
-     "one calibration, one row per threshold (no model written)"},
-    {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV"},
+     "one calibration, one row per threshold (no model written)", NULL},
+    {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV", NULL},
     {"--target-ratio", F_DOUBLE, OFF(target_ratio), M_SEARCH, "R",
-     "the largest threshold whose model has at most R x the original parameters"},
+     "the largest threshold whose model has at most R x the original parameters (R > 0)",
+     &POSITIVE},
     {"--max-accuracy-drop", F_DOUBLE, OFF(max_drop), M_SEARCH, "D",
-     "the smallest model within D of the original accuracy on --eval-data/--eval-labels"},
+     "the smallest model within D of the original accuracy on --eval-data/--eval-labels, D in "
+     "[0, 1]",
+     &UNIT},
     {"--search-fractions", F_STRING, OFF(fractions_text), M_SEARCH, "P1,P2,...",
      "importance-pruning shares the accuracy search tries (default: the largest share within "
-     "the budget, found by bisection, and 0.05 and 0.10 below it)"},
+     "the budget, found by bisection, and 0.05 and 0.10 below it)", NULL},
     {"--eval-data", F_STRING, OFF(eval_data), M_SEARCH, "F.h5:/x",
-     "evaluation samples for --sweep and --max-accuracy-drop"},
-    {"--eval-labels", F_STRING, OFF(eval_labels), M_SEARCH, "F.h5:/y", "evaluation labels"},
+     "evaluation samples for --sweep and --max-accuracy-drop", NULL},
+    {"--eval-labels", F_STRING, OFF(eval_labels), M_SEARCH, "F.h5:/y", "evaluation labels", NULL},
     {"--prune-dead", F_BOOL, OFF(prune_dead), M_PRUNE, NULL,
-     "also remove relu neurons never active on the calibration data"},
-    {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout"},
+     "also remove relu neurons never active on the calibration data", NULL},
+    {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout", NULL},
     {"--provable", F_BOOL, OFF(provable), M_PROVABLE, NULL,
-     "list neurons linear on every input: weights and bias >= 0 on non-negative inputs"},
+     "list neurons linear on every input: weights and bias >= 0 on non-negative inputs", NULL},
     {"--input-nonnegative", F_BOOL, OFF(input_nonnegative), M_PROVABLE, NULL,
-     "with --provable: the model input is known to be >= 0"},
+     "with --provable: the model input is known to be >= 0", NULL},
     {"--output-sums", F_BOOL, OFF(output_sums), M_SUMS, NULL,
-     "also record exact sums of every neuron's outputs (for --prune-fraction later; slower)"},
-    {"--batch", F_INT, OFF(batch), M_BATCH, "N", "rows per batch (default 1024)"},
+     "also record exact sums of every neuron's outputs (for --prune-fraction later; slower)", NULL},
+    {"--batch", F_INT, OFF(batch), M_BATCH, "N", "rows per batch (default 1024)", NULL},
     {"--progress", F_BOOL, OFF(progress), M_COMMON, NULL,
-     "progress lines on stderr (default when stderr is a terminal)"},
-    {"--no-progress", F_BOOL, OFF(no_progress), M_COMMON, NULL, "no progress lines"},
-    {"--verbose", F_BOOL, OFF(verbose), M_COMMON, NULL, "debug messages (also -v)"},
-    {"--quiet", F_BOOL, OFF(quiet), M_COMMON, NULL, "errors only (also -q)"},
-    {"--help", F_BOOL, OFF(help), M_COMMON, NULL, "this text (also -h)"},
+     "progress lines on stderr (default when stderr is a terminal)", NULL},
+    {"--no-progress", F_BOOL, OFF(no_progress), M_COMMON, NULL, "no progress lines", NULL},
+    {"--verbose", F_BOOL, OFF(verbose), M_COMMON, NULL, "debug messages (also -v)", NULL},
+    {"--quiet", F_BOOL, OFF(quiet), M_COMMON, NULL, "errors only (also -q)", NULL},
+    {"--help", F_BOOL, OFF(help), M_COMMON, NULL, "this text (also -h)", NULL},
 };
 #undef OFF
+enum { N_FLAGS = (int)(sizeof flags / sizeof *flags) };
+_Static_assert(N_FLAGS <= 64, "lf__cli_opts_t.given has 64 bits");
 
 typedef lf_err_t (*command_fn)(MPI_Comm comm, const lf__cli_opts_t *o);
 
@@ -108,7 +125,6 @@ typedef struct {
     command_fn run;
     bool positional_file;
 } command_t;
-
 
 static const command_t commands[] = {
     {"compress",
@@ -125,7 +141,8 @@ static const command_t commands[] = {
      lf__cmd_compress, false},
     {"calibrate", M_MODEL | M_DATA | M_OUT | M_BATCH | M_SUMS, M_MODEL | M_DATA | M_OUT,
      "linfold calibrate --model IN.h5 --data F.h5:/x [--output-sums] --out STATS.h5",
-     "Record per-neuron activation statistics over the calibration data.", lf__cmd_calibrate, false},
+     "Record per-neuron activation statistics over the calibration data.", lf__cmd_calibrate,
+     false},
     {"eval", M_MODEL | M_DATA | M_LABELS | M_REFERENCE | M_JSON | M_BATCH, M_MODEL | M_DATA,
      "linfold eval --model M.h5 --data F.h5:/x [--labels F.h5:/y] [--reference ORIG.h5] [--json]",
      "Accuracy, and with a reference model top-1 agreement and the largest output difference.",
@@ -145,13 +162,15 @@ static void print_usage(FILE *f)
     for (size_t c = 0; c < sizeof commands / sizeof *commands; c++)
         fprintf(f, "  %s\n", commands[c].synopsis);
     fprintf(f, "\nRun under mpirun/srun to shard the data over ranks. `linfold COMMAND --help` "
-               "for details.\n");
+               "for details.\nExit status: 0 success, 1 error, 2 usage error, 128+N stopped by "
+               "signal N\n(130 SIGINT, 143 SIGTERM; also SIGHUP and SIGUSR1), with no partial "
+               "output.\n");
 }
 
 static void print_command_help(const command_t *c)
 {
     printf("Usage: %s\n\n%s\n\nOptions:\n", c->synopsis, c->summary);
-    for (size_t k = 0; k < sizeof flags / sizeof *flags; k++) {
+    for (int k = 0; k < N_FLAGS; k++) {
         if (!(flags[k].group & (c->accepts | M_COMMON)))
             continue;
         char left[64];
@@ -162,16 +181,46 @@ static void print_command_help(const command_t *c)
     }
 }
 
+/* ---------------------------------------------------------------- parsing */
+
+static int flag_index(const char *name)
+{
+    for (int k = 0; k < N_FLAGS; k++)
+        if (strcmp(flags[k].name, name) == 0)
+            return k;
+    LF_ASSERT(!"unknown flag name");
+    return -1;
+}
+
+bool lf__cli_given(const lf__cli_opts_t *o, const char *flag)
+{
+    return (o->given >> flag_index(flag)) & 1u;
+}
+
+static void interval_text(const range_t *r, char *buf, size_t cap)
+{
+    char hi[32];
+    if (isinf(r->hi))
+        snprintf(hi, sizeof hi, "inf");
+    else
+        snprintf(hi, sizeof hi, "%g", r->hi);
+    snprintf(buf, cap, "%s%g, %s%s", r->lo_open ? "(" : "[", r->lo, hi, r->hi_open ? ")" : "]");
+}
+
 static lf_err_t parse_number(const flag_t *f, const char *text, lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     char *end = NULL;
     errno = 0;
     if (f->kind == F_DOUBLE) {
+        const range_t *r = f->range;
+        char range[64];
+        interval_text(r, range, sizeof range);
         double v = strtod(text, &end);
-        /* Every number flag is a threshold, share, ratio or drop: finite and >= 0. */
-        LF_CHECK(*text && *end == '\0' && errno == 0 && isfinite(v) && v >= 0.0, LF_ERR_USAGE,
-                 "%s expects a number >= 0, got '%s'", f->name, text);
+        bool parsed = *text && *end == '\0' && errno == 0 && isfinite(v);
+        LF_CHECK(parsed, LF_ERR_USAGE, "%s expects a number in %s, got '%s'", f->name, range, text);
+        LF_CHECK((r->lo_open ? v > r->lo : v >= r->lo) && (r->hi_open ? v < r->hi : v <= r->hi),
+                 LF_ERR_USAGE, "%s %s is outside %s", f->name, text, range);
         *(double *)((char *)o + f->offset) = v;
     } else {
         long long v = strtoll(text, &end, 10);
@@ -208,6 +257,34 @@ cleanup:
     return err;
 }
 
+/* A flag the chosen mode would ignore is a usage error, never silently dropped. */
+#define REFUSE(o, flag, context, why)                                                              \
+    LF_CHECK(!lf__cli_given(o, flag), LF_ERR_USAGE, "%s has no effect with %s: %s", flag,        \
+             context, why)
+
+static lf_err_t check_modes(const lf__cli_opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    if (o->sweep_text) {
+        REFUSE(o, "--threshold", "--sweep", "the sweep sets the thresholds");
+        REFUSE(o, "--out", "--sweep", "a sweep writes no model (--sweep-out F.csv writes the table)");
+    } else if (o->target_ratio >= 0) {
+        REFUSE(o, "--threshold", "--target-ratio", "the search chooses the threshold");
+    } else if (o->max_drop >= 0) {
+        const char *why = "the accuracy search tries it both ways or chooses it itself";
+        REFUSE(o, "--threshold", "--max-accuracy-drop", why);
+        REFUSE(o, "--prune-dead", "--max-accuracy-drop", why);
+        REFUSE(o, "--prune-fraction", "--max-accuracy-drop", "use --search-fractions");
+        REFUSE(o, "--prune-scope", "--max-accuracy-drop", why);
+    }
+    LF_CHECK(!lf__cli_given(o, "--prune-scope") || o->prune_fraction > 0 || o->max_drop >= 0,
+             LF_ERR_USAGE, "--prune-scope has no effect without --prune-fraction");
+    if (o->stats && !o->eval_data)
+        REFUSE(o, "--batch", "--stats", "no pass over data is made (give it to calibrate)");
+cleanup:
+    return err;
+}
+
 /* The combinations of compress options that make sense; parsed lists go into o. */
 static lf_err_t check_compress(lf__cli_opts_t *o)
 {
@@ -216,10 +293,6 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
              "compress: give exactly one of --data and --stats");
     LF_CHECK(!(o->select && o->layer_rule), LF_ERR_USAGE,
              "--layer-rule and --select exclude each other");
-    LF_CHECK(!o->select || strcmp(o->select, "greedy") == 0 || strcmp(o->select, "optimal") == 0,
-             LF_ERR_USAGE, "--select '%s' is not greedy or optimal", o->select);
-    LF_CHECK(o->prune_fraction >= 0.0 && o->prune_fraction < 1.0, LF_ERR_USAGE,
-             "--prune-fraction %g is outside [0, 1)", o->prune_fraction);
     LF_CHECK(!o->prune_scope || strcmp(o->prune_scope, "layer") == 0 ||
                  strcmp(o->prune_scope, "global") == 0,
              LF_ERR_USAGE, "--prune-scope '%s' is not layer or global", o->prune_scope);
@@ -235,8 +308,12 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     LF_CHECK(!o->eval_labels || o->eval_data, LF_ERR_USAGE, "--eval-labels needs --eval-data");
     LF_CHECK(o->max_drop < 0 || (o->eval_data && o->eval_labels), LF_ERR_USAGE,
              "--max-accuracy-drop needs --eval-data and --eval-labels");
-    LF_CHECK(o->target_ratio < 0 || o->target_ratio > 0, LF_ERR_USAGE,
-             "--target-ratio must be > 0");
+    LF_CALL(check_modes(o));
+    lf_layer_rule_t rule;
+    if (o->layer_rule)
+        LF_CALL(lf_plan_parse_layer_rule(o->layer_rule, &rule));
+    if (o->select)
+        LF_CALL(lf_plan_parse_select(o->select, &rule));
     if (o->sweep_text)
         LF_CALL(parse_list("--sweep", o->sweep_text, 1e-12, 1.0, false, o->sweep, &o->n_sweep));
     if (o->fractions_text)
@@ -246,49 +323,60 @@ cleanup:
     return err;
 }
 
+static lf_err_t parse_flag(const command_t *c, int argc, char **argv, int *k, lf__cli_opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    const char *arg = argv[*k];
+    if (strcmp(arg, "-h") == 0)
+        arg = "--help";
+    else if (strcmp(arg, "-v") == 0)
+        arg = "--verbose";
+    else if (strcmp(arg, "-q") == 0)
+        arg = "--quiet";
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    int idx = -1;
+    for (int t = 0; t < N_FLAGS; t++)
+        if (strlen(flags[t].name) == len && strncmp(flags[t].name, arg, len) == 0)
+            idx = t;
+    LF_CHECK(idx >= 0 && (flags[idx].group & (c->accepts | M_COMMON)), LF_ERR_USAGE,
+             "%s: unknown option '%.*s' (see linfold %s --help)", c->name, (int)len, arg, c->name);
+    const flag_t *f = &flags[idx];
+    LF_CHECK(!((o->given >> idx) & 1u), LF_ERR_USAGE, "%s is given twice", f->name);
+    o->given |= (uint64_t)1 << idx;
+    if (f->kind == F_BOOL) {
+        LF_CHECK(!eq, LF_ERR_USAGE, "%s takes no value", f->name);
+        *(bool *)((char *)o + f->offset) = true;
+        goto cleanup;
+    }
+    const char *value = eq ? eq + 1 : (*k + 1 < argc ? argv[++*k] : NULL);
+    LF_CHECK(value != NULL, LF_ERR_USAGE, "%s needs a value (%s)", f->name, f->arg);
+    if (f->kind == F_STRING) {
+        LF_CHECK(value[0] != '\0', LF_ERR_USAGE, "%s needs a non-empty value", f->name);
+        *(const char **)((char *)o + f->offset) = value;
+    } else {
+        LF_CALL(parse_number(f, value, o));
+    }
+cleanup:
+    return err;
+}
+
 static lf_err_t parse_args(const command_t *c, int argc, char **argv, lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     for (int k = 2; k < argc; k++) {
         const char *arg = argv[k];
-        if (strcmp(arg, "-h") == 0)
-            arg = "--help";
-        else if (strcmp(arg, "-v") == 0)
-            arg = "--verbose";
-        else if (strcmp(arg, "-q") == 0)
-            arg = "--quiet";
         if (arg[0] != '-' || arg[1] == '\0') {
             LF_CHECK(c->positional_file && !o->file, LF_ERR_USAGE,
                      "%s: unexpected argument '%s'", c->name, arg);
             o->file = arg;
             continue;
         }
-        const char *eq = strchr(arg, '=');
-        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
-        const flag_t *f = NULL;
-        for (size_t t = 0; t < sizeof flags / sizeof *flags; t++)
-            if (strlen(flags[t].name) == len && strncmp(flags[t].name, arg, len) == 0)
-                f = &flags[t];
-        LF_CHECK(f && (f->group & (c->accepts | M_COMMON)), LF_ERR_USAGE,
-                 "%s: unknown option '%.*s' (see linfold %s --help)", c->name, (int)len, arg,
-                 c->name);
-        if (f->kind == F_BOOL) {
-            LF_CHECK(!eq, LF_ERR_USAGE, "%s takes no value", f->name);
-            *(bool *)((char *)o + f->offset) = true;
-            continue;
-        }
-        const char *value = eq ? eq + 1 : (k + 1 < argc ? argv[++k] : NULL);
-        LF_CHECK(value != NULL, LF_ERR_USAGE, "%s needs a value (%s)", f->name, f->arg);
-        if (f->kind == F_STRING) {
-            LF_CHECK(value[0] != '\0', LF_ERR_USAGE, "%s needs a non-empty value", f->name);
-            *(const char **)((char *)o + f->offset) = value;
-        } else {
-            LF_CALL(parse_number(f, value, o));
-        }
+        LF_CALL(parse_flag(c, argc, argv, &k, o));
     }
     if (o->help)
         return LF_OK;
-    for (size_t t = 0; t < sizeof flags / sizeof *flags; t++)
+    for (int t = 0; t < N_FLAGS; t++)
         if (flags[t].group & c->requires) {
             const char *v = *(const char **)((char *)o + flags[t].offset);
             LF_CHECK(v != NULL, LF_ERR_USAGE, "%s: missing required option %s %s", c->name,
@@ -296,9 +384,11 @@ static lf_err_t parse_args(const command_t *c, int argc, char **argv, lf__cli_op
         }
     LF_CHECK(!c->positional_file || o->file, LF_ERR_USAGE, "%s: missing the model file argument",
              c->name);
-    LF_CHECK(o->threshold > 0.0 && o->threshold <= 1.0, LF_ERR_USAGE,
-             "--threshold %g is outside (0, 1]", o->threshold);
     LF_CHECK(!(o->verbose && o->quiet), LF_ERR_USAGE, "--verbose and --quiet exclude each other");
+    LF_CHECK(!(o->progress && o->no_progress), LF_ERR_USAGE,
+             "--progress and --no-progress exclude each other");
+    LF_CHECK(!(o->progress && o->quiet), LF_ERR_USAGE,
+             "--progress has no effect with --quiet (errors only)");
     if (strcmp(c->name, "compress") == 0)
         LF_CALL(check_compress(o));
     LF_CHECK(o->provable || !o->input_nonnegative, LF_ERR_USAGE,
@@ -307,12 +397,36 @@ static lf_err_t parse_args(const command_t *c, int argc, char **argv, lf__cli_op
     const char *specs[] = {o->data, o->labels, o->eval_data, o->eval_labels};
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++)
         if (specs[k]) {
-            char file[4096], obj[1024];
+            char file[LF_PATH_MAX], obj[1024];
             LF_CALL(lf_h5io_split_spec(specs[k], file, sizeof file, obj, sizeof obj));
         }
 cleanup:
     return err;
 }
+
+/* Outputs must not be any input (or each other): checked on file identity before any work. */
+static lf_err_t check_files(const lf__cli_opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    char files[4][LF_PATH_MAX], obj[1024];
+    const char *specs[4] = {o->data, o->labels, o->eval_data, o->eval_labels};
+    const char *spec_flags[4] = {"--data", "--labels", "--eval-data", "--eval-labels"};
+    lf_atomic_named_t inputs[8];
+    int n = 0;
+    for (int k = 0; k < 4; k++)
+        if (specs[k] && lf_h5io_split_spec(specs[k], files[k], sizeof files[k], obj, sizeof obj) ==
+                            LF_OK)
+            inputs[n++] = (lf_atomic_named_t){spec_flags[k], files[k]};
+    inputs[n++] = (lf_atomic_named_t){"--model", o->model};
+    inputs[n++] = (lf_atomic_named_t){"--stats", o->stats};
+    inputs[n++] = (lf_atomic_named_t){"--reference", o->reference};
+    lf_atomic_named_t outputs[] = {{"--out", o->out}, {"--sweep-out", o->sweep_out}};
+    LF_CALL(lf_atomic_check_outputs(inputs, n, outputs, 2));
+cleanup:
+    return err;
+}
+
+/* ---------------------------------------------------------------- shared with subcommands */
 
 static int compute_threads = 1; /* set once per command by lf_cli_main */
 
@@ -330,15 +444,51 @@ int lf__cli_rank(MPI_Comm comm)
     return rank;
 }
 
-static int status_of(MPI_Comm comm, lf_err_t err, const lf__cli_opts_t *o)
+/* ---------------------------------------------------------------- run records in the log */
+
+static double now_seconds(void)
 {
-    if (err == LF_OK)
-        return 0;
-    lf_comm_report_error(comm, err, o->verbose);
-    return err == LF_ERR_USAGE ? 2 : 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---------------------------------------------------------------- entry */
+/* The command line as one shell-readable string: arguments with odd characters are quoted. */
+static void command_text(int argc, char **argv, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int k = 1; k < argc && n + 1 < cap; k++) {
+        bool plain = argv[k][0] != '\0' && strspn(argv[k], "abcdefghijklmnopqrstuvwxyz"
+                                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                           "0123456789-_=./:,+@%") ==
+                                               strlen(argv[k]);
+        int w = snprintf(buf + n, cap - n, plain ? "%s%s" : "%s'%s'", k > 1 ? " " : "", argv[k]);
+        n = w > 0 && (size_t)w < cap - n ? n + (size_t)w : cap - 1;
+    }
+}
+
+/* One line that says what ran where: version and revision, the command, ranks x threads and
+ * nodes, the BLAS kernel, rank 0's host, and the SLURM job. Collective. */
+static void log_header(MPI_Comm comm, int argc, char **argv)
+{
+    int size = 1, nodes = lf_comm_node_count(comm);
+    MPI_Comm_size(comm, &size);
+    char cmd[2048], host[256] = "?", job[96] = "";
+    command_text(argc, argv, cmd, sizeof cmd);
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    const char *id = getenv("SLURM_JOB_ID"), *array = getenv("SLURM_ARRAY_TASK_ID");
+    if (id && array)
+        snprintf(job, sizeof job, " | SLURM job %s (array task %s)", id, array);
+    else if (id)
+        snprintf(job, sizeof job, " | SLURM job %s", id);
+    lf_log(LF_LOG_INFO, comm,
+           "version %s (%s) | %s | %d rank%s x %d thread%s on %d node%s | BLAS %s | host %s%s",
+           LF_VERSION, LF_GIT_HASH, cmd, size, size == 1 ? "" : "s", compute_threads,
+           compute_threads == 1 ? "" : "s", nodes, nodes == 1 ? "" : "s", lf_blas_kernel(), host,
+           job);
+}
 
 /* Peak resident memory over the ranks, for SLURM logs and the streaming test. Collective. */
 static void log_peak_memory(MPI_Comm comm)
@@ -355,6 +505,60 @@ static void log_peak_memory(MPI_Comm comm)
            hi.mib, hi.rank, lo.mib, lo.rank);
 }
 
+/* The exit status of an agreed error: 2 usage, 128 + N after signal N, 1 otherwise. Prints the
+ * error once per job. Collective. */
+static int status_of(MPI_Comm comm, lf_err_t err, const lf__cli_opts_t *o)
+{
+    if (err == LF_OK)
+        return 0;
+    lf_comm_report_error(comm, err, o->verbose);
+    if (err == LF_ERR_INTERRUPTED) {
+        int sig = lf_interrupt_agree(comm);
+        return sig > 0 ? 128 + sig : 1;
+    }
+    return err == LF_ERR_USAGE ? 2 : 1;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+static int run_command(MPI_Comm comm, const command_t *c, int argc, char **argv)
+{
+    double t0 = now_seconds();
+    lf__cli_opts_t o = {.threshold = 1.0, .batch = 1024, .target_ratio = -1.0, .max_drop = -1.0};
+    lf_err_t err = parse_args(c, argc, argv, &o);
+    if (err == LF_OK && o.help) {
+        if (lf__cli_rank(comm) == 0)
+            print_command_help(c);
+        return 0;
+    }
+    if (err == LF_OK)
+        err = lf_comm_agree(comm, check_files(&o));
+    if (err != LF_OK)
+        return status_of(comm, err, &o);
+    lf_log_set_level(o.quiet ? LF_LOG_ERROR : (o.verbose ? LF_LOG_DEBUG : LF_LOG_INFO));
+    lf_pool_serial_blas();
+    err = lf_pool_default_threads(comm, &compute_threads);
+    if (err != LF_OK)
+        return status_of(comm, err, &o);
+    log_header(comm, argc, argv);
+    lf_log_rank(LF_LOG_DEBUG, comm,
+                "%d compute thread%s; BLAS kernel %s (chosen by %s; CPU supports %s), "
+                "single-threaded per block",
+                compute_threads, compute_threads == 1 ? "" : "s", lf_blas_kernel(),
+                lf_blas_kernel_origin(), lf_blas_best_kernel());
+    int status = status_of(comm, c->run(comm, &o), &o);
+    fflush(stdout);
+    if (status == 0)
+        log_peak_memory(comm);
+    double elapsed = now_seconds() - t0;
+    if (status == 0)
+        lf_log(LF_LOG_INFO, comm, "%s finished in %.3f s", c->name, elapsed);
+    else
+        lf_log(LF_LOG_INFO, comm, "%s stopped after %.3f s (exit status %d)", c->name, elapsed,
+               status);
+    return status;
+}
+
 int lf_cli_main(MPI_Comm comm, int argc, char **argv)
 {
     int rank = lf__cli_rank(comm);
@@ -368,39 +572,12 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
             printf("linfold %s (%s)\n", LF_VERSION, LF_GIT_HASH);
         return 0;
     }
-    const command_t *c = NULL;
     for (size_t k = 0; k < sizeof commands / sizeof *commands; k++)
         if (strcmp(argv[1], commands[k].name) == 0)
-            c = &commands[k];
-    if (!c) {
-        if (rank == 0)
-            fprintf(stderr, "linfold: error: unknown command '%s' (expected compress, calibrate, "
-                            "eval, predict or inspect; see linfold --help) (LF_ERR_USAGE)\n",
-                    argv[1]);
-        return 2;
-    }
-    lf__cli_opts_t o = {.threshold = 1.0, .batch = 1024, .target_ratio = -1.0, .max_drop = -1.0};
-    lf_err_t err = parse_args(c, argc, argv, &o);
-    if (err != LF_OK)
-        return status_of(comm, err, &o);
-    if (o.help) {
-        if (rank == 0)
-            print_command_help(c);
-        return 0;
-    }
-    lf_log_set_level(o.quiet ? LF_LOG_ERROR : (o.verbose ? LF_LOG_DEBUG : LF_LOG_INFO));
-    lf_pool_serial_blas();
-    err = lf_pool_default_threads(comm, &compute_threads);
-    if (err != LF_OK)
-        return status_of(comm, err, &o);
-    lf_log_rank(LF_LOG_DEBUG, comm,
-                "%d compute thread%s; BLAS kernel %s (chosen by %s; CPU supports %s), "
-                "single-threaded per block",
-                compute_threads, compute_threads == 1 ? "" : "s", lf_blas_kernel(),
-                lf_blas_kernel_origin(), lf_blas_best_kernel());
-    int status = status_of(comm, c->run(comm, &o), &o);
-    fflush(stdout);
-    if (status == 0)
-        log_peak_memory(comm);
-    return status;
+            return run_command(comm, &commands[k], argc, argv);
+    if (rank == 0)
+        fprintf(stderr, "linfold: error: unknown command '%s' (expected compress, calibrate, "
+                        "eval, predict or inspect; see linfold --help) (LF_ERR_USAGE)\n",
+                argv[1]);
+    return 2;
 }

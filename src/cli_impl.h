@@ -22,8 +22,11 @@ typedef struct {
     int64_t batch;
     double sweep[LF_CLI_LIST_MAX], fractions[LF_CLI_LIST_MAX]; /* parsed lists */
     int n_sweep, n_fractions;
+    uint64_t given; /* bit k: the k-th flag of the flag table was on the command line */
 } lf__cli_opts_t;
 
+/* Whether the flag named (e.g. "--threshold") was given. */
+bool lf__cli_given(const lf__cli_opts_t *o, const char *flag);
 /* Batch options from the flags, with this rank's compute threads. */
 lf_batch_opts_t lf__cli_batch_opts(const lf__cli_opts_t *o, const char *what);
 int lf__cli_rank(MPI_Comm comm);

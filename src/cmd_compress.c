@@ -3,6 +3,7 @@
  * Modes: a plain compression at --threshold; --sweep (a table, no model); --target-ratio (the
  * largest threshold within a size); --max-accuracy-drop (the smallest model within an accuracy
  * budget). All of them use one set of statistics and the functions of search.h. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,14 +12,15 @@
 
 #include "build_info.h"
 #include "cli_impl.h"
-#include "h5io_impl.h"
 #include "linfold/alloc.h"
+#include "linfold/atomic.h"
 #include "linfold/comm.h"
 #include "linfold/fold.h"
 #include "linfold/h5io.h"
 #include "linfold/log.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
+#include "linfold/report.h"
 #include "linfold/search.h"
 #include "linfold/stats.h"
 
@@ -35,14 +37,14 @@ static void shortest(double v, char *buf, size_t cap)
 static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
 {
     switch (r->kind) {
-    case LF_RULE_ALL: return "all";
-    case LF_RULE_BENEFIT: return "benefit";
-    case LF_RULE_COUNT: snprintf(buf, cap, "count:%lld", (long long)r->count); return buf;
-    case LF_RULE_FRACTION: snprintf(buf, cap, "fraction:%g", r->fraction); return buf;
-    case LF_RULE_GREEDY: return "greedy";
-    case LF_RULE_OPTIMAL: return "optimal";
+    case LF_RULE_ALL: snprintf(buf, cap, "all"); break;
+    case LF_RULE_BENEFIT: snprintf(buf, cap, "benefit"); break;
+    case LF_RULE_COUNT: snprintf(buf, cap, "count:%lld", (long long)r->count); break;
+    case LF_RULE_FRACTION: snprintf(buf, cap, "fraction:%g", r->fraction); break;
+    case LF_RULE_GREEDY: snprintf(buf, cap, "greedy"); break;
+    case LF_RULE_OPTIMAL: snprintf(buf, cap, "optimal"); break;
     }
-    return "?";
+    return buf;
 }
 
 static void print_summary(const lf_model_t *m, const lf_model_t *folded, const lf_plan_t *p,
@@ -82,9 +84,9 @@ static lf_err_t write_model(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mod
                             const char *extra_value)
 {
     char threshold[32], count[32], rule_buf[64], fraction[32];
-    snprintf(threshold, sizeof threshold, "%.17g", popts->threshold);
+    shortest(popts->threshold, threshold, sizeof threshold);
     snprintf(count, sizeof count, "%lld", (long long)samples);
-    snprintf(fraction, sizeof fraction, "%.17g", popts->prune_fraction);
+    shortest(popts->prune_fraction, fraction, sizeof fraction);
     lf_attr_t attrs[] = {
         {"linfold_version", LF_VERSION},
         {"source_model", o->model},
@@ -157,33 +159,41 @@ typedef struct {
     int n;
 } sweep_table_t;
 
-static lf_err_t write_csv(const char *tmp, const void *ctx)
+static lf_err_t write_csv(const char *tmp, const char *path, const void *ctx)
 {
     lf_err_t err = LF_OK;
     const sweep_table_t *t = ctx;
-    char rule_buf[64];
     FILE *f = fopen(tmp, "w");
-    LF_CHECK(f != NULL, LF_ERR_IO, "%s: cannot create", tmp);
-    fprintf(f, "threshold,rule,prune_dead,prune_fraction,params_layers,params_skip,"
-               "params_total,ratio,accuracy,top1_agreement,prune_scope\n");
+    LF_CHECK(f != NULL, LF_ERR_IO, "%s: cannot open %s (%s)", path, tmp, strerror(errno));
+    static const char *const header[] = {
+        "threshold", "rule", "prune_dead", "prune_fraction", "params_layers", "params_skip",
+        "params_total", "ratio", "accuracy", "top1_agreement", "prune_scope"};
+    LF_CALL(lf_report_csv_row(f, header, (int)(sizeof header / sizeof *header)));
     for (int k = 0; k < t->n; k++) {
         const lf_search_point_t *pt = &t->pts[k];
-        char tau[32], share[32];
-        shortest(pt->opts.threshold, tau, sizeof tau);
-        shortest(pt->opts.prune_fraction, share, sizeof share);
-        fprintf(f, "%s,%s,%d,%s,%lld,%lld,%lld,%.17g,", tau,
-                rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead, share,
-                (long long)(pt->params - pt->skip_params), (long long)pt->skip_params,
-                (long long)pt->params, pt->ratio);
-        if (pt->evaluated)
-            fprintf(f, "%.17g,%.17g,", pt->accuracy, pt->agreement);
-        else
-            fprintf(f, ",,");
-        fprintf(f, "%s\n", pt->opts.prune_global ? "global" : "layer");
+        char cells[11][64];
+        shortest(pt->opts.threshold, cells[0], sizeof cells[0]);
+        rule_text(&pt->opts.rule, cells[1], sizeof cells[1]);
+        snprintf(cells[2], sizeof cells[2], "%d", pt->opts.prune_dead);
+        shortest(pt->opts.prune_fraction, cells[3], sizeof cells[3]);
+        snprintf(cells[4], sizeof cells[4], "%lld", (long long)(pt->params - pt->skip_params));
+        snprintf(cells[5], sizeof cells[5], "%lld", (long long)pt->skip_params);
+        snprintf(cells[6], sizeof cells[6], "%lld", (long long)pt->params);
+        snprintf(cells[7], sizeof cells[7], "%.17g", pt->ratio);
+        snprintf(cells[8], sizeof cells[8], "%.17g", pt->accuracy);
+        snprintf(cells[9], sizeof cells[9], "%.17g", pt->agreement);
+        snprintf(cells[10], sizeof cells[10], "%s", pt->opts.prune_global ? "global" : "layer");
+        const char *row[11];
+        for (int c = 0; c < 11; c++)
+            row[c] = (c == 8 || c == 9) && !pt->evaluated ? NULL : cells[c];
+        LF_CALL(lf_report_csv_row(f, row, 11));
     }
     int closed = fclose(f);
-    LF_CHECK(closed == 0, LF_ERR_IO, "%s: write failed", tmp);
+    f = NULL;
+    LF_CHECK(closed == 0, LF_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
 cleanup:
+    if (f)
+        fclose(f);
     return err;
 }
 
@@ -204,7 +214,7 @@ static lf_err_t run_sweep(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model
     }
     if (o->sweep_out) {
         sweep_table_t table = {.pts = pts, .n = o->n_sweep};
-        LF_CALL(lf__write_atomic_rank0(comm, o->sweep_out, write_csv, &table));
+        LF_CALL(lf_atomic_write_rank0(comm, o->sweep_out, write_csv, &table));
     }
 cleanup:
     lf_free(pts);
@@ -241,7 +251,23 @@ static int cmp_params(const void *x, const void *y)
     const lf_search_point_t *a = x, *b = y;
     if (a->params != b->params)
         return a->params < b->params ? -1 : 1;
-    return a->accuracy > b->accuracy ? -1 : (a->accuracy < b->accuracy);
+    return a->correct > b->correct ? -1 : (a->correct < b->correct);
+}
+
+static void print_frontier(const lf__cli_opts_t *o, const lf_model_t *m, lf_budget_result_t *res)
+{
+    qsort(res->frontier, (size_t)res->n_frontier, sizeof *res->frontier, cmp_params);
+    printf("accuracy budget: original accuracy %.4f (%lld of %lld), %lld parameters; allowed "
+           "drop %g\n",
+           res->original_accuracy, (long long)res->original_correct, (long long)res->samples,
+           (long long)lf_model_params(m), o->max_drop);
+    printf("frontier explored (%d plans evaluated; * within budget):\n", res->n_frontier);
+    print_point_header(true);
+    for (int k = 0; k < res->n_frontier; k++) {
+        bool within = lf_search_within_budget(res->original_correct, res->frontier[k].correct,
+                                              res->samples, o->max_drop);
+        print_point(&res->frontier[k], within ? " *" : "");
+    }
 }
 
 static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model_t *m,
@@ -249,49 +275,98 @@ static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
                            const lf_search_eval_t *eval)
 {
     lf_err_t err = LF_OK;
-    lf_search_point_t *frontier = NULL, best;
-    int n = 0;
-    bool met = false;
-    double original = 0.0;
-    LF_CALL(lf_search_accuracy_budget(comm, m, stats, popts, o->fractions, o->n_fractions,
-                                      o->max_drop, eval, &frontier, &n, &best, &met, &original));
-    if (lf__cli_rank(comm) == 0 && !o->quiet) {
-        qsort(frontier, (size_t)n, sizeof *frontier, cmp_params);
-        printf("accuracy budget: original accuracy %.4f, %lld parameters; allowed drop %g\n",
-               original, (long long)lf_model_params(m), o->max_drop);
-        printf("frontier explored (%d plans evaluated; * within budget):\n", n);
-        print_point_header(true);
-        for (int k = 0; k < n; k++) {
-            bool within = frontier[k].accuracy >= original - o->max_drop - 1e-12;
-            print_point(&frontier[k], within ? " *" : "");
-        }
-    }
-    if (met) {
+    lf_budget_opts_t bopts = {.max_drop = o->max_drop, .fractions = o->fractions,
+                              .n_fractions = o->n_fractions};
+    lf_budget_result_t res = {0};
+    LF_CALL(lf_search_accuracy_budget(comm, m, stats, popts, &bopts, eval, &res));
+    bool talk = lf__cli_rank(comm) == 0 && !o->quiet;
+    if (talk)
+        print_frontier(o, m, &res);
+    if (res.met) {
+        const lf_search_point_t *best = &res.best;
         char tau[32], share[32];
-        shortest(best.opts.threshold, tau, sizeof tau);
-        shortest(best.opts.prune_fraction, share, sizeof share);
-        if (lf__cli_rank(comm) == 0 && !o->quiet)
+        shortest(best->opts.threshold, tau, sizeof tau);
+        shortest(best->opts.prune_fraction, share, sizeof share);
+        if (talk)
             printf("status: budget met: %lld parameters (%.4f), accuracy %.4f, at threshold %s, "
                    "dead-neuron pruning %s, importance pruning %s (%s)\n",
-                   (long long)best.params, best.ratio, best.accuracy, tau,
-                   best.opts.prune_dead ? "on" : "off", share,
-                   best.opts.prune_global ? "global" : "per layer");
-        LF_CALL(compress_with(comm, o, m, stats, &best.opts, "accuracy_budget", "met"));
+                   (long long)best->params, best->ratio, best->accuracy, tau,
+                   best->opts.prune_dead ? "on" : "off", share,
+                   best->opts.prune_global ? "global" : "per layer");
+        LF_CALL(compress_with(comm, o, m, stats, &best->opts, "accuracy_budget", "met"));
     } else {
-        if (lf__cli_rank(comm) == 0 && !o->quiet)
+        if (talk)
             printf("status: budget not met: no compressed model within %g of %.4f; writing the "
                    "original model\n",
-                   o->max_drop, original);
+                   o->max_drop, res.original_accuracy);
         LF_CALL(write_model(comm, o, m, popts, stats->samples, "accuracy_budget", "not met"));
-        if (lf__cli_rank(comm) == 0 && !o->quiet)
+        if (talk)
             printf("wrote %s\n", o->out);
     }
 cleanup:
-    lf_free(frontier);
+    lf_free(res.frontier);
     return err;
 }
 
 /* ---------------------------------------------------------------- entry */
+
+/* Every input is opened and checked against the model before the first pass: a wrong evaluation
+ * set must not be found after an hour of calibration. */
+static lf_err_t check_eval_inputs(const lf_model_t *m, const lf_search_eval_t *eval)
+{
+    lf_err_t err = LF_OK;
+    if (!eval->x)
+        return LF_OK;
+    const char *spec = lf_h5io_dataset_spec(eval->x);
+    LF_CHECK(lf_h5io_dataset_cols(eval->x) == m->n_in, LF_ERR_SHAPE,
+             "%s has %lld features per row, the model expects %lld", spec,
+             (long long)lf_h5io_dataset_cols(eval->x), (long long)m->n_in);
+    LF_CHECK(lf_h5io_dataset_rows(eval->x) >= 1, LF_ERR_USAGE,
+             "%s has no rows: there is nothing to evaluate", spec);
+    LF_CHECK(!eval->labels || lf_h5io_dataset_rows(eval->labels) == lf_h5io_dataset_rows(eval->x),
+             LF_ERR_SHAPE, "%s has %lld rows but %s has %lld",
+             eval->labels ? lf_h5io_dataset_spec(eval->labels) : "",
+             (long long)(eval->labels ? lf_h5io_dataset_rows(eval->labels) : 0), spec,
+             (long long)lf_h5io_dataset_rows(eval->x));
+cleanup:
+    return err;
+}
+
+static lf_err_t check_data(const lf_model_t *m, lf_dataset_t *data)
+{
+    lf_err_t err = LF_OK;
+    LF_CHECK(lf_h5io_dataset_cols(data) == m->n_in, LF_ERR_SHAPE,
+             "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(data),
+             (long long)lf_h5io_dataset_cols(data), (long long)m->n_in);
+    LF_CHECK(lf_h5io_dataset_rows(data) >= 1, LF_ERR_SHAPE,
+             "%s has no rows: calibration needs at least one sample", lf_h5io_dataset_spec(data));
+cleanup:
+    return err;
+}
+
+/* Plan options from the flags. Searches default to the exact selection: it makes sizes fall
+ * monotonically with the threshold, which the target-ratio bisection relies on. */
+static lf_err_t plan_options(const lf__cli_opts_t *o, lf_plan_opts_t *popts, bool *need_sums)
+{
+    lf_err_t err = LF_OK;
+    bool searching = o->target_ratio >= 0 || o->max_drop >= 0;
+    *popts = (lf_plan_opts_t){.threshold = o->threshold, .prune_dead = o->prune_dead,
+                              .prune_fraction = o->prune_fraction,
+                              .prune_global = o->prune_scope && strcmp(o->prune_scope, "global") == 0};
+    if (o->select)
+        LF_CALL(lf_plan_parse_select(o->select, &popts->rule));
+    else if (o->layer_rule)
+        LF_CALL(lf_plan_parse_layer_rule(o->layer_rule, &popts->rule));
+    else
+        popts->rule.kind = searching ? LF_RULE_OPTIMAL : LF_RULE_BENEFIT;
+    /* Importance pruning needs the mean outputs; the accuracy search tries it unless told
+     * otherwise. */
+    *need_sums = o->prune_fraction > 0.0 || (o->max_drop >= 0 && o->n_fractions == 0);
+    for (int k = 0; o->max_drop >= 0 && k < o->n_fractions; k++)
+        *need_sums = *need_sums || o->fractions[k] > 0.0;
+cleanup:
+    return err;
+}
 
 lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
 {
@@ -300,22 +375,20 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     lf_dataset_t *data = NULL;
     lf_stats_t *stats = NULL;
     lf_search_eval_t eval = {.batch = lf__cli_batch_opts(o, NULL)};
-    bool searching = o->target_ratio >= 0 || o->max_drop >= 0;
-    lf_plan_opts_t popts = {.threshold = o->threshold, .prune_dead = o->prune_dead,
-                            .prune_fraction = o->prune_fraction,
-                            .prune_global = o->prune_scope && strcmp(o->prune_scope, "global") == 0};
-    /* Searches default to the exact selection: it makes sizes fall monotonically with the
-     * threshold, which the target-ratio bisection relies on. */
-    const char *rule = o->select ? o->select
-                                 : (o->layer_rule ? o->layer_rule : (searching ? "optimal" : "benefit"));
-    LF_CALL(lf_plan_parse_rule(rule, &popts.rule));
-    /* Importance pruning needs the mean outputs; the accuracy search tries it unless told
-     * otherwise. */
-    bool need_sums = o->prune_fraction > 0.0 || (o->max_drop >= 0 && o->n_fractions == 0);
-    for (int k = 0; o->max_drop >= 0 && k < o->n_fractions; k++)
-        need_sums = need_sums || o->fractions[k] > 0.0;
+    lf_plan_opts_t popts;
+    bool need_sums = false;
+    LF_CALL(plan_options(o, &popts, &need_sums));
 
     LF_CALL(lf_h5io_read_model(comm, o->model, &m));
+    if (o->data) {
+        LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
+        LF_CALL(check_data(m, data));
+    }
+    if (o->eval_data)
+        LF_CALL(lf_h5io_dataset_open(comm, o->eval_data, LF_DATA_SAMPLES, &eval.x));
+    if (o->eval_labels)
+        LF_CALL(lf_h5io_dataset_open(comm, o->eval_labels, LF_DATA_LABELS, &eval.labels));
+    LF_CALL(check_eval_inputs(m, &eval));
     if (o->stats) {
         LF_CALL(lf_stats_read(comm, o->stats, m, &stats));
         LF_CHECK(!need_sums || stats->with_sums, LF_ERR_ARG,
@@ -324,13 +397,8 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
                  o->stats);
     } else {
         lf_batch_opts_t bo = lf__cli_batch_opts(o, "calibrate");
-        LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
         LF_CALL(lf_stats_collect(comm, m, data, &bo, need_sums, &stats));
     }
-    if (o->eval_data)
-        LF_CALL(lf_h5io_dataset_open(comm, o->eval_data, LF_DATA_SAMPLES, &eval.x));
-    if (o->eval_labels)
-        LF_CALL(lf_h5io_dataset_open(comm, o->eval_labels, LF_DATA_LABELS, &eval.labels));
 
     if (o->sweep_text)
         LF_CALL(run_sweep(comm, o, m, stats, &popts, &eval));

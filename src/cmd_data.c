@@ -5,11 +5,10 @@
 #include "cli_impl.h"
 #include "linfold/comm.h"
 #include "linfold/eval.h"
-#include "linfold/fold.h"
 #include "linfold/h5io.h"
 #include "linfold/log.h"
 #include "linfold/model.h"
-#include "linfold/plan.h"
+#include "linfold/report.h"
 #include "linfold/stats.h"
 
 /* ---------------------------------------------------------------- calibrate */
@@ -36,23 +35,16 @@ cleanup:
 
 /* ---------------------------------------------------------------- eval */
 
-static void print_eval(const lf_eval_result_t *r, bool json)
+static lf_err_t print_eval(const lf_eval_result_t *r, bool json)
 {
-    double n = r->samples > 0 ? (double)r->samples : 1.0;
+    lf_err_t err = LF_OK;
+    double n = (double)r->samples;
     if (json) {
-        printf("{\"samples\": %lld", (long long)r->samples);
-        if (r->has_labels)
-            printf(", \"accuracy\": %.17g", (double)r->correct / n);
-        printf(", \"params\": %lld", (long long)r->params);
-        if (r->has_reference) {
-            if (r->has_labels)
-                printf(", \"reference_accuracy\": %.17g", (double)r->ref_correct / n);
-            printf(", \"reference_params\": %lld, \"top1_agreement\": %.17g, "
-                   "\"max_abs_diff\": %.17g",
-                   (long long)r->ref_params, (double)r->agree / n, r->max_abs_diff);
-        }
-        printf("}\n");
-        return;
+        char *text = NULL;
+        LF_CALL(lf_report_eval_json(r, &text));
+        printf("%s\n", text);
+        lf_report_free(text);
+        return LF_OK;
     }
     printf("samples: %lld\nparams: %lld\n", (long long)r->samples, (long long)r->params);
     if (r->has_labels)
@@ -66,6 +58,8 @@ static void print_eval(const lf_eval_result_t *r, bool json)
         printf("top-1 agreement: %.4f (%lld of %lld)\nmax |difference|: %.6g\n",
                (double)r->agree / n, (long long)r->agree, (long long)r->samples, r->max_abs_diff);
     }
+cleanup:
+    return err;
 }
 
 lf_err_t lf__cmd_eval(MPI_Comm comm, const lf__cli_opts_t *o)
@@ -82,8 +76,7 @@ lf_err_t lf__cmd_eval(MPI_Comm comm, const lf__cli_opts_t *o)
     if (o->labels)
         LF_CALL(lf_h5io_dataset_open(comm, o->labels, LF_DATA_LABELS, &y));
     LF_CALL(lf_eval_run(comm, m, ref, x, y, &bo, &r));
-    if (lf__cli_rank(comm) == 0)
-        print_eval(&r, o->json);
+    LF_CALL(lf_comm_agree(comm, lf__cli_rank(comm) == 0 ? print_eval(&r, o->json) : LF_OK));
 cleanup:
     lf_h5io_dataset_close(&y);
     lf_h5io_dataset_close(&x);

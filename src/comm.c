@@ -75,3 +75,17 @@ lf_err_t lf_comm_check_equal(MPI_Comm comm, const int64_t *v, int n, const char 
 cleanup:
     return err;
 }
+
+int lf_comm_node_count(MPI_Comm comm)
+{
+    MPI_Comm node = MPI_COMM_NULL;
+    int rank = 0, node_rank = 0, leaders = 1;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS ||
+        MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+        return 1;
+    MPI_Comm_rank(node, &node_rank);
+    int leader = node_rank == 0;
+    MPI_Allreduce(&leader, &leaders, 1, MPI_INT, MPI_SUM, comm);
+    MPI_Comm_free(&node);
+    return leaders;
+}

@@ -99,11 +99,13 @@ void lf_error_print(bool traceback)
 {
     if (!record.set)
         return;
+    /* An interruption is not a fault: it says so, and that nothing was written. */
+    bool stopped = record.code == LF_ERR_INTERRUPTED;
+    char prefix[64] = "";
     if (my_size > 1)
-        fprintf(stderr, "linfold: [rank %d/%d] error: %s (%s)\n", my_rank, my_size, record.message,
-                lf_err_name(record.code));
-    else
-        fprintf(stderr, "linfold: error: %s (%s)\n", record.message, lf_err_name(record.code));
+        snprintf(prefix, sizeof prefix, "[rank %d/%d] ", my_rank, my_size);
+    fprintf(stderr, "linfold: %s%s%s%s (%s)\n", prefix, stopped ? "" : "error: ", record.message,
+            stopped ? "; no output was written" : "", lf_err_name(record.code));
     if (traceback) {
         fprintf(stderr, "  at %s\n", record.where);
         for (int i = 0; i < record.n_trace; i++)

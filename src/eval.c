@@ -6,7 +6,6 @@
 
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
-#include "linfold/forward.h"
 
 int64_t lf_eval_class(lf_act_t act, const float *row, int64_t n)
 {
@@ -19,35 +18,27 @@ int64_t lf_eval_class(lf_act_t act, const float *row, int64_t n)
     return best;
 }
 
-/* Per-thread state: forward workspaces and partial counts, summed after the pass. */
-typedef struct {
-    lf_forward_t *fw, *fw_ref;
-    float *out_copy; /* m's outputs, kept while the reference runs */
-    lf_eval_result_t acc;
-} eval_thread_t;
-
+/* Per-thread partial counts, summed after the pass. */
 typedef struct {
     const lf_model_t *m, *ref;
     const char *labels_spec;
     int threads;
-    eval_thread_t *t;
+    lf_eval_result_t *acc; /* (threads) */
 } eval_ctx_t;
 
 static lf_err_t eval_block(const lf_batch_t *b, int tid, void *ctx)
 {
     lf_err_t err = LF_OK;
     eval_ctx_t *e = ctx;
-    eval_thread_t *t = &e->t[tid];
+    lf_eval_result_t *acc = &e->acc[tid];
     const float *y = NULL, *yr = NULL;
     int64_t n_out = lf_model_n_out(e->m);
     lf_act_t act = e->m->layers[e->m->n_layers - 1].act;
     int64_t n_classes = n_out == 1 ? 2 : n_out;
-    LF_CALL(lf_forward_run(t->fw, e->m, b->x, b->rows, NULL, NULL, &y));
-    if (e->ref) {
-        memcpy(t->out_copy, y, (size_t)(b->rows * n_out) * sizeof *y);
-        y = t->out_copy;
-        LF_CALL(lf_forward_run(t->fw_ref, e->ref, b->x, b->rows, NULL, NULL, &yr));
-    }
+    /* Each model has its own workspace, so y stays valid while the reference runs. */
+    LF_CALL(lf_batch_forward(b, 0, NULL, NULL, &y));
+    if (e->ref)
+        LF_CALL(lf_batch_forward(b, 1, NULL, NULL, &yr));
     lf_act_t ref_act = e->ref ? e->ref->layers[e->ref->n_layers - 1].act : act;
     for (int64_t r = b->first; r < b->first + b->valid; r++) {
         const float *row = y + r * n_out;
@@ -59,47 +50,21 @@ static lf_err_t eval_block(const lf_batch_t *b, int tid, void *ctx)
                      "output%s",
                      e->labels_spec, (long long)(b->row0 + r), (long long)label,
                      (long long)(n_classes - 1), (long long)n_out, n_out == 1 ? "" : "s");
-            t->acc.correct += cls == label;
+            acc->correct += cls == label;
         }
         if (e->ref) {
             const float *rrow = yr + r * n_out;
             int64_t rcls = lf_eval_class(ref_act, rrow, n_out);
-            t->acc.agree += cls == rcls;
+            acc->agree += cls == rcls;
             if (b->labels)
-                t->acc.ref_correct += rcls == b->labels[r];
+                acc->ref_correct += rcls == b->labels[r];
             for (int64_t j = 0; j < n_out; j++) {
                 double d = fabs((double)row[j] - (double)rrow[j]);
-                t->acc.max_abs_diff = d > t->acc.max_abs_diff ? d : t->acc.max_abs_diff;
+                acc->max_abs_diff = d > acc->max_abs_diff ? d : acc->max_abs_diff;
             }
         }
     }
-    t->acc.samples += b->valid;
-cleanup:
-    return err;
-}
-
-static void eval_free(eval_ctx_t *e)
-{
-    for (int k = 0; e->t && k < e->threads; k++) {
-        lf_free(e->t[k].out_copy);
-        lf_forward_destroy(&e->t[k].fw_ref);
-        lf_forward_destroy(&e->t[k].fw);
-    }
-    lf_free(e->t);
-}
-
-static lf_err_t eval_alloc(eval_ctx_t *e, int64_t block_rows)
-{
-    lf_err_t err = LF_OK;
-    LF_CALL(lf_calloc((size_t)e->threads, sizeof *e->t, (void **)&e->t));
-    for (int k = 0; k < e->threads; k++) {
-        LF_CALL(lf_forward_create(e->m, block_rows, &e->t[k].fw));
-        if (e->ref) {
-            LF_CALL(lf_forward_create(e->ref, block_rows, &e->t[k].fw_ref));
-            LF_CALL(lf_malloc((size_t)(block_rows * lf_model_n_out(e->m)), sizeof(float),
-                              (void **)&e->t[k].out_copy));
-        }
-    }
+    acc->samples += b->valid;
 cleanup:
     return err;
 }
@@ -112,10 +77,9 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
     eval_ctx_t e = {.m = m, .ref = reference,
                     .labels_spec = labels ? lf_h5io_dataset_spec(labels) : "",
                     .threads = opts->threads > 1 ? opts->threads : 1};
-    int64_t n = lf_h5io_dataset_rows(x);
-    LF_CHECK(lf_h5io_dataset_cols(x) == m->n_in, LF_ERR_SHAPE,
-             "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
-             (long long)lf_h5io_dataset_cols(x), (long long)m->n_in);
+    const lf_model_t *models[2] = {m, reference};
+    LF_CHECK(lf_h5io_dataset_rows(x) >= 1, LF_ERR_USAGE,
+             "%s has no rows: there is nothing to evaluate", lf_h5io_dataset_spec(x));
     LF_CHECK(!reference || (reference->n_in == m->n_in && lf_model_n_out(reference) ==
                                                                lf_model_n_out(m)),
              LF_ERR_SHAPE,
@@ -123,12 +87,12 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
              (long long)(reference ? reference->n_in : 0),
              (long long)(reference ? lf_model_n_out(reference) : 0), (long long)m->n_in,
              (long long)lf_model_n_out(m));
-    LF_CALL(lf_comm_agree(comm, eval_alloc(&e, lf_batch_block_rows(n, opts->batch_rows))));
-    LF_CALL(lf_batch_run(comm, x, labels, opts, eval_block, NULL, &e));
+    LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)e.threads, sizeof *e.acc, (void **)&e.acc)));
+    LF_CALL(lf_batch_run(comm, x, labels, models, reference ? 2 : 1, opts, eval_block, NULL, &e));
     int64_t counts[4] = {0, 0, 0, 0};
     double max_diff = 0.0;
     for (int k = 0; k < e.threads; k++) {
-        const lf_eval_result_t *a = &e.t[k].acc;
+        const lf_eval_result_t *a = &e.acc[k];
         counts[0] += a->samples;
         counts[1] += a->correct;
         counts[2] += a->ref_correct;
@@ -149,25 +113,24 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
         .max_abs_diff = max_diff,
     };
 cleanup:
-    eval_free(&e);
+    lf_free(e.acc);
     return err;
 }
 
 typedef struct {
     const lf_model_t *m;
-    int threads;
-    lf_forward_t **fw; /* per thread */
-    float *y;          /* outputs of one I/O batch, (batch rows, n_out) */
+    float *y; /* outputs of one I/O batch, (batch rows, n_out) */
     lf_output_t *out;
 } predict_ctx_t;
 
 static lf_err_t predict_block(const lf_batch_t *b, int tid, void *ctx)
 {
     lf_err_t err = LF_OK;
+    (void)tid;
     predict_ctx_t *p = ctx;
     const float *y = NULL;
     int64_t n_out = lf_model_n_out(p->m);
-    LF_CALL(lf_forward_run(p->fw[tid], p->m, b->x, b->rows, NULL, NULL, &y));
+    LF_CALL(lf_batch_forward(b, 0, NULL, NULL, &y));
     memcpy(p->y + (b->offset + b->first) * n_out, y + b->first * n_out,
            (size_t)(b->valid * n_out) * sizeof *y);
 cleanup:
@@ -181,36 +144,23 @@ static lf_err_t predict_write(const lf_batch_t *b, void *ctx)
                                      p->y + b->first * lf_model_n_out(p->m));
 }
 
-static lf_err_t predict_alloc(predict_ctx_t *p, int64_t block_rows, int64_t batch_rows)
-{
-    lf_err_t err = LF_OK;
-    LF_CALL(lf_calloc((size_t)p->threads, sizeof *p->fw, (void **)&p->fw));
-    for (int t = 0; t < p->threads; t++)
-        LF_CALL(lf_forward_create(p->m, block_rows, &p->fw[t]));
-    LF_CALL(lf_malloc((size_t)(batch_rows * lf_model_n_out(p->m)), sizeof *p->y, (void **)&p->y));
-cleanup:
-    return err;
-}
-
 lf_err_t lf_eval_predict(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *x, const char *path,
                          const lf_batch_opts_t *opts)
 {
     lf_err_t err = LF_OK;
-    predict_ctx_t p = {.m = m, .threads = opts->threads > 1 ? opts->threads : 1};
+    predict_ctx_t p = {.m = m};
+    int64_t n = lf_h5io_dataset_rows(x);
     LF_CHECK(lf_h5io_dataset_cols(x) == m->n_in, LF_ERR_SHAPE,
              "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
              (long long)lf_h5io_dataset_cols(x), (long long)m->n_in);
-    int64_t n = lf_h5io_dataset_rows(x), R = lf_batch_block_rows(n, opts->batch_rows);
-    int64_t batch_rows = (opts->batch_rows / R > 0 ? opts->batch_rows / R : 1) * R;
-    LF_CALL(lf_comm_agree(comm, predict_alloc(&p, R, batch_rows)));
+    LF_CALL(lf_comm_agree(comm, lf_malloc((size_t)lf_batch_io_rows(n, opts->batch_rows),
+                                          (size_t)lf_model_n_out(m) * sizeof *p.y,
+                                          (void **)&p.y)));
     LF_CALL(lf_h5io_output_create(comm, path, "/outputs", n, lf_model_n_out(m), &p.out));
-    LF_CALL(lf_batch_run(comm, x, NULL, opts, predict_block, predict_write, &p));
+    LF_CALL(lf_batch_run(comm, x, NULL, &m, 1, opts, predict_block, predict_write, &p));
     LF_CALL(lf_h5io_output_commit(&p.out));
 cleanup:
     lf_h5io_output_abort(&p.out);
-    for (int t = 0; p.fw && t < p.threads; t++)
-        lf_forward_destroy(&p.fw[t]);
-    lf_free(p.fw);
     lf_free(p.y);
     return err;
 }

@@ -9,6 +9,7 @@
 
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
+#include "linfold/interrupt.h"
 #include "linfold/merge.h"
 
 /* dst (rows, count) = columns idx of src (rows, cols); all row-major. */
@@ -172,6 +173,7 @@ lf_err_t lf_fold_apply(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p, l
                 idx[count++] = pos;
             pos++;
         }
+        LF_CALL(lf_comm_agree(comm, lf_interrupt_check("folding")));
         int before = w->n_layers;
         LF_CALL(lf_fold_layer(comm, w, where[i], idx, count));
         if (w->n_layers < before)

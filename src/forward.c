@@ -7,6 +7,7 @@
 #include "linfold/forward.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -15,7 +16,9 @@
 struct lf_forward {
     int n_layers;
     int64_t max_rows;
-    float **act; /* per layer, (max_rows, n_out) */
+    float **act;        /* per layer, (max_rows, n_out) */
+    const char *source; /* names the rows in messages ("data.h5:/x"), or NULL */
+    int64_t row0;       /* global index of the next run's row 0 */
 };
 
 lf_err_t lf_forward_create(const lf_model_t *m, int64_t max_rows, lf_forward_t **out)
@@ -40,6 +43,12 @@ lf_err_t lf_forward_create(const lf_model_t *m, int64_t max_rows, lf_forward_t *
 cleanup:
     lf_forward_destroy(&fw);
     return err;
+}
+
+void lf_forward_set_origin(lf_forward_t *fw, const char *source, int64_t row0)
+{
+    fw->source = source;
+    fw->row0 = row0;
 }
 
 void lf_forward_destroy(lf_forward_t **fw)
@@ -96,6 +105,43 @@ void lf_forward_activate(lf_act_t act, float alpha, float *z, int64_t rows, int6
     }
 }
 
+/* Adds the bias to z (rows, n) and returns true when every result is finite. Fused with the bias
+ * pass, the check costs one compare per element, which the compiler vectorises. */
+static bool add_bias_finite(float *z, const float *bias, int64_t rows, int64_t n)
+{
+    int bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        float *zr = z + r * n;
+        for (int64_t j = 0; j < n; j++) {
+            float v = zr[j] + bias[j];
+            zr[j] = v;
+            bad |= !(fabsf(v) <= FLT_MAX);
+        }
+    }
+    return !bad;
+}
+
+/* Records where the first non-finite pre-activation of layer i is. Inputs and weights were
+ * checked finite, so only float32 overflow gets here; rows outside the data are zero and give
+ * the (finite) bias, so the row is a data row. */
+static lf_err_t report_non_finite(const lf_forward_t *fw, int i, const float *z, int64_t rows,
+                                  int64_t n)
+{
+    lf_err_t err = LF_OK;
+    for (int64_t k = 0; k < rows * n; k++) {
+        if (fabsf(z[k]) <= FLT_MAX)
+            continue;
+        LF_FAIL(LF_ERR_VALUE,
+                "%s%srow %lld: the pre-activation of layer %d, neuron %lld is %s although the "
+                "inputs are finite (the model overflows float32 on this row)",
+                fw->source ? fw->source : "", fw->source ? ": " : "",
+                (long long)(fw->row0 + k / n), i, (long long)(k % n),
+                isnan(z[k]) ? "NaN" : "infinite");
+    }
+cleanup:
+    return err;
+}
+
 lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, int64_t rows,
                         lf_forward_hook_t hook, void *ctx, const float **out)
 {
@@ -113,11 +159,8 @@ lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, i
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, n_out, width, 1.0f, a,
                         width, L->blocks[b].w, width, b == 0 ? 0.0f : 1.0f, z, n_out);
         }
-        for (int64_t r = 0; r < rows; r++) {
-            float *zr = z + r * n_out;
-            for (int j = 0; j < n_out; j++)
-                zr[j] += L->bias[j];
-        }
+        if (!add_bias_finite(z, L->bias, rows, n_out))
+            LF_CALL(report_non_finite(fw, i, z, rows, n_out));
         if (hook)
             LF_CALL(hook(i, z, rows, L->n_out, ctx));
         lf_forward_activate(L->act, L->alpha, z, rows, L->n_out);

@@ -1,10 +1,26 @@
-/* HDF5 helpers shared inside src/ by the modules that write their own file kinds (statistics).
- * Every helper records an error naming the object and returns lf_err_t, except the id helpers. */
+/* HDF5 helpers shared inside src/ by the modules that read or write linfold's file kinds (models,
+ * sample and label datasets, row-parallel outputs, statistics).
+ *
+ * Reading is where hostile files meet the library, so every read goes through the few checked
+ * entry points here:
+ *   - lf__h5_open_file: existence, permission, HDF5 signature and size, agreed before the
+ *     collective open;
+ *   - lf__h5_open_object / lf__h5_open_dataset: every link on the path is followed only if it is
+ *     hard or soft (never external: a link access list that refuses external links is used for
+ *     every traversal), the object is of the expected type, a dataset's data lives inside the
+ *     file (no external raw storage, no virtual layout, only filters built into the library),
+ *     its class and rank are the expected ones, and its shape needs no more bytes than the file
+ *     can hold for it (the allocation bound);
+ *   - lf__h5_read_number_attr: scalar numeric attributes only;
+ *   - lf__h5_read_strings: string attributes, read in a child process (h5io_strings.c), because
+ *     HDF5 1.10's variable-length string conversion can crash or hang on corrupted files.
+ * Every helper records an error that names the file and the object, and returns lf_err_t. */
 #ifndef LINFOLD_H5IO_IMPL_H
 #define LINFOLD_H5IO_IMPL_H
 
 #include <hdf5.h>
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "linfold/error.h"
@@ -14,8 +30,8 @@
     do {                                                                                           \
         if ((expr) < 0) {                                                                          \
             char lf__h5[256];                                                                      \
-            lf__h5_error_text(lf__h5, sizeof lf__h5);                                                \
-            char lf__what[8192];                                                                    \
+            lf__h5_error_text(lf__h5, sizeof lf__h5);                                              \
+            char lf__what[8192];                                                                   \
             snprintf(lf__what, sizeof lf__what, __VA_ARGS__);                                      \
             err = LF_ERR_HDF5;                                                                     \
             lf_error_record(__FILE__, __LINE__, __func__, err, "%s (HDF5: %s)", lf__what, lf__h5); \
@@ -23,34 +39,123 @@
         }                                                                                          \
     } while (0)
 
+/* Writes the innermost message of HDF5's error stack to buf and clears the stack. */
 void lf__h5_error_text(char *buf, size_t cap);
 /* Closes any HDF5 id and sets it to H5I_INVALID_HID; accepts invalid ids. */
-void lf__close_id(hid_t *id);
-/* Opens an existing file read-only through MPI-IO, checking existence first. Collective on comm. */
-lf_err_t lf__open_file(MPI_Comm comm, const char *path, hid_t *file);
-hid_t lf__collective_dxpl(void);
-hid_t lf__create_plist(hid_t cls);
-htri_t lf__h5_path_exists(hid_t loc, const char *path);
-lf_err_t lf__read_string_attr(hid_t obj, const char *name, const char *where, char *buf, size_t cap);
-lf_err_t lf__read_number_attr(hid_t obj, const char *name, const char *where, H5T_class_t cls,
-                              hid_t mem_type, void *value);
-lf_err_t lf__write_string_attr(hid_t obj, const char *name, const char *value);
-lf_err_t lf__write_number_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
-                               const void *value);
-lf_err_t lf__create_group(hid_t loc, const char *name, hid_t *grp);
-/* Writes a whole dataset of file_type from memory of mem_type (no timestamps). */
-lf_err_t lf__write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
-                           hid_t file_type, hid_t mem_type, const void *data);
-lf_err_t lf__write_float_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
-                                 const float *data);
-lf_err_t lf__open_float_dataset(hid_t loc, const char *name, const char *file, const char *path,
-                                int rank, hsize_t *dims, hid_t *dset);
+void lf__h5_close(hid_t *id);
+/* A link access list that refuses to traverse external links; owned by this module. */
+hid_t lf__h5_lapl(void);
 
-/* Writes the whole file at tmp; runs on rank 0 only. */
-typedef lf_err_t (*lf__file_writer_t)(const char *tmp, const void *ctx);
-/* Rank 0 writes path through a temporary file beside it, renamed into place only when complete;
- * the result is agreed by all ranks. Collective on comm. */
-lf_err_t lf__write_atomic_rank0(MPI_Comm comm, const char *path, lf__file_writer_t write,
-                                const void *ctx);
+/* An open file: the id, the path it was opened with (borrowed) and its size when opened. */
+typedef struct {
+    hid_t id;
+    const char *path;
+    int64_t size;
+} lf__h5_file_t;
+
+#define LF__H5_FILE_NONE ((lf__h5_file_t){.id = H5I_INVALID_HID})
+
+/* Opens an existing file read-only through MPI-IO, after checks agreed by all ranks.
+ * Collective on comm. */
+lf_err_t lf__h5_open_file(MPI_Comm comm, const char *path, lf__h5_file_t *f);
+/* Closes an HDF5 file id exactly once: *file is invalid afterwards whatever H5Fclose returned,
+ * and a failure (a write that could not be flushed) is recorded naming path.
+ * Collective when the file was opened through MPI-IO. */
+lf_err_t lf__h5_close_file(hid_t *file, const char *path);
+
+/* Whether `path` (absolute, e.g. "/layers/2/skip") exists in f: 1, 0, or an error recorded for
+ * an external or user-defined link on the way (LF_ERR_FORMAT) as -1.
+ * Not collective. */
+int lf__h5_exists(const lf__h5_file_t *f, const char *path, lf_err_t *err);
+/* Opens the group or dataset at path after the checks above; "missing <kind> path" when absent.
+ * Not collective (a metadata read; every rank of a collective open may call it). */
+lf_err_t lf__h5_open_object(const lf__h5_file_t *f, const char *path, H5O_type_t type,
+                            hid_t *out);
+
+/* What a dataset must be: its class and rank, and the words that describe it in messages
+ * ("a float dataset (weights are float32 or float64)"). */
+typedef struct {
+    H5T_class_t cls;
+    int rank;
+    const char *described;
+} lf__h5_want_t;
+
+/* Opens the dataset at path in f and checks it (see above). dims receives its shape.
+ * Not collective. */
+lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf__h5_want_t *want,
+                             hid_t *dset, hsize_t dims[2]);
+/* The byte offset up to which the file must extend for dset to be read whole: offset + size of
+ * contiguous storage, or the file size at open for other layouts.
+ * Not collective. */
+int64_t lf__h5_dataset_end(const lf__h5_file_t *f, hid_t dset);
+
+/* Reads the scalar numeric attribute `name` of obj (class cls, or an integer for H5T_FLOAT) as
+ * mem_type. where ("file: /layers") prefixes messages.
+ * Not collective. */
+lf_err_t lf__h5_read_number_attr(hid_t obj, const char *name, const char *where, H5T_class_t cls,
+                                 hid_t mem_type, void *value);
+
+/* Selects rows [row0, row0 + count) of a (rows, cols) or (rows) file space and makes the
+ * matching memory space; count 0 selects nothing (a rank with no rows still takes part). */
+lf_err_t lf__h5_select_rows(hid_t file_space, int ndims, int64_t row0, int64_t count,
+                            int64_t cols, hid_t *mem_space);
+
+/* ---- string attributes, read in a child process (h5io_strings.c) ---- */
+enum { LF__STR_MAX = 64 };
+
+typedef enum {
+    LF__STR_OK,
+    LF__STR_NO_OBJECT,  /* the object does not exist (the caller reports its own message) */
+    LF__STR_MISSING,    /* no attribute of that name */
+    LF__STR_NOT_STRING, /* the attribute is not a string */
+    LF__STR_NOT_SCALAR, /* an array of strings, or an empty dataspace */
+    LF__STR_TOO_LONG,   /* LF__STR_MAX bytes or more */
+    LF__STR_UNREADABLE, /* HDF5 reported an error reading it */
+    LF__STR_FAILED,     /* the reader crashed, hung or ran out of memory on it */
+    LF__STR_NOT_READ,   /* an earlier attribute's failure stopped the reader */
+} lf__str_status_t;
+
+typedef struct {
+    const char *object; /* "/" or "/layers/3" (borrowed) */
+    const char *name;   /* attribute name (borrowed) */
+    lf__str_status_t status;
+    char value[LF__STR_MAX]; /* NUL-terminated; control characters replaced by '?' */
+    char detail[96];         /* for LF__STR_FAILED: what happened ("killed by signal 11") */
+} lf__str_attr_t;
+
+/* Reads the string attributes items[0..n) of the file f in a child process and gives every rank
+ * the same statuses and values.
+ * Collective on comm.
+ * Returns an error only when the reader could not be run at all (fork or pipe failed); per-item
+ * problems are statuses, turned into messages by lf__h5_string_value(). */
+lf_err_t lf__h5_read_strings(MPI_Comm comm, const lf__h5_file_t *f, lf__str_attr_t *items, int n);
+/* Turns an item's status into the error that names file, object and attribute, or LF_OK; on
+ * LF_OK *value points to the string.
+ * Not collective. */
+lf_err_t lf__h5_string_value(const lf__str_attr_t *item, const char *file, const char **value);
+/* The check behind both: reads one string attribute in this process. The child calls it; it is
+ * exposed for that and for tests only. Not collective. */
+void lf__h5_read_string_here(hid_t file, lf__str_attr_t *item);
+
+/* ---- writing ---- */
+/* Creates an HDF5 file in memory (the core driver without a backing store); name only labels it.
+ * Rank 0's whole-file writers (models, statistics) build their file this way and then save it
+ * with lf__h5_memory_file_save(), so that HDF5 itself never writes to disk. */
+lf_err_t lf__h5_memory_file_create(const char *name, hid_t *file);
+/* Writes the memory file's image to tmp (an existing file, truncated) with checked write()s and
+ * closes the memory file, whatever happens. A full disk is then an ordinary error, reported for
+ * path (the output tmp becomes). */
+lf_err_t lf__h5_memory_file_save(hid_t *file, const char *tmp, const char *path);
+/* A creation property list without object timestamps (two writes of a model differ otherwise). */
+hid_t lf__h5_create_plist(hid_t cls);
+/* A transfer property list for collective MPI-IO transfers. */
+hid_t lf__h5_collective_dxpl(void);
+lf_err_t lf__h5_create_group(hid_t loc, const char *name, hid_t *grp);
+lf_err_t lf__h5_write_string_attr(hid_t obj, const char *name, const char *value);
+lf_err_t lf__h5_write_number_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
+                                  const void *value);
+/* Writes a whole dataset of file_type from memory of mem_type. */
+lf_err_t lf__h5_write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                              hid_t file_type, hid_t mem_type, const void *data);
 
 #endif /* LINFOLD_H5IO_IMPL_H */

@@ -1,10 +1,12 @@
 /* linfold: MPI set-up around the command line. */
+#include <hdf5.h>
 #include <mpi.h>
 
 #include "linfold/blas.h"
 #include "linfold/cli.h"
 #include "linfold/error.h"
 #include "linfold/h5io.h"
+#include "linfold/interrupt.h"
 
 int main(int argc, char **argv)
 {
@@ -19,7 +21,10 @@ int main(int argc, char **argv)
     MPI_Comm_size(comm, &size);
     lf_error_set_rank(rank, size);
     lf_h5io_init();
+    lf_interrupt_install();
     int status = lf_cli_main(comm, argc, argv);
+    /* HDF5 closes what is still open (nothing, on every path we know of) while MPI-IO is alive. */
+    H5close();
     MPI_Comm_free(&comm);
     MPI_Finalize();
     return status;

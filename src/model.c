@@ -40,6 +40,12 @@ bool lf_act_is_piecewise_linear(lf_act_t act)
     return act == LF_ACT_RELU || act == LF_ACT_LEAKY_RELU || act == LF_ACT_IDENTITY;
 }
 
+bool lf_model_hidden_relu_like(const lf_model_t *m, int i)
+{
+    lf_act_t act = m->layers[i].act;
+    return i < m->n_layers - 1 && (act == LF_ACT_RELU || act == LF_ACT_LEAKY_RELU);
+}
+
 lf_err_t lf_model_create(int64_t n_in, int n_layers, lf_model_t **out)
 {
     lf_err_t err = LF_OK;

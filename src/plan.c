@@ -10,17 +10,18 @@
  * layer. lf_shape_t tracks exactly this, and tests check that its count equals the folded model's. */
 #include "linfold/plan.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "linfold/alloc.h"
+#include "linfold/exact.h"
 #include "linfold/select.h"
+#include "linfold/shape.h"
 
 /* ---------------------------------------------------------------- rules */
 
-lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out)
+lf_err_t lf_plan_parse_layer_rule(const char *text, lf_layer_rule_t *out)
 {
     lf_err_t err = LF_OK;
     char *end = NULL;
@@ -28,10 +29,6 @@ lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out)
         *out = (lf_layer_rule_t){.kind = LF_RULE_BENEFIT};
     } else if (strcmp(text, "all") == 0) {
         *out = (lf_layer_rule_t){.kind = LF_RULE_ALL};
-    } else if (strcmp(text, "greedy") == 0) {
-        *out = (lf_layer_rule_t){.kind = LF_RULE_GREEDY};
-    } else if (strcmp(text, "optimal") == 0) {
-        *out = (lf_layer_rule_t){.kind = LF_RULE_OPTIMAL};
     } else if (strncmp(text, "count:", 6) == 0) {
         long long k = strtoll(text + 6, &end, 10);
         LF_CHECK(text[6] && *end == '\0' && k >= 0, LF_ERR_USAGE,
@@ -44,12 +41,34 @@ lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out)
         *out = (lf_layer_rule_t){.kind = LF_RULE_FRACTION, .fraction = f};
     } else {
         LF_FAIL(LF_ERR_USAGE,
-                "layer rule '%s' is not one of benefit, all, count:K, fraction:F, greedy, optimal",
-                text);
+                "--layer-rule '%s' is not one of benefit, all, count:K, fraction:F", text);
     }
 cleanup:
     return err;
 }
+
+lf_err_t lf_plan_parse_select(const char *text, lf_layer_rule_t *out)
+{
+    lf_err_t err = LF_OK;
+    if (strcmp(text, "greedy") == 0)
+        *out = (lf_layer_rule_t){.kind = LF_RULE_GREEDY};
+    else if (strcmp(text, "optimal") == 0)
+        *out = (lf_layer_rule_t){.kind = LF_RULE_OPTIMAL};
+    else
+        LF_FAIL(LF_ERR_USAGE, "--select '%s' is not greedy or optimal", text);
+cleanup:
+    return err;
+}
+
+int64_t lf_plan_need(double threshold, int64_t samples)
+{
+    /* count / samples >= threshold exactly; a neuron with no positive row is never linear, even
+     * when the threshold is below 1 / samples. */
+    int64_t need = lf_exact_mul_ceil(threshold, samples);
+    return need > 1 ? need : 1;
+}
+
+int64_t lf_plan_share(double fraction, int64_t n) { return lf_exact_mul_nearest(fraction, n); }
 
 void lf_plan_destroy(lf_plan_t **p)
 {
@@ -117,12 +136,6 @@ static int cmp_candidate(const void *x, const void *y)
     return a->neuron < b->neuron ? -1 : (a->neuron > b->neuron);
 }
 
-static bool prunable(const lf_model_t *m, int i)
-{
-    lf_act_t act = m->layers[i].act;
-    return i < m->n_layers - 1 && (act == LF_ACT_RELU || act == LF_ACT_LEAKY_RELU);
-}
-
 /* Importance pruning: in every prunable layer, the prune_fraction share of its neurons with the
  * lowest rates (dead ones already pruned count towards it), never the layer's last neuron; with
  * global, the share of all prunable neurons wherever they are. Per layer is the default because
@@ -136,18 +149,18 @@ static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, double
     candidate_t *c = NULL;
     int64_t total = 0, n = 0;
     for (int i = 0; i < m->n_layers; i++)
-        total += prunable(m, i) ? m->layers[i].n_out : 0;
+        total += lf_model_hidden_relu_like(m, i) ? m->layers[i].n_out : 0;
     LF_CALL(lf_calloc((size_t)total, sizeof *c, (void **)&c));
     for (int i = 0; i < m->n_layers; i++)
-        for (int64_t j = 0; prunable(m, i) && j < m->layers[i].n_out; j++)
+        for (int64_t j = 0; lf_model_hidden_relu_like(m, i) && j < m->layers[i].n_out; j++)
             c[n++] = (candidate_t){.layer = i, .neuron = j, .positive = s->layers[i].positive[j]};
     qsort(c, (size_t)n, sizeof *c, cmp_candidate); /* lowest rate first */
-    int64_t want_all = (int64_t)(fraction * (double)total), done_all = 0;
+    int64_t want_all = lf_plan_share(fraction, total), done_all = 0;
     for (int i = 0; i < m->n_layers; i++)
-        done_all += prunable(m, i) ? p->n_pruned[i] : 0;
+        done_all += lf_model_hidden_relu_like(m, i) ? p->n_pruned[i] : 0;
     for (int64_t k = 0; k < n; k++) {
         int i = c[k].layer;
-        int64_t want = (int64_t)(fraction * (double)p->n_out[i]);
+        int64_t want = lf_plan_share(fraction, p->n_out[i]);
         bool enough = global ? done_all >= want_all : p->n_pruned[i] >= want;
         if (p->fate[i][c[k].neuron] == LF_NEURON_PRUNE || enough ||
             p->n_pruned[i] + 1 >= p->n_out[i])
@@ -161,23 +174,27 @@ cleanup:
     return err;
 }
 
-lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts,
-                        lf_plan_t **out)
+static lf_err_t check_opts(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts)
 {
     lf_err_t err = LF_OK;
-    lf_plan_t *p = NULL;
-    lf_shape_t *shape = NULL;
-    int L = m->n_layers;
-    *out = NULL;
     LF_CHECK(opts->threshold > 0.0 && opts->threshold <= 1.0, LF_ERR_USAGE,
              "threshold %g is outside (0, 1]", opts->threshold);
     LF_CHECK(opts->prune_fraction >= 0.0 && opts->prune_fraction < 1.0, LF_ERR_USAGE,
              "prune fraction %g is outside [0, 1)", opts->prune_fraction);
-    LF_CHECK(s->n_layers == L && s->fingerprint == lf_model_fingerprint(m), LF_ERR_ARG,
+    LF_CHECK(s->n_layers == m->n_layers && s->fingerprint == lf_model_fingerprint(m), LF_ERR_ARG,
              "statistics describe another model");
     LF_CHECK(s->samples >= 1, LF_ERR_ARG, "statistics of zero samples cannot decide linearity");
     LF_CHECK(opts->prune_fraction == 0.0 || s->with_sums, LF_ERR_ARG,
              "importance pruning needs the neurons' mean outputs: calibrate with --output-sums");
+cleanup:
+    return err;
+}
+
+static lf_err_t plan_alloc(const lf_model_t *m, lf_plan_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_plan_t *p = NULL;
+    int L = m->n_layers;
     LF_CALL(lf_calloc(1, sizeof *p, (void **)&p));
     p->n_layers = L;
     LF_CALL(lf_calloc((size_t)L, sizeof *p->n_out, (void **)&p->n_out));
@@ -187,41 +204,43 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
     LF_CALL(lf_calloc((size_t)L, sizeof *p->fold, (void **)&p->fold));
     LF_CALL(lf_calloc((size_t)L, sizeof *p->fate, (void **)&p->fate));
     LF_CALL(lf_calloc((size_t)L, sizeof *p->shift, (void **)&p->shift));
-    LF_CALL(lf_shape_create(m, &shape));
+    for (int i = 0; i < L; i++) {
+        p->n_out[i] = m->layers[i].n_out;
+        LF_CALL(lf_calloc((size_t)p->n_out[i], sizeof *p->fate[i], (void **)&p->fate[i]));
+        LF_CALL(lf_calloc((size_t)p->n_out[i], sizeof *p->shift[i], (void **)&p->shift[i]));
+    }
     p->params_before = lf_model_params(m);
+    *out = p;
+    p = NULL;
+cleanup:
+    lf_plan_destroy(&p);
+    return err;
+}
 
-    /* Pruning first: dead neurons, then the least active ones. */
-    for (int i = 0; i < L; i++) {
-        const lf_layer_t *Ly = &m->layers[i];
-        p->n_out[i] = Ly->n_out;
-        LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof *p->fate[i], (void **)&p->fate[i]));
-        LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof *p->shift[i], (void **)&p->shift[i]));
-        for (int64_t j = 0; i < L - 1 && Ly->act == LF_ACT_RELU && j < Ly->n_out; j++)
-            if (s->layers[i].positive[j] == 0) {
-                p->n_dead[i]++;
-                /* A layer is never emptied by pruning: its readers would lose their input. */
-                if (opts->prune_dead && p->n_pruned[i] + 1 < Ly->n_out) {
-                    p->fate[i][j] = LF_NEURON_PRUNE;
-                    p->n_pruned[i]++;
-                }
+/* Dead relu neurons (no positive row) are counted, and pruned when asked. */
+static void mark_dead(const lf_model_t *m, const lf_stats_t *s, bool prune, lf_plan_t *p)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!lf_model_hidden_relu_like(m, i) || m->layers[i].act != LF_ACT_RELU)
+            continue;
+        for (int64_t j = 0; j < p->n_out[i]; j++) {
+            if (s->layers[i].positive[j] != 0)
+                continue;
+            p->n_dead[i]++;
+            /* A layer is never emptied by pruning: its readers would lose their input. */
+            if (prune && p->n_pruned[i] + 1 < p->n_out[i]) {
+                p->fate[i][j] = LF_NEURON_PRUNE;
+                p->n_pruned[i]++;
             }
+        }
     }
-    if (opts->prune_fraction > 0.0)
-        LF_CALL(mark_importance(m, s, opts->prune_fraction, opts->prune_global, p));
-    for (int i = 0; i < L; i++) {
-        for (int64_t j = 0; j < p->n_out[i]; j++)
-            if (p->fate[i][j] == LF_NEURON_PRUNE && s->with_sums)
-                p->shift[i][j] = lf_stats_mean_output(s, i, j);
-        lf_shape_prune(shape, i, p->n_pruned[i]);
-    }
-    p->params_after_prune = lf_shape_params(shape);
+}
 
-    /* Linear neurons among those left: positive >= need, the smallest count whose rate reaches
-     * the threshold. The 1e-9 absorbs the rounding of threshold * samples, so that a threshold
-     * printed from a rate (positive / samples) selects that neuron again; distinct counts are
-     * whole numbers apart. */
-    int64_t need = (int64_t)ceil(opts->threshold * (double)s->samples - 1e-9);
-    for (int i = 0; i < L - 1; i++) {
+/* Linear neurons among those left: count(z > 0) >= lf_plan_need(threshold, samples). */
+static void mark_linear(const lf_model_t *m, const lf_stats_t *s, double threshold, lf_plan_t *p)
+{
+    int64_t need = lf_plan_need(threshold, s->samples);
+    for (int i = 0; i < m->n_layers - 1; i++) {
         const lf_layer_t *Ly = &m->layers[i];
         if (!lf_act_is_piecewise_linear(Ly->act))
             continue;
@@ -233,16 +252,20 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
             }
         }
     }
+}
 
-    /* Which layers fold. */
-    if (opts->rule.kind == LF_RULE_GREEDY)
+/* Which layers fold, by the rule, on the shape after pruning; shape ends as the plan's. */
+static lf_err_t choose_layers(const lf_layer_rule_t *rule, lf_shape_t *shape, lf_plan_t *p)
+{
+    lf_err_t err = LF_OK;
+    int L = p->n_layers;
+    if (rule->kind == LF_RULE_GREEDY)
         LF_CALL(lf_select_greedy(shape, p->n_linear, p->fold, &p->search_nodes));
-    else if (opts->rule.kind == LF_RULE_OPTIMAL)
+    else if (rule->kind == LF_RULE_OPTIMAL)
         LF_CALL(lf_select_optimal(shape, p->n_linear, p->fold, &p->search_nodes));
     for (int i = 0; i < L - 1; i++) {
-        if (opts->rule.kind != LF_RULE_GREEDY && opts->rule.kind != LF_RULE_OPTIMAL)
-            LF_CALL(rule_says_fold(&opts->rule, p->n_linear[i], p->n_out[i], shape, i,
-                                   &p->fold[i]));
+        if (rule->kind != LF_RULE_GREEDY && rule->kind != LF_RULE_OPTIMAL)
+            LF_CALL(rule_says_fold(rule, p->n_linear[i], p->n_out[i], shape, i, &p->fold[i]));
         if (p->fold[i])
             lf_shape_fold(shape, i, p->n_linear[i]);
         else
@@ -250,6 +273,34 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
                 if (p->fate[i][j] == LF_NEURON_FOLD)
                     p->fate[i][j] = LF_NEURON_KEEP;
     }
+cleanup:
+    return err;
+}
+
+lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts,
+                        lf_plan_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_plan_t *p = NULL;
+    lf_shape_t *shape = NULL;
+    *out = NULL;
+    LF_CALL(check_opts(m, s, opts));
+    LF_CALL(plan_alloc(m, &p));
+    LF_CALL(lf_shape_create(m, &shape));
+    /* Pruning first: dead neurons, then the least active ones; each pruned neuron leaves its
+     * mean output behind. */
+    mark_dead(m, s, opts->prune_dead, p);
+    if (opts->prune_fraction > 0.0)
+        LF_CALL(mark_importance(m, s, opts->prune_fraction, opts->prune_global, p));
+    for (int i = 0; i < m->n_layers; i++) {
+        for (int64_t j = 0; j < p->n_out[i]; j++)
+            if (p->fate[i][j] == LF_NEURON_PRUNE && s->with_sums)
+                p->shift[i][j] = lf_stats_mean_output(s, i, j);
+        lf_shape_prune(shape, i, p->n_pruned[i]);
+    }
+    p->params_after_prune = lf_shape_params(shape);
+    mark_linear(m, s, opts->threshold, p);
+    LF_CALL(choose_layers(&opts->rule, shape, p));
     p->params_after = lf_shape_params(shape);
     p->skip_params_after = lf_shape_skip_params(shape);
     *out = p;
@@ -284,7 +335,7 @@ lf_err_t lf_plan_provable(const lf_model_t *m, bool input_nonnegative, bool ***o
         const lf_layer_t *Ly = &m->layers[i];
         LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof **linear, (void **)&linear[i]));
         LF_CALL(lf_calloc((size_t)Ly->n_out, sizeof **nonneg, (void **)&nonneg[i]));
-        bool can_be_linear = i < L - 1 && (Ly->act == LF_ACT_RELU || Ly->act == LF_ACT_LEAKY_RELU);
+        bool can_be_linear = lf_model_hidden_relu_like(m, i);
         for (int64_t j = 0; j < Ly->n_out; j++) {
             bool z_nonneg = Ly->bias[j] >= 0.0f;
             for (int b = 0; b < Ly->n_blocks && z_nonneg; b++) {

@@ -14,6 +14,7 @@
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
 #include "linfold/eval.h"
+#include "linfold/exact.h"
 #include "linfold/fold.h"
 
 static int cmp_desc(const void *x, const void *y)
@@ -28,23 +29,23 @@ lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double *
     int64_t *counts = NULL, total = 0, k = 0;
     *out = NULL;
     *n = 0;
-    for (int i = 0; i < m->n_layers - 1; i++)
-        if (m->layers[i].act == LF_ACT_RELU || m->layers[i].act == LF_ACT_LEAKY_RELU)
-            total += m->layers[i].n_out;
+    for (int i = 0; i < m->n_layers; i++)
+        total += lf_model_hidden_relu_like(m, i) ? m->layers[i].n_out : 0;
     LF_CALL(lf_calloc((size_t)total, sizeof *counts, (void **)&counts));
-    for (int i = 0; i < m->n_layers - 1; i++)
-        if (m->layers[i].act == LF_ACT_RELU || m->layers[i].act == LF_ACT_LEAKY_RELU)
-            for (int64_t j = 0; j < m->layers[i].n_out; j++)
-                if (s->layers[i].positive[j] > 0)
-                    counts[k++] = s->layers[i].positive[j];
+    for (int i = 0; i < m->n_layers; i++)
+        for (int64_t j = 0; lf_model_hidden_relu_like(m, i) && j < m->layers[i].n_out; j++)
+            if (s->layers[i].positive[j] > 0)
+                counts[k++] = s->layers[i].positive[j];
     qsort(counts, (size_t)k, sizeof *counts, cmp_desc);
     LF_CALL(lf_calloc((size_t)k + 1, sizeof **out, (void **)out));
     /* 1.0 always leads: the most conservative plan, even when no neuron reaches it. */
     if (k == 0 || counts[0] < s->samples)
         (*out)[(*n)++] = 1.0;
+    /* Each rate as the largest double not above it: it selects exactly the neurons with at
+     * least that count (lf_plan_need), also when printed and passed back. */
     for (int64_t t = 0; t < k; t++)
         if (t == 0 || counts[t] != counts[t - 1])
-            (*out)[(*n)++] = (double)counts[t] / (double)s->samples;
+            (*out)[(*n)++] = lf_exact_ratio_floor(counts[t], s->samples);
 cleanup:
     lf_free(counts);
     return err;
@@ -80,6 +81,8 @@ lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t
     LF_CALL(lf_fold_apply(comm, m, p, &f, NULL));
     LF_CALL(lf_eval_run(comm, f, m, eval->x, eval->labels, &eval->batch, &r));
     pt->evaluated = true;
+    pt->samples = r.samples;
+    pt->correct = r.has_labels ? r.correct : 0;
     pt->accuracy = r.has_labels && r.samples ? (double)r.correct / (double)r.samples : NAN;
     pt->agreement = r.samples ? (double)r.agree / (double)r.samples : NAN;
 cleanup:
@@ -137,6 +140,15 @@ cleanup:
     return err;
 }
 
+bool lf_search_within_budget(int64_t original_correct, int64_t correct, int64_t samples,
+                             double max_drop)
+{
+    /* (original - correct) / samples <= max_drop  <=>  original - correct <= floor(max_drop *
+     * samples), decided on integers. */
+    int64_t allowed = lf_exact_mul_floor(max_drop < 1.0 ? max_drop : 1.0, samples);
+    return original_correct - correct <= allowed;
+}
+
 static lf_err_t push(lf_search_point_t **list, int *n, const lf_search_point_t *pt)
 {
     lf_err_t err = LF_OK;
@@ -151,126 +163,148 @@ typedef struct {
     const lf_model_t *m;
     const lf_stats_t *s;
     const lf_search_eval_t *eval;
-    double floor_correct;
-    int64_t samples;
-    lf_search_point_t **frontier;
-    int *n_frontier;
+    const lf_budget_opts_t *opts;
+    const double *taus;
+    int64_t n_taus;
+    lf_budget_result_t *res;
 } budget_t;
+
+static bool same_plan(const lf_plan_opts_t *a, const lf_plan_opts_t *b)
+{
+    return a->threshold == b->threshold && a->prune_dead == b->prune_dead &&
+           a->prune_fraction == b->prune_fraction && a->prune_global == b->prune_global;
+}
 
 /* Evaluates one plan (or reuses the frontier's result for the same options) and says whether it
  * is within the budget. */
 static lf_err_t probe(budget_t *b, const lf_plan_opts_t *opts, bool *ok)
 {
     lf_err_t err = LF_OK;
-    lf_search_point_t pt = {.opts = *opts};
-    for (int k = 0; k < *b->n_frontier; k++) {
-        const lf_plan_opts_t *q = &(*b->frontier)[k].opts;
-        if (q->threshold == opts->threshold && q->prune_dead == opts->prune_dead &&
-            q->prune_fraction == opts->prune_fraction && q->prune_global == opts->prune_global) {
-            *ok = (*b->frontier)[k].accuracy * (double)b->samples >= b->floor_correct;
-            return LF_OK;
-        }
+    lf_budget_result_t *res = b->res;
+    const lf_search_point_t *found = NULL;
+    for (int k = 0; k < res->n_frontier && !found; k++)
+        if (same_plan(&res->frontier[k].opts, opts))
+            found = &res->frontier[k];
+    if (!found) {
+        lf_search_point_t pt = {.opts = *opts};
+        LF_CALL(lf_search_evaluate(b->comm, b->m, b->s, b->eval, &pt));
+        LF_CALL(lf_comm_agree(b->comm, push(&res->frontier, &res->n_frontier, &pt)));
+        found = &res->frontier[res->n_frontier - 1];
     }
-    LF_CALL(lf_search_evaluate(b->comm, b->m, b->s, b->eval, &pt));
-    LF_CALL(lf_comm_agree(b->comm, push(b->frontier, b->n_frontier, &pt)));
-    *ok = pt.accuracy * (double)b->samples >= b->floor_correct;
+    *ok = lf_search_within_budget(res->original_correct, found->correct, res->samples,
+                                  b->opts->max_drop);
+cleanup:
+    return err;
+}
+
+/* The importance-pruning shares a family tries: the caller's, or the largest share on a grid of
+ * 1/100 that keeps the budget without folding (bisection), and 0.05 and 0.10 below it. */
+static lf_err_t family_shares(budget_t *b, lf_plan_opts_t family, double *shares, int *n)
+{
+    lf_err_t err = LF_OK;
+    *n = 0;
+    if (b->opts->n_fractions > 0) {
+        for (int f = 0; f < b->opts->n_fractions && *n < LF_SEARCH_FRACTIONS_MAX; f++)
+            shares[(*n)++] = b->opts->fractions[f];
+        return LF_OK;
+    }
+    int lo = 0, hi = 91; /* share lo/100 within budget (0 is, by definition), hi/100 not */
+    family.threshold = 1.0;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        family.prune_fraction = mid / 100.0;
+        bool ok = false;
+        LF_CALL(probe(b, &family, &ok));
+        if (ok)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    for (int k = 0; k < 3; k++)
+        if (lo - 5 * k >= 0)
+            shares[(*n)++] = (lo - 5 * k) / 100.0;
+cleanup:
+    return err;
+}
+
+/* Probes the two ends of the thresholds, then bisects between them (accuracy is taken to fall as
+ * the threshold falls; every point measured is kept on the frontier). */
+static lf_err_t bisect_thresholds(budget_t *b, lf_plan_opts_t family)
+{
+    lf_err_t err = LF_OK;
+    int64_t n = b->n_taus, lo = 0, hi = n; /* lo: last index within budget; hi: first out */
+    bool ok = false;
+    family.threshold = b->taus[0];
+    LF_CALL(probe(b, &family, &ok));
+    if (!ok)
+        return LF_OK;
+    if (n > 1) {
+        family.threshold = b->taus[n - 1];
+        LF_CALL(probe(b, &family, &ok));
+        if (ok)
+            lo = n - 1;
+        else
+            hi = n - 1;
+    }
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        family.threshold = b->taus[mid];
+        LF_CALL(probe(b, &family, &ok));
+        if (ok)
+            lo = mid;
+        else
+            hi = mid;
+    }
 cleanup:
     return err;
 }
 
 lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
-                                   const lf_plan_opts_t *base, const double *fractions,
-                                   int n_fractions, double max_drop, const lf_search_eval_t *eval,
-                                   lf_search_point_t **frontier, int *n_frontier,
-                                   lf_search_point_t *best, bool *met, double *original_accuracy)
+                                   const lf_plan_opts_t *base, const lf_budget_opts_t *opts,
+                                   const lf_search_eval_t *eval, lf_budget_result_t *res)
 {
     lf_err_t err = LF_OK;
     double *taus = NULL;
-    int64_t n = 0;
     lf_eval_result_t r;
-    *frontier = NULL;
-    *n_frontier = 0;
-    *met = false;
-    LF_CHECK(max_drop >= 0.0, LF_ERR_USAGE, "accuracy drop %g, expected >= 0", max_drop);
+    *res = (lf_budget_result_t){0};
+    LF_CHECK(opts->max_drop >= 0.0, LF_ERR_USAGE, "accuracy drop %g, expected >= 0",
+             opts->max_drop);
     LF_CHECK(eval && eval->x && eval->labels, LF_ERR_USAGE,
              "the accuracy budget needs evaluation data and labels");
     LF_CALL(lf_eval_run(comm, m, NULL, eval->x, eval->labels, &eval->batch, &r));
-    *original_accuracy = (double)r.correct / (double)r.samples;
-    /* Within budget: correct >= original correct - max_drop * samples, on counts. */
-    double floor_correct = (double)r.correct - max_drop * (double)r.samples - 1e-9;
-    *best = (lf_search_point_t){.opts = *base, .params = lf_model_params(m), .ratio = 1.0,
-                                .evaluated = true, .accuracy = *original_accuracy,
-                                .agreement = 1.0};
-    best->params_after_prune = best->params;
-    LF_CALL(lf_comm_agree(comm, lf_search_thresholds(m, s, &taus, &n)));
-    budget_t b = {.comm = comm, .m = m, .s = s, .eval = eval, .floor_correct = floor_correct,
-                  .samples = r.samples, .frontier = frontier, .n_frontier = n_frontier};
+    res->samples = r.samples;
+    res->original_correct = r.correct;
+    res->original_accuracy = (double)r.correct / (double)r.samples;
+    res->best = (lf_search_point_t){.opts = *base, .params = lf_model_params(m), .ratio = 1.0,
+                                    .evaluated = true, .samples = r.samples, .correct = r.correct,
+                                    .accuracy = res->original_accuracy, .agreement = 1.0};
+    res->best.params_after_prune = res->best.params;
+    int64_t n_taus = 0;
+    LF_CALL(lf_comm_agree(comm, lf_search_thresholds(m, s, &taus, &n_taus)));
+    budget_t b = {.comm = comm, .m = m, .s = s, .eval = eval, .opts = opts, .taus = taus,
+                  .n_taus = n_taus, .res = res};
     /* Families: dead-neuron pruning off and on, importance pruning per layer and global. */
     for (int fam = 0; fam < 4; fam++) {
         lf_plan_opts_t family = *base;
         family.prune_dead = fam & 1;
         family.prune_global = fam >> 1;
-        if (family.prune_global && n_fractions == 1 && fractions[0] == 0.0)
+        if (family.prune_global && opts->n_fractions == 1 && opts->fractions[0] == 0.0)
             continue; /* no importance pruning asked for: the scope does not matter */
-        /* The importance-pruning shares to try: the caller's, or the largest share that keeps
-         * the budget without folding (bisection on a grid of 1/100), and two below it. */
         double shares[LF_SEARCH_FRACTIONS_MAX];
         int n_shares = 0;
-        if (n_fractions > 0) {
-            for (int f = 0; f < n_fractions && n_shares < LF_SEARCH_FRACTIONS_MAX; f++)
-                shares[n_shares++] = fractions[f];
-        } else {
-            int lo = 0, hi = 91; /* share lo/100 within budget (0 is, by definition), hi/100 not */
-            family.threshold = 1.0;
-            while (hi - lo > 1) {
-                int mid = (lo + hi) / 2;
-                family.prune_fraction = mid / 100.0;
-                bool ok = false;
-                LF_CALL(probe(&b, &family, &ok));
-                if (ok)
-                    lo = mid;
-                else
-                    hi = mid;
-            }
-            for (int k = 0; k < 3; k++)
-                if (lo - 5 * k >= 0)
-                    shares[n_shares++] = (lo - 5 * k) / 100.0;
-        }
+        LF_CALL(family_shares(&b, family, shares, &n_shares));
         for (int f = 0; f < n_shares; f++) {
             family.prune_fraction = shares[f];
-            /* Probe the two ends of the thresholds, then bisect between them. */
-            int64_t lo = -1, hi = n; /* lo: last index known within budget; hi: first known out */
-            bool ok = false;
-            family.threshold = taus[0];
-            LF_CALL(probe(&b, &family, &ok));
-            if (!ok)
-                continue;
-            lo = 0;
-            if (n > 1) {
-                family.threshold = taus[n - 1];
-                LF_CALL(probe(&b, &family, &ok));
-                if (ok)
-                    lo = n - 1;
-                else
-                    hi = n - 1;
-            }
-            while (hi - lo > 1) {
-                int64_t mid = lo + (hi - lo) / 2;
-                family.threshold = taus[mid];
-                LF_CALL(probe(&b, &family, &ok));
-                if (ok)
-                    lo = mid;
-                else
-                    hi = mid;
-            }
+            LF_CALL(bisect_thresholds(&b, family));
         }
     }
-    for (int k = 0; k < *n_frontier; k++) {
-        const lf_search_point_t *pt = &(*frontier)[k];
-        bool within = pt->accuracy * (double)r.samples >= floor_correct;
-        if (within && pt->params < best->params) {
-            *best = *pt;
-            *met = true;
+    for (int k = 0; k < res->n_frontier; k++) {
+        const lf_search_point_t *pt = &res->frontier[k];
+        if (lf_search_within_budget(res->original_correct, pt->correct, res->samples,
+                                    opts->max_drop) &&
+            pt->params < res->best.params) {
+            res->best = *pt;
+            res->met = true;
         }
     }
 cleanup:

@@ -5,10 +5,11 @@
  * from every source s of l (if it had none). lf_shape_t tracks exactly this, so that plans and
  * searches can price any set of folds without touching weights; the tests check that its count
  * equals the folded model's, and lf_fold_apply checks it on every run. */
+#include "linfold/shape.h"
+
 #include <string.h>
 
 #include "linfold/alloc.h"
-#include "linfold/plan.h"
 
 /* ---------------------------------------------------------------- shapes */
 

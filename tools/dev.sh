@@ -19,7 +19,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libscalapack-openmpi-dev libopenblas-dev
-  libyaml-dev check
+  libyaml-dev check libjansson-dev
   python3-numpy python3-h5py python3-torch   # test-only: the PyTorch round-trip test
 )
 

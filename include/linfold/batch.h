@@ -1,4 +1,4 @@
-/* Streams the rows of a sample dataset that this rank owns, in aligned blocks, through callbacks.
+/* Streams the rows of a sample dataset that this rank owns, in aligned blocks, through models.
  *
  * Rank r owns a contiguous block of rows (lf_comm_shard). The rows are cut into *compute blocks*
  * aligned to the global row index: block k holds global rows [k R, (k + 1) R) with
@@ -10,8 +10,18 @@
  *
  * Each I/O batch is up to batch/R consecutive blocks, read with one collective HDF5 transfer;
  * ranks that ran out of rows read an empty selection, so every rank runs the same number of
- * iterations. Rows are checked for NaN/Inf, blocks run on the rank's threads, and the errors are
- * agreed across ranks after every batch, so a failure on one rank ends the loop on all. */
+ * iterations. Rows are checked for NaN/Inf, blocks run on the rank's threads, each thread with
+ * its own forward workspace per model (lf_batch_forward), and errors, a signal included
+ * (interrupt.h), are agreed across ranks after every batch, so a failure on one rank ends the
+ * loop on all.
+ *
+ *     static lf_err_t block(const lf_batch_t *b, int tid, void *ctx) {
+ *         const float *y = NULL;
+ *         return lf_batch_forward(b, 0, NULL, NULL, &y);   // y: (b->rows, n_out)
+ *     }
+ *     const lf_model_t *models[] = {m};
+ *     lf_batch_run(comm, x, NULL, models, 1, &opts, block, NULL, ctx);
+ */
 #ifndef LINFOLD_BATCH_H
 #define LINFOLD_BATCH_H
 
@@ -20,7 +30,11 @@
 #include <stdint.h>
 
 #include "linfold/error.h"
+#include "linfold/forward.h"
 #include "linfold/h5io.h"
+#include "linfold/model.h"
+
+typedef struct lf_batch_pass lf_batch_pass_t;
 
 typedef struct {
     const float *x;        /* row-major (rows, cols); rows outside [first, first + valid) are 0 */
@@ -31,6 +45,8 @@ typedef struct {
     int64_t cols;
     int64_t row0;          /* global index of row 0 of x */
     int64_t offset;        /* a block's first row within its I/O batch (0 for a batch) */
+    int tid;               /* the thread running this block */
+    lf_batch_pass_t *pass; /* the pass's workspaces (for lf_batch_forward) */
 } lf_batch_t;
 
 /* Runs on one compute block (rows = R) on thread tid.
@@ -48,20 +64,33 @@ typedef struct {
     int64_t batch_rows; /* rows per I/O batch, >= 1 */
     int threads;        /* compute threads of this rank (<= 1: the calling thread) */
     bool progress;      /* rank 0 prints rows done, rate and ETA at most once a second */
-    const char *what;   /* label for progress and timing lines, e.g. "calibrate"; NULL: none */
+    const char *what;   /* label for progress, timing and interruption lines; NULL: quiet */
 } lf_batch_opts_t;
 
 /* Rows per compute block for n rows: min(256, batch, n), at least 1.
  * Not collective. */
 int64_t lf_batch_block_rows(int64_t n, int64_t batch);
+/* Rows per I/O batch for n rows: the largest multiple of the block rows not above batch (at
+ * least one block).
+ * Not collective. */
+int64_t lf_batch_io_rows(int64_t n, int64_t batch);
 
 /* Streams the rows of x this rank owns (and of labels) through block_fn, then batch_fn.
  * Collective on comm.
- * labels may be NULL and must otherwise have as many rows as x; batch_fn may be NULL.
- * LF_ERR_ARG when opts->batch_rows < 1, LF_ERR_SHAPE on a row-count mismatch, LF_ERR_VALUE on a
- * NaN/Inf row; errors of block_fn are agreed across ranks after every batch. */
+ * labels may be NULL and must otherwise have as many rows as x; batch_fn may be NULL. models
+ * (n_models of them, may be 0) are the models lf_batch_forward() runs; each must take x's
+ * columns as inputs. LF_ERR_ARG when opts->batch_rows < 1, LF_ERR_SHAPE on a row or column
+ * mismatch, LF_ERR_VALUE on a NaN/Inf row or an overflowing forward pass, LF_ERR_INTERRUPTED on
+ * a signal; errors are agreed across ranks after every batch. */
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
-                      const lf_batch_opts_t *opts, lf_block_fn block_fn, lf_batch_fn batch_fn,
-                      void *ctx);
+                      const lf_model_t *const *models, int n_models, const lf_batch_opts_t *opts,
+                      lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx);
+
+/* Runs model k of the pass on block b with the thread's workspace; *y (b->rows, n_out) points
+ * into the workspace until the thread's next forward of model k.
+ * Not collective.
+ * hook may be NULL (see forward.h). Errors name the dataset and the global row. */
+lf_err_t lf_batch_forward(const lf_batch_t *b, int k, lf_forward_hook_t hook, void *hook_ctx,
+                          const float **y);
 
 #endif /* LINFOLD_BATCH_H */

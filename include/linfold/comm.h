@@ -53,4 +53,9 @@ lf_err_t lf_comm_bcast_string(MPI_Comm comm, char *buf, int cap, int root);
  * Collective on comm. */
 lf_err_t lf_comm_check_equal(MPI_Comm comm, const int64_t *v, int n, const char *what);
 
+/* Returns the number of nodes (shared-memory domains) the ranks of comm run on; 1 when MPI
+ * cannot tell.
+ * Collective on comm. */
+int lf_comm_node_count(MPI_Comm comm);
+
 #endif /* LINFOLD_COMM_H */

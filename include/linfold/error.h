@@ -33,6 +33,7 @@
     X(MPI, "MPI call failed")                                                                      \
     X(HDF5, "HDF5 call failed")                                                                    \
     X(OVERFLOW, "integer overflow")                                                                \
+    X(INTERRUPTED, "interrupted by a signal")                                                      \
     X(INTERNAL, "internal error (a bug in linfold)")
 
 typedef enum {

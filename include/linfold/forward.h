@@ -35,9 +35,15 @@ typedef struct lf_forward lf_forward_t;
 lf_err_t lf_forward_create(const lf_model_t *m, int64_t max_rows, lf_forward_t **out);
 /* Runs m (the model the workspace was created for) on rows <= max_rows rows of x.
  * Not collective.
- * *out points into the workspace and is valid until the next run. hook may be NULL. */
+ * *out points into the workspace and is valid until the next run. hook may be NULL. A
+ * pre-activation that is not finite (float32 overflow on finite inputs) fails with LF_ERR_VALUE
+ * naming the layer, the neuron and the row; the hook never sees one. */
 lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, int64_t rows,
                         lf_forward_hook_t hook, void *ctx, const float **out);
+/* Names the rows of the following runs in error messages: source (borrowed, e.g. "data.h5:/x")
+ * and the global index of row 0.
+ * Not collective. */
+void lf_forward_set_origin(lf_forward_t *fw, const char *source, int64_t row0);
 /* Frees *fw and sets it to NULL; accepts NULL.
  * Not collective. */
 void lf_forward_destroy(lf_forward_t **fw);

@@ -1,8 +1,10 @@
-/* HDF5 files: models (format v1), sample and label datasets read by row shards, statistics, and
- * row-parallel output datasets. Every file is opened through the MPI-IO driver; raw data moves with
- * collective transfers, and a rank with nothing to read still calls with an empty selection.
- * Outputs are written to a temporary file beside the target and renamed into place only when
- * complete, so a failed run leaves no output file. See docs/format.md.
+/* HDF5 files: models (format v1), sample and label datasets read by row shards, and row-parallel
+ * output datasets (the statistics file lives in stats.h and uses the same internal helpers).
+ * Every file is opened through the MPI-IO driver; raw data moves with collective transfers, and a
+ * rank with nothing to read still calls with an empty selection. Reading checks every object it
+ * touches (src/h5io_impl.h says what and why): a hostile or corrupted file gives an error naming
+ * the file and the object, never a crash, a hang, an unbounded allocation or a read outside the
+ * file. Outputs are written atomically (atomic.h). See docs/format.md.
  *
  *     lf_dataset_t *x = NULL;
  *     lf_h5io_dataset_open(comm, "data.h5:/val/x", LF_DATA_SAMPLES, &x);   // collective
@@ -24,7 +26,8 @@ typedef struct {
     const char *value;
 } lf_attr_t;
 
-/* Turns off HDF5's automatic error printing, since linfold reports HDF5 errors itself.
+/* Turns off HDF5's automatic error printing (linfold reports HDF5 errors itself) and the loading
+ * of filter plugins named by files.
  * Not collective. */
 void lf_h5io_init(void);
 
@@ -60,6 +63,9 @@ int64_t lf_h5io_dataset_cols(const lf_dataset_t *ds);
 /* Returns the "FILE.h5:/path" spec ds was opened with.
  * Not collective. */
 const char *lf_h5io_dataset_spec(const lf_dataset_t *ds);
+/* Returns the file part of the spec.
+ * Not collective. */
+const char *lf_h5io_dataset_file(const lf_dataset_t *ds);
 /* Reads rows [row0, row0 + count) into buf with one collective transfer.
  * Collective on ds.
  * buf is row-major float32 (count, cols) for samples, int64 (count) for labels. count may differ
@@ -99,16 +105,5 @@ void lf_h5io_output_abort(lf_output_t **out);
  * LF_ERR_USAGE when spec has no such form or a part does not fit its buffer. */
 lf_err_t lf_h5io_split_spec(const char *spec, char *file, size_t file_cap, char *obj,
                             size_t obj_cap);
-
-/* --- helpers for other file kinds (statistics) --- */
-/* Fills tmp with the path of the temporary file beside path that rank 0 chose.
- * Collective on comm.
- * tmp is identical on all ranks. */
-lf_err_t lf_h5io_temp_path(MPI_Comm comm, const char *path, char *tmp, size_t cap);
-/* Rank 0 renames tmp to path, or removes tmp when ok is not LF_OK; the result is agreed.
- * Collective on comm.
- * Only rank 0's ok is used, so callers pass an agreed code. Returns the agreed rename error
- * (LF_OK after a removal). */
-lf_err_t lf_h5io_finish_temp(MPI_Comm comm, const char *tmp, const char *path, lf_err_t ok);
 
 #endif /* LINFOLD_H5IO_H */

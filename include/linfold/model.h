@@ -65,6 +65,12 @@ lf_err_t lf_act_parse(const char *name, lf_act_t *out);
  * Those are the identity on z > 0 (relu, leaky_relu) or everywhere (identity). */
 bool lf_act_is_piecewise_linear(lf_act_t act);
 
+/* Returns true for a hidden layer (not the output layer) with relu or leaky_relu neurons: the
+ * layers whose neurons can be linear on some rows and not others, be pruned by importance, or
+ * be provably linear.
+ * Not collective. */
+bool lf_model_hidden_relu_like(const lf_model_t *m, int i);
+
 /* Creates a model with n_layers uninitialised layers (n_out = 0).
  * Not collective.
  * Caller destroys. LF_ERR_ARG unless n_in >= 1 and n_layers >= 1. */

@@ -6,8 +6,8 @@
  * decides which layers fold their linear neurons into their consumers. Every rank computes the
  * same plan from the same global statistics, so planning is not collective.
  *
- * Decisions that depend on sizes use lf_shape_t, a model reduced to its widths and the sources of
- * its blocks, whose parameter count after a fold is exactly that of the folded model.
+ * Decisions that depend on sizes use lf_shape_t (shape.h), a model reduced to its widths and the
+ * sources of its blocks, whose parameter count after a fold is exactly that of the folded model.
  *
  *     lf_plan_opts_t o = {.threshold = 1.0, .rule = {.kind = LF_RULE_BENEFIT}, .prune_dead = true};
  *     lf_plan_t *p = NULL;
@@ -69,11 +69,26 @@ typedef struct {
     int64_t search_nodes; /* shapes priced by a GREEDY or OPTIMAL selection */
 } lf_plan_t;
 
-/* Parses a layer rule into *out.
+/* Parses a --layer-rule value into *out.
  * Not collective.
- * Accepts "benefit", "all", "count:K" (K >= 0), "fraction:F" (0 <= F < 1), "greedy" or
- * "optimal"; LF_ERR_USAGE otherwise. */
-lf_err_t lf_plan_parse_rule(const char *text, lf_layer_rule_t *out);
+ * Accepts "benefit", "all", "count:K" (K >= 0) and "fraction:F" (0 <= F < 1); LF_ERR_USAGE
+ * otherwise. */
+lf_err_t lf_plan_parse_layer_rule(const char *text, lf_layer_rule_t *out);
+/* Parses a --select value ("greedy" or "optimal") into *out.
+ * Not collective.
+ * LF_ERR_USAGE otherwise. */
+lf_err_t lf_plan_parse_select(const char *text, lf_layer_rule_t *out);
+
+/* Returns the smallest count of positive rows that makes a neuron linear at threshold over
+ * samples rows: the least count with count / samples >= threshold, decided exactly, and never
+ * below 1 (a neuron with no positive row is never linear).
+ * Not collective.
+ * For 0 < threshold <= 1 and 1 <= samples <= 2^62. */
+int64_t lf_plan_need(double threshold, int64_t samples);
+/* Returns the number of neurons a pruning share removes from n: the integer nearest to
+ * fraction * n, computed exactly; an exact half rounds down (the neuron is kept).
+ * Not collective. */
+int64_t lf_plan_share(double fraction, int64_t n);
 
 /* Builds the plan for model m from its statistics s.
  * Not collective.
@@ -96,48 +111,5 @@ lf_err_t lf_plan_provable(const lf_model_t *m, bool input_nonnegative, bool ***o
 /* Frees the flags of lf_plan_provable() and sets *linear to NULL; accepts NULL.
  * Not collective. */
 void lf_plan_provable_free(const lf_model_t *m, bool ***linear);
-
-/* ---- shapes: parameter arithmetic of folds without touching weights ---- */
-typedef struct {
-    int n_layers;
-    int64_t n_in;
-    int64_t *n_out;   /* (n_layers); 0 once removed */
-    bool *has_block;  /* (n_layers)(n_layers + 1): has_block[i * (L + 1) + src + 1] */
-} lf_shape_t;
-
-/* Creates the shape of model m.
- * Not collective.
- * Caller destroys. */
-lf_err_t lf_shape_create(const lf_model_t *m, lf_shape_t **out);
-/* Makes a copy of shape s.
- * Not collective.
- * Caller destroys. */
-lf_err_t lf_shape_copy(const lf_shape_t *s, lf_shape_t **out);
-/* Frees *s and sets it to NULL; accepts NULL.
- * Not collective. */
-void lf_shape_destroy(lf_shape_t **s);
-/* Returns the parameters of the model this shape describes (blocks + biases).
- * Not collective.
- * Counts the zero weight block a layer gets when its predecessor is removed and it had no block
- * from the new predecessor. */
-int64_t lf_shape_params(const lf_shape_t *s);
-/* Returns the parameters in blocks that are not a layer's weight (skip blocks).
- * Not collective. */
-int64_t lf_shape_skip_params(const lf_shape_t *s);
-/* Returns the parameters of layer i alone (0 once removed).
- * Not collective. */
-int64_t lf_shape_layer_params(const lf_shape_t *s, int i);
-/* Returns true when layer i has a block from src.
- * Not collective. */
-bool lf_shape_has_block(const lf_shape_t *s, int i, int src);
-/* Sets dst = src for two shapes of the same model.
- * Not collective. */
-void lf_shape_copy_into(lf_shape_t *dst, const lf_shape_t *src);
-/* Removes `count` neurons of layer i without folding them (dead-neuron pruning).
- * Not collective. */
-void lf_shape_prune(lf_shape_t *s, int i, int64_t count);
-/* Folds `count` linear neurons of layer i into every layer that reads it.
- * Not collective. */
-void lf_shape_fold(lf_shape_t *s, int i, int64_t count);
 
 #endif /* LINFOLD_PLAN_H */

@@ -33,15 +33,17 @@ typedef struct {
     int64_t params, skip_params, params_after_prune;
     double ratio;             /* params / original params */
     bool evaluated;
-    double accuracy;          /* on the evaluation data (labels required) */
+    int64_t samples, correct; /* evaluation rows, and rows classified right (labels required) */
+    double accuracy;          /* correct / samples */
     double agreement;         /* top-1 agreement with the original */
 } lf_search_point_t;
 
 /* Lists the thresholds worth trying, largest first.
  * Not collective.
  * 1.0, then the distinct activation rates (positive / samples > 0) of the hidden relu and
- * leaky_relu neurons: thresholds that select exactly the neurons at or above each. *out is
- * caller-freed (lf_free); *n >= 1. */
+ * leaky_relu neurons, each as the largest double not above the rate, so that it selects exactly
+ * the neurons at or above it (lf_plan_need), printed or not. *out is caller-freed (lf_free);
+ * *n >= 1. */
 lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double **out, int64_t *n);
 
 /* Fills points with one point per threshold of taus, with base's other options.
@@ -63,19 +65,42 @@ lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
 
 #define LF_SEARCH_FRACTIONS_MAX 64
 
-/* Finds the smallest model whose accuracy on eval is at most max_drop below the original's.
+typedef struct {
+    double max_drop;         /* allowed drop in accuracy, >= 0 (1 allows anything) */
+    const double *fractions; /* importance-pruning shares to try, or NULL: found by bisection */
+    int n_fractions;
+} lf_budget_opts_t;
+
+typedef struct {
+    lf_search_point_t *frontier; /* every evaluated point (caller frees with lf_free) */
+    int n_frontier;
+    lf_search_point_t best; /* the smallest within budget, or the original model */
+    bool met;               /* a compressed model is within budget */
+    int64_t samples, original_correct;
+    double original_accuracy;
+} lf_budget_result_t;
+
+/* Returns whether a model classifying `correct` of `samples` rows right is within max_drop of
+ * the original's original_correct: (original_correct - correct) / samples <= max_drop, decided
+ * exactly on integers. The one definition of "within budget" (the search and the printed
+ * frontier both use it).
+ * Not collective. */
+bool lf_search_within_budget(int64_t original_correct, int64_t correct, int64_t samples,
+                             double max_drop);
+
+/* Finds the smallest model whose accuracy on eval is at most opts->max_drop below the
+ * original's.
  * Collective on comm.
  * With base's rule, it searches over: dead-neuron pruning off and on; importance-pruning shares
- * (the n_fractions given, or when n_fractions is 0 the largest share on a 1/100 grid that keeps
- * the budget without folding, found by bisection, and that share minus 0.05 and 0.10); and for
- * each, the thresholds of lf_search_thresholds() by bisection. *frontier (caller-freed) lists
- * every evaluated point; *best is the smallest within budget, or the original model (*met false)
- * when no compressed one is. LF_ERR_USAGE for max_drop < 0 or eval without data and labels. */
+ * (opts->fractions, or when there are none the largest share on a 1/100 grid that keeps the
+ * budget without folding, found by bisection, and that share minus 0.05 and 0.10); and for
+ * each, the thresholds of lf_search_thresholds() by bisection. res->frontier lists every
+ * evaluated point; res->best is the smallest within budget, or the original model (res->met
+ * false) when no compressed one is. LF_ERR_USAGE for max_drop < 0, eval without data and labels,
+ * or evaluation data without rows. */
 lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
-                                   const lf_plan_opts_t *base, const double *fractions,
-                                   int n_fractions, double max_drop, const lf_search_eval_t *eval,
-                                   lf_search_point_t **frontier, int *n_frontier,
-                                   lf_search_point_t *best, bool *met, double *original_accuracy);
+                                   const lf_plan_opts_t *base, const lf_budget_opts_t *opts,
+                                   const lf_search_eval_t *eval, lf_budget_result_t *res);
 
 /* Prices the plan of pt->opts, then folds m by it and evaluates it (fills pt).
  * Collective on comm.

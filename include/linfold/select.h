@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "linfold/error.h"
-#include "linfold/plan.h"
+#include "linfold/shape.h"
 
 /* The most layers with linear neurons lf_select_optimal accepts. */
 #define LF_SELECT_OPTIMAL_MAX 30

@@ -1,0 +1,164 @@
+/* Sample and label datasets, read by row shards with collective transfers.
+ *
+ * A data file can change under a long job (another job rewriting it, a full scratch file system
+ * purged by the site). HDF5 reads past the end of a truncated file as zeros without an error, so
+ * after every read each rank checks, on a descriptor of its own, that the file still reaches the
+ * end of the dataset's storage; a file that shrank fails the pass instead of feeding it zeros. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "h5io_impl.h"
+#include "linfold/alloc.h"
+#include "linfold/atomic.h"
+#include "linfold/comm.h"
+#include "linfold/h5io.h"
+
+struct lf_dataset {
+    char file[LF_PATH_MAX];
+    lf__h5_file_t f;
+    hid_t dset, dxpl;
+    lf_data_kind_t kind;
+    int64_t rows, cols;
+    int fd;      /* this rank's own descriptor of the file, for the size check */
+    int64_t end; /* the file must reach this many bytes for the dataset to be whole */
+    char spec[LF_PATH_MAX + 1024];
+};
+
+static const lf__h5_want_t SAMPLES = {H5T_FLOAT, 2,
+                                      "a float dataset (samples must be float32 or float64)"};
+static const lf__h5_want_t LABELS = {H5T_INTEGER, 1,
+                                     "an integer dataset (labels must be integers)"};
+
+lf_err_t lf_h5io_split_spec(const char *spec, char *file, size_t file_cap, char *obj,
+                            size_t obj_cap)
+{
+    lf_err_t err = LF_OK;
+    const char *sep = NULL;
+    for (const char *p = strstr(spec, ":/"); p; p = strstr(p + 1, ":/"))
+        sep = p;
+    LF_CHECK(sep != NULL && sep != spec && sep[2] != '\0', LF_ERR_USAGE,
+             "'%s' is not of the form FILE.h5:/path/to/dataset", spec);
+    LF_CHECK((size_t)(sep - spec) < file_cap && strlen(sep + 1) < obj_cap, LF_ERR_USAGE,
+             "'%s' is too long", spec);
+    memcpy(file, spec, (size_t)(sep - spec));
+    file[sep - spec] = '\0';
+    snprintf(obj, obj_cap, "%s", sep + 1);
+cleanup:
+    return err;
+}
+
+static lf_err_t open_descriptor(lf_dataset_t *ds)
+{
+    lf_err_t err = LF_OK;
+    ds->fd = open(ds->file, O_RDONLY | O_CLOEXEC);
+    LF_CHECK(ds->fd >= 0, LF_ERR_IO, "%s: cannot open (%s)", ds->file, strerror(errno));
+cleanup:
+    return err;
+}
+
+lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t kind,
+                              lf_dataset_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_dataset_t *ds = NULL;
+    char obj[1024];
+    *out = NULL;
+    LF_CALL(lf_comm_agree(comm, lf_calloc(1, sizeof *ds, (void **)&ds)));
+    ds->f = LF__H5_FILE_NONE;
+    ds->dset = ds->dxpl = H5I_INVALID_HID;
+    ds->fd = -1;
+    ds->kind = kind;
+    snprintf(ds->spec, sizeof ds->spec, "%s", spec);
+    LF_CALL(lf_h5io_split_spec(spec, ds->file, sizeof ds->file, obj, sizeof obj));
+    LF_CALL(lf__h5_open_file(comm, ds->file, &ds->f));
+    hsize_t dims[2];
+    LF_CALL(lf__h5_open_dataset(&ds->f, obj, kind == LF_DATA_SAMPLES ? &SAMPLES : &LABELS,
+                                &ds->dset, dims));
+    ds->rows = (int64_t)dims[0];
+    ds->cols = kind == LF_DATA_SAMPLES ? (int64_t)dims[1] : 1;
+    ds->end = lf__h5_dataset_end(&ds->f, ds->dset);
+    ds->dxpl = lf__h5_collective_dxpl();
+    LF_CALL_H5(ds->dxpl, "transfer list");
+    LF_CALL(lf_comm_agree(comm, open_descriptor(ds)));
+    *out = ds;
+    ds = NULL;
+cleanup:
+    lf_h5io_dataset_close(&ds);
+    return err;
+}
+
+int64_t lf_h5io_dataset_rows(const lf_dataset_t *ds) { return ds->rows; }
+int64_t lf_h5io_dataset_cols(const lf_dataset_t *ds) { return ds->cols; }
+const char *lf_h5io_dataset_spec(const lf_dataset_t *ds) { return ds->spec; }
+const char *lf_h5io_dataset_file(const lf_dataset_t *ds) { return ds->file; }
+
+lf_err_t lf__h5_select_rows(hid_t file_space, int ndims, int64_t row0, int64_t count,
+                            int64_t cols, hid_t *mem_space)
+{
+    lf_err_t err = LF_OK;
+    hsize_t start[2] = {(hsize_t)row0, 0}, len[2] = {(hsize_t)count, (hsize_t)cols};
+    if (count == 0) {
+        hsize_t one = 1;
+        LF_CALL_H5(H5Sselect_none(file_space), "empty selection");
+        *mem_space = H5Screate_simple(1, &one, NULL);
+        LF_CALL_H5(*mem_space, "memory space");
+        LF_CALL_H5(H5Sselect_none(*mem_space), "empty selection");
+    } else {
+        LF_CALL_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, NULL, len, NULL),
+                   "row selection");
+        *mem_space = H5Screate_simple(ndims, len, NULL);
+        LF_CALL_H5(*mem_space, "memory space");
+    }
+cleanup:
+    return err;
+}
+
+static lf_err_t check_still_whole(const lf_dataset_t *ds)
+{
+    lf_err_t err = LF_OK;
+    struct stat st;
+    LF_CHECK(fstat(ds->fd, &st) == 0, LF_ERR_IO, "%s: cannot check its size (%s)", ds->file,
+             strerror(errno));
+    LF_CHECK((int64_t)st.st_size >= ds->end && (int64_t)st.st_size >= ds->f.size, LF_ERR_IO,
+             "%s: the file shrank from %lld to %lld bytes while it was being read (truncated by "
+             "another process?); its data can no longer be trusted",
+             ds->file, (long long)ds->f.size, (long long)st.st_size);
+cleanup:
+    return err;
+}
+
+lf_err_t lf_h5io_dataset_read_rows(lf_dataset_t *ds, int64_t row0, int64_t count, void *buf)
+{
+    lf_err_t err = LF_OK;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    LF_ASSERT(row0 >= 0 && count >= 0 && row0 + count <= ds->rows);
+    fspace = H5Dget_space(ds->dset);
+    LF_CALL_H5(fspace, "%s: space", ds->spec);
+    int ndims = ds->kind == LF_DATA_SAMPLES ? 2 : 1;
+    LF_CALL(lf__h5_select_rows(fspace, ndims, row0, count, ds->cols, &mspace));
+    hid_t mem_type = ds->kind == LF_DATA_SAMPLES ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64;
+    LF_CALL_H5(H5Dread(ds->dset, mem_type, mspace, fspace, ds->dxpl, buf),
+               "%s: cannot read rows %lld to %lld", ds->spec, (long long)row0,
+               (long long)(row0 + count - 1));
+    LF_CALL(check_still_whole(ds));
+cleanup:
+    lf__h5_close(&mspace);
+    lf__h5_close(&fspace);
+    return err;
+}
+
+void lf_h5io_dataset_close(lf_dataset_t **ds)
+{
+    if (!ds || !*ds)
+        return;
+    if ((*ds)->fd >= 0)
+        close((*ds)->fd);
+    lf__h5_close(&(*ds)->dxpl);
+    lf__h5_close(&(*ds)->dset);
+    lf__h5_close(&(*ds)->f.id); /* read-only: nothing to flush, nothing to report */
+    lf_free(*ds);
+    *ds = NULL;
+}

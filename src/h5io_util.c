@@ -1,0 +1,532 @@
+/* HDF5 helpers: errors, ids, checked file/object/dataset opening, numeric attributes, writers.
+ * See h5io_impl.h for what every read is checked for and why. */
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "h5io_impl.h"
+#include "linfold/alloc.h"
+#include "linfold/comm.h"
+#include "linfold/h5io.h"
+
+/* The largest factor by which a deflate stream can expand (1032:1, zlib's limit); the bound for
+ * filtered datasets. Unfiltered data needs as many bytes as it stores. */
+#define FILTER_EXPANSION_MAX 1032
+/* Slack allowed on top of the stored bytes: fill values of small unwritten datasets. */
+#define UNSTORED_BYTES_MAX ((int64_t)1 << 20)
+
+__extension__ typedef unsigned __int128 u128;
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    /* Keep the innermost description: it says what went wrong, the outer ones where. */
+    if (n == 0) {
+        char *buf = data;
+        snprintf(buf, 256, "%s", e->desc ? e->desc : "unknown");
+    }
+    return 0;
+}
+
+void lf__h5_error_text(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "no details");
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, buf);
+    H5Eclear2(H5E_DEFAULT);
+}
+
+void lf__h5_close(hid_t *id)
+{
+    if (*id < 0)
+        return;
+    switch (H5Iget_type(*id)) {
+    case H5I_FILE: H5Fclose(*id); break;
+    case H5I_GROUP: H5Gclose(*id); break;
+    case H5I_DATASET: H5Dclose(*id); break;
+    case H5I_DATASPACE: H5Sclose(*id); break;
+    case H5I_DATATYPE: H5Tclose(*id); break;
+    case H5I_ATTR: H5Aclose(*id); break;
+    case H5I_GENPROP_LST: H5Pclose(*id); break;
+    default: break;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    *id = H5I_INVALID_HID;
+}
+
+/* Called before HDF5 would open another file to follow an external link: refuse. */
+static herr_t refuse_external(const char *parent_file, const char *parent_group,
+                              const char *child_file, const char *child_object, unsigned *flags,
+                              hid_t fapl, void *data)
+{
+    (void)parent_file, (void)parent_group, (void)child_file, (void)child_object, (void)flags;
+    (void)fapl, (void)data;
+    return -1;
+}
+
+static hid_t lapl = H5I_INVALID_HID;
+
+hid_t lf__h5_lapl(void)
+{
+    if (lapl < 0) {
+        lapl = H5Pcreate(H5P_LINK_ACCESS);
+        if (lapl >= 0 && H5Pset_elink_cb(lapl, refuse_external, NULL) < 0)
+            lf__h5_close(&lapl);
+    }
+    return lapl;
+}
+
+void lf_h5io_init(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* A file names its filters by number; with plugins enabled HDF5 would load a shared library
+     * from HDF5_PLUGIN_PATH to decode an unknown one. linfold runs only the library's own code. */
+    H5PLset_loading_state(0);
+    lf__h5_lapl();
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* The checks before H5Fopen run on every rank: a file on node-local storage may exist on some
+ * ranks only, so the verdict is agreed before the collective open. A FIFO or a device would
+ * block the signature check, so only regular files are opened. */
+static lf_err_t check_readable(const char *path, int64_t *size)
+{
+    lf_err_t err = LF_OK;
+    struct stat st;
+    LF_CHECK(stat(path, &st) == 0, LF_ERR_IO, "%s: %s", path,
+             errno == ENOENT ? "no such file" : strerror(errno));
+    LF_CHECK(S_ISREG(st.st_mode), LF_ERR_IO, "%s: not a regular file", path);
+    LF_CHECK(access(path, R_OK) == 0, LF_ERR_IO, "%s: permission denied", path);
+    htri_t is_h5 = H5Fis_hdf5(path);
+    H5Eclear2(H5E_DEFAULT);
+    LF_CHECK(is_h5 > 0, LF_ERR_FORMAT, "%s: not an HDF5 file", path);
+    *size = (int64_t)st.st_size;
+cleanup:
+    return err;
+}
+
+lf_err_t lf__h5_open_file(MPI_Comm comm, const char *path, lf__h5_file_t *f)
+{
+    lf_err_t err = LF_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    *f = (lf__h5_file_t){.id = H5I_INVALID_HID, .path = path};
+    LF_CALL(lf_comm_agree(comm, check_readable(path, &f->size)));
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    LF_CALL_H5(fapl, "%s: H5Pcreate", path);
+    LF_CALL_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "%s: MPI-IO driver", path);
+    f->id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    LF_CALL_H5(f->id, "%s: cannot open", path);
+cleanup:
+    lf__h5_close(&fapl);
+    return err;
+}
+
+lf_err_t lf__h5_close_file(hid_t *file, const char *path)
+{
+    lf_err_t err = LF_OK;
+    if (*file < 0)
+        return LF_OK;
+    /* HDF5 releases the id even when the final flush fails: closing it again would close
+     * whatever reuses the number. */
+    herr_t rc = H5Fclose(*file);
+    *file = H5I_INVALID_HID;
+    LF_CALL_H5(rc, "%s: cannot finish writing", path);
+cleanup:
+    return err;
+}
+
+/* ---------------------------------------------------------------- objects */
+
+/* Checks the link at prefix (which exists): hard and soft links are followed, others refused. */
+static lf_err_t check_link(const lf__h5_file_t *f, const char *prefix)
+{
+    lf_err_t err = LF_OK;
+    H5L_info_t info;
+    char target[1024] = "";
+    LF_CALL_H5(H5Lget_info(f->id, prefix, &info, lf__h5_lapl()), "%s: link %s", f->path, prefix);
+    if (info.type == H5L_TYPE_EXTERNAL) {
+        const char *file = "?", *obj = "?";
+        unsigned flags = 0;
+        if (info.u.val_size <= sizeof target &&
+            H5Lget_val(f->id, prefix, target, sizeof target, lf__h5_lapl()) >= 0)
+            H5Lunpack_elink_val(target, info.u.val_size, &flags, &file, &obj);
+        H5Eclear2(H5E_DEFAULT);
+        LF_FAIL(LF_ERR_FORMAT,
+                "%s: %s is an external link to %s:%s; refused (linfold reads nothing outside the "
+                "files it is given)",
+                f->path, prefix, file, obj);
+    }
+    LF_CHECK(info.type == H5L_TYPE_HARD || info.type == H5L_TYPE_SOFT, LF_ERR_FORMAT,
+             "%s: %s is a user-defined link (type %d); refused", f->path, prefix, (int)info.type);
+cleanup:
+    return err;
+}
+
+int lf__h5_exists(const lf__h5_file_t *f, const char *path, lf_err_t *err_out)
+{
+    lf_err_t err = LF_OK;
+    int found = 0;
+    char buf[1024];
+    LF_CHECK(path[0] == '/' && strlen(path) < sizeof buf, LF_ERR_ARG,
+             "%s: object path '%s' is not absolute or too long", f->path, path);
+    snprintf(buf, sizeof buf, "%s", path);
+    if (buf[1] == '\0') {
+        found = 1;
+        goto cleanup;
+    }
+    /* H5Lexists fails on a path whose intermediate groups are missing, and traversing a link
+     * before checking it would follow an external one: walk the path link by link. */
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        htri_t ok = H5Lexists(f->id, buf, lf__h5_lapl());
+        H5Eclear2(H5E_DEFAULT);
+        if (ok <= 0)
+            goto cleanup;
+        LF_CALL(check_link(f, buf));
+        H5O_info_t info;
+        if (H5Oexists_by_name(f->id, buf, lf__h5_lapl()) <= 0 ||
+            H5Oget_info_by_name2(f->id, buf, &info, H5O_INFO_BASIC, lf__h5_lapl()) < 0) {
+            H5Eclear2(H5E_DEFAULT);
+            goto cleanup; /* a dangling soft link */
+        }
+        if (saved == '\0') {
+            found = 1;
+            goto cleanup;
+        }
+        if (info.type != H5O_TYPE_GROUP)
+            goto cleanup;
+        *p = saved;
+    }
+cleanup:
+    *err_out = err;
+    return err != LF_OK ? -1 : found;
+}
+
+static const char *type_word(H5O_type_t type)
+{
+    return type == H5O_TYPE_GROUP ? "group" : (type == H5O_TYPE_DATASET ? "dataset" : "object");
+}
+
+lf_err_t lf__h5_open_object(const lf__h5_file_t *f, const char *path, H5O_type_t type, hid_t *out)
+{
+    lf_err_t err = LF_OK;
+    *out = H5I_INVALID_HID;
+    int found = lf__h5_exists(f, path, &err);
+    if (found < 0)
+        goto cleanup;
+    LF_CHECK(found, LF_ERR_FORMAT, "%s: missing %s %s", f->path, type_word(type), path);
+    H5O_info_t info;
+    LF_CALL_H5(H5Oget_info_by_name2(f->id, path, &info, H5O_INFO_BASIC, lf__h5_lapl()), "%s: %s",
+               f->path, path);
+    LF_CHECK(info.type == type, LF_ERR_FORMAT, "%s: %s is not a %s", f->path, path,
+             type_word(type));
+    *out = H5Oopen(f->id, path, lf__h5_lapl());
+    LF_CALL_H5(*out, "%s: cannot open %s", f->path, path);
+cleanup:
+    return err;
+}
+
+/* ---------------------------------------------------------------- datasets */
+
+/* Refuses storage that reads outside the file and filters the library does not have built in. */
+static lf_err_t check_storage(const lf__h5_file_t *f, const char *path, hid_t dcpl, int *filters)
+{
+    lf_err_t err = LF_OK;
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    LF_CALL_H5(layout, "%s: %s layout", f->path, path);
+    LF_CHECK(layout != H5D_VIRTUAL, LF_ERR_FORMAT,
+             "%s: %s is a virtual dataset (its data lives in other files); refused", f->path,
+             path);
+    int external = H5Pget_external_count(dcpl);
+    LF_CALL_H5(external, "%s: %s storage", f->path, path);
+    if (external > 0) {
+        char name[256] = "?";
+        off_t offset = 0;
+        hsize_t size = 0;
+        if (H5Pget_external(dcpl, 0, sizeof name, name, &offset, &size) < 0)
+            H5Eclear2(H5E_DEFAULT);
+        name[sizeof name - 1] = '\0';
+        LF_FAIL(LF_ERR_FORMAT,
+                "%s: %s keeps its data in the external file '%s'; refused (linfold reads nothing "
+                "outside the files it is given)",
+                f->path, path, name);
+    }
+    *filters = H5Pget_nfilters(dcpl);
+    LF_CALL_H5(*filters, "%s: %s filters", f->path, path);
+    for (int k = 0; k < *filters; k++) {
+        unsigned flags = 0, config = 0;
+        size_t n_values = 0;
+        char name[64] = "";
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)k, &flags, &n_values, NULL, sizeof name,
+                                         name, &config);
+        LF_CALL_H5(id, "%s: %s filter %d", f->path, path, k);
+        htri_t avail = H5Zfilter_avail(id);
+        H5Eclear2(H5E_DEFAULT);
+        LF_CHECK(avail > 0, LF_ERR_FORMAT,
+                 "%s: %s is compressed with HDF5 filter %d (%s), which this HDF5 library does not "
+                 "have built in",
+                 f->path, path, (int)id, name[0] ? name : "unnamed");
+    }
+cleanup:
+    return err;
+}
+
+/* Refuses a shape that needs more bytes than the file can hold for it (see FILTER_EXPANSION_MAX)
+ * and contiguous data that extends past the end of the file. */
+static lf_err_t check_size(const lf__h5_file_t *f, const char *path, hid_t dset, hid_t type,
+                           int rank, const hsize_t *dims, int filters, hid_t dcpl)
+{
+    lf_err_t err = LF_OK;
+    u128 need = H5Tget_size(type);
+    for (int d = 0; d < rank; d++)
+        need *= dims[d];
+    LF_CHECK(need <= (u128)INT64_MAX, LF_ERR_FORMAT,
+             "%s: %s has a shape whose size overflows 64 bits", f->path, path);
+    int64_t stored = (int64_t)H5Dget_storage_size(dset);
+    H5Eclear2(H5E_DEFAULT);
+    int64_t held = stored < f->size ? stored : f->size;
+    int64_t cap = UNSTORED_BYTES_MAX + held * (filters > 0 ? FILTER_EXPANSION_MAX : 1);
+    LF_CHECK((int64_t)need <= cap, LF_ERR_FORMAT,
+             "%s: %s has a shape that needs %lld bytes, but the file stores %lld bytes of it "
+             "(file size %lld); refused",
+             f->path, path, (long long)need, (long long)stored, (long long)f->size);
+    if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS && stored > 0) {
+        LF_CHECK(filters > 0 || stored == (int64_t)need, LF_ERR_FORMAT,
+                 "%s: %s stores %lld bytes, its shape needs %lld", f->path, path,
+                 (long long)stored, (long long)need);
+        haddr_t offset = H5Dget_offset(dset);
+        H5Eclear2(H5E_DEFAULT);
+        LF_CHECK(offset == HADDR_UNDEF || (offset <= (haddr_t)f->size &&
+                                           (int64_t)offset + stored <= f->size),
+                 LF_ERR_FORMAT,
+                 "%s: %s extends past the end of the file (%lld bytes; truncated?)", f->path, path,
+                 (long long)f->size);
+    }
+cleanup:
+    return err;
+}
+
+lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf__h5_want_t *want,
+                             hid_t *dset, hsize_t dims[2])
+{
+    lf_err_t err = LF_OK;
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    dims[0] = dims[1] = 0;
+    LF_CALL(lf__h5_open_object(f, path, H5O_TYPE_DATASET, dset));
+    type = H5Dget_type(*dset);
+    LF_CALL_H5(type, "%s: %s type", f->path, path);
+    LF_CHECK(H5Tget_class(type) == want->cls, LF_ERR_FORMAT, "%s: %s is not %s", f->path, path,
+             want->described);
+    space = H5Dget_space(*dset);
+    LF_CALL_H5(space, "%s: %s space", f->path, path);
+    LF_CHECK(H5Sget_simple_extent_type(space) == H5S_SIMPLE, LF_ERR_SHAPE,
+             "%s: %s is a scalar or empty dataset, expected %d dimension%s", f->path, path,
+             want->rank, want->rank == 1 ? "" : "s");
+    int got = H5Sget_simple_extent_ndims(space);
+    LF_CHECK(got == want->rank, LF_ERR_SHAPE, "%s: %s has %d dimension%s, expected %d", f->path,
+             path, got, got == 1 ? "" : "s", want->rank);
+    LF_CALL_H5(H5Sget_simple_extent_dims(space, dims, NULL), "%s: %s shape", f->path, path);
+    dcpl = H5Dget_create_plist(*dset);
+    LF_CALL_H5(dcpl, "%s: %s creation list", f->path, path);
+    int filters = 0;
+    LF_CALL(check_storage(f, path, dcpl, &filters));
+    LF_CALL(check_size(f, path, *dset, type, want->rank, dims, filters, dcpl));
+cleanup:
+    if (err != LF_OK)
+        lf__h5_close(dset);
+    lf__h5_close(&dcpl);
+    lf__h5_close(&space);
+    lf__h5_close(&type);
+    return err;
+}
+
+int64_t lf__h5_dataset_end(const lf__h5_file_t *f, hid_t dset)
+{
+    haddr_t offset = H5Dget_offset(dset);
+    hsize_t stored = H5Dget_storage_size(dset);
+    H5Eclear2(H5E_DEFAULT);
+    if (offset == HADDR_UNDEF)
+        return f->size;
+    return (int64_t)offset + (int64_t)stored;
+}
+
+/* ---------------------------------------------------------------- attributes */
+
+lf_err_t lf__h5_read_number_attr(hid_t obj, const char *name, const char *where, H5T_class_t cls,
+                                 hid_t mem_type, void *value)
+{
+    lf_err_t err = LF_OK;
+    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    htri_t exists = H5Aexists(obj, name);
+    LF_CALL_H5(exists, "%s: attribute %s", where, name);
+    LF_CHECK(exists > 0, LF_ERR_FORMAT, "%s: missing attribute '%s'", where, name);
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    LF_CALL_H5(attr, "%s: cannot open attribute '%s'", where, name);
+    type = H5Aget_type(attr);
+    LF_CALL_H5(type, "%s: attribute '%s' type", where, name);
+    space = H5Aget_space(attr);
+    LF_CALL_H5(space, "%s: attribute '%s' space", where, name);
+    H5T_class_t got = H5Tget_class(type);
+    LF_CHECK(got == cls || (cls == H5T_FLOAT && got == H5T_INTEGER), LF_ERR_FORMAT,
+             "%s: attribute '%s' is not %s", where, name,
+             cls == H5T_INTEGER ? "an integer" : "a number");
+    H5S_class_t shape = H5Sget_simple_extent_type(space);
+    LF_CHECK(shape == H5S_SCALAR ||
+                 (shape == H5S_SIMPLE && H5Sget_simple_extent_npoints(space) == 1),
+             LF_ERR_FORMAT, "%s: attribute '%s' is not a scalar", where, name);
+    LF_CALL_H5(H5Aread(attr, mem_type, value), "%s: cannot read attribute '%s'", where, name);
+cleanup:
+    lf__h5_close(&space);
+    lf__h5_close(&type);
+    lf__h5_close(&attr);
+    return err;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+lf_err_t lf__h5_memory_file_create(const char *name, hid_t *file)
+{
+    lf_err_t err = LF_OK;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    *file = H5I_INVALID_HID;
+    LF_CALL_H5(fapl, "access list");
+    /* No backing store: HDF5 never writes to disk, so it never meets a full disk (after which
+     * HDF5 1.10 leaves a half-closed file that crashes the library at exit). */
+    LF_CALL_H5(H5Pset_fapl_core(fapl, (size_t)1 << 20, 0), "core driver");
+    *file = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    LF_CALL_H5(*file, "%s: cannot create the file in memory", name);
+cleanup:
+    lf__h5_close(&fapl);
+    return err;
+}
+
+static lf_err_t write_all(int fd, const unsigned char *p, size_t n, const char *path)
+{
+    lf_err_t err = LF_OK;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        LF_CHECK(w > 0, LF_ERR_IO, "%s: cannot write (%s)", path,
+                 w < 0 ? strerror(errno) : "no progress");
+        p += w;
+        n -= (size_t)w;
+    }
+cleanup:
+    return err;
+}
+
+lf_err_t lf__h5_memory_file_save(hid_t *file, const char *tmp, const char *path)
+{
+    lf_err_t err = LF_OK;
+    unsigned char *image = NULL;
+    int fd = -1;
+    LF_CALL_H5(H5Fflush(*file, H5F_SCOPE_GLOBAL), "%s: cannot finish the file", path);
+    ssize_t size = H5Fget_file_image(*file, NULL, 0);
+    LF_CALL_H5(size, "%s: file image", path);
+    LF_CALL(lf_malloc((size_t)size, 1, (void **)&image));
+    LF_CALL_H5(H5Fget_file_image(*file, image, (size_t)size), "%s: file image", path);
+    LF_CALL(lf__h5_close_file(file, path));
+    fd = open(tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    LF_CHECK(fd >= 0, LF_ERR_IO, "%s: cannot open %s for writing (%s)", path, tmp, strerror(errno));
+    LF_CALL(write_all(fd, image, (size_t)size, path));
+    int closed = close(fd);
+    fd = -1;
+    LF_CHECK(closed == 0, LF_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    lf_free(image);
+    lf__h5_close(file);
+    return err;
+}
+
+hid_t lf__h5_create_plist(hid_t cls)
+{
+    hid_t p = H5Pcreate(cls);
+    if (p >= 0 && H5Pset_obj_track_times(p, 0) < 0)
+        lf__h5_close(&p);
+    return p;
+}
+
+hid_t lf__h5_collective_dxpl(void)
+{
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (dxpl >= 0 && H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+        lf__h5_close(&dxpl);
+    return dxpl;
+}
+
+lf_err_t lf__h5_create_group(hid_t loc, const char *name, hid_t *grp)
+{
+    lf_err_t err = LF_OK;
+    hid_t gcpl = lf__h5_create_plist(H5P_GROUP_CREATE);
+    LF_CALL_H5(gcpl, "creation list");
+    *grp = H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    LF_CALL_H5(*grp, "cannot create group %s", name);
+cleanup:
+    lf__h5_close(&gcpl);
+    return err;
+}
+
+lf_err_t lf__h5_write_string_attr(hid_t obj, const char *name, const char *value)
+{
+    lf_err_t err = LF_OK;
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    /* Fixed-length strings: readers never go through HDF5's variable-length conversion. */
+    type = H5Tcopy(H5T_C_S1);
+    LF_CALL_H5(type, "string type");
+    LF_CALL_H5(H5Tset_size(type, strlen(value) + 1), "string type");
+    LF_CALL_H5(H5Tset_strpad(type, H5T_STR_NULLTERM), "string type");
+    space = H5Screate(H5S_SCALAR);
+    LF_CALL_H5(space, "scalar space");
+    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    LF_CALL_H5(attr, "cannot create attribute '%s'", name);
+    LF_CALL_H5(H5Awrite(attr, type, value), "cannot write attribute '%s'", name);
+cleanup:
+    lf__h5_close(&attr);
+    lf__h5_close(&space);
+    lf__h5_close(&type);
+    return err;
+}
+
+lf_err_t lf__h5_write_number_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
+                                  const void *value)
+{
+    lf_err_t err = LF_OK;
+    hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    space = H5Screate(H5S_SCALAR);
+    LF_CALL_H5(space, "scalar space");
+    attr = H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
+    LF_CALL_H5(attr, "cannot create attribute '%s'", name);
+    LF_CALL_H5(H5Awrite(attr, mem_type, value), "cannot write attribute '%s'", name);
+cleanup:
+    lf__h5_close(&attr);
+    lf__h5_close(&space);
+    return err;
+}
+
+lf_err_t lf__h5_write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                              hid_t file_type, hid_t mem_type, const void *data)
+{
+    lf_err_t err = LF_OK;
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    space = H5Screate_simple(rank, dims, NULL);
+    LF_CALL_H5(space, "dataspace for %s", name);
+    dcpl = lf__h5_create_plist(H5P_DATASET_CREATE);
+    LF_CALL_H5(dcpl, "creation list");
+    dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    LF_CALL_H5(dset, "cannot create dataset %s", name);
+    LF_CALL_H5(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+               "cannot write dataset %s", name);
+cleanup:
+    lf__h5_close(&dset);
+    lf__h5_close(&dcpl);
+    lf__h5_close(&space);
+    return err;
+}
