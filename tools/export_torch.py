@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Export a pickled PyTorch nn.Sequential MLP to a linfold model file (format v1).
 
-Usage: /usr/bin/python3 tools/export_torch.py MODULE.pt OUT.h5
+Usage: tools/export_torch.py MODULE.pt OUT.h5
+
+The script is executable and runs with Debian's /usr/bin/python3 (python3-torch, python3-h5py)
+through its shebang; a python3 earlier on PATH need not have torch.
 
 MODULE.pt must hold a whole module saved with torch.save(seq, path), not a state_dict:
 a state_dict lacks the activations. The nn.Sequential may contain nn.Linear, each followed
