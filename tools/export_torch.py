@@ -1,13 +1,25 @@
 #!/usr/bin/python3
 """Export a pickled PyTorch nn.Sequential MLP to a linfold model file (format v1).
 
-Usage: /usr/bin/python3 tools/export_torch.py MODULE.pt OUT.h5
+Usage: tools/export_torch.py MODULE.pt OUT.h5
+
+The script is executable and runs with Debian's /usr/bin/python3 (python3-torch, python3-h5py)
+through its shebang; a python3 earlier on PATH need not have torch.
 
 MODULE.pt must hold a whole module saved with torch.save(seq, path), not a state_dict:
-a state_dict lacks the activations. The nn.Sequential may contain nn.Linear, each followed
-by at most one of ReLU, LeakyReLU, Identity, Sigmoid, Tanh or Softmax(dim=-1); a Linear
-followed directly by another Linear gets the `identity` activation. The output is written
-atomically. Exit status: 0 on success, 2 on a usage error, 1 on any other error.
+a state_dict lacks the activations. The module is exported as it computes in eval mode.
+The nn.Sequential (nested ones are flattened) may contain nn.Linear, each followed by at most
+one of ReLU, LeakyReLU, Sigmoid, Tanh or Softmax(dim=-1); a Linear followed directly by
+another Linear gets the `identity` activation. nn.Identity, nn.Dropout and an nn.Flatten
+that keeps the batch axis are no-ops on (batch, features) rows and are dropped; an
+nn.Flatten() that comes first turns image samples (C, H, W) or (H, W) into rows, and the
+exported model then takes that row (torch's C-order flattening).
+nn.BatchNorm1d with running statistics is folded exactly (float64, rounded once to float32)
+into the nn.Linear right before it (before that Linear's activation) or else right after it;
+one with track_running_stats=False or with no such Linear is refused.
+
+The output is written atomically. Exit status: 0 on success, 2 on a usage error, 1 on any
+other error.
 """
 
 import os

@@ -385,8 +385,6 @@ def _torch_act_name(module):
         return "relu", None
     if isinstance(module, nn.LeakyReLU):
         return "leaky_relu", float(module.negative_slope)
-    if isinstance(module, nn.Identity):
-        return "identity", None
     if isinstance(module, nn.Sigmoid):
         return "sigmoid", None
     if isinstance(module, nn.Tanh):
@@ -399,49 +397,171 @@ def _torch_act_name(module):
     return None
 
 
-def from_torch_sequential(seq):
-    """Convert an nn.Sequential of Linear + activation modules to layer dicts.
+def _torch_modules(seq, prefix=""):
+    """Yield (label, module) for the modules of seq in order, nested nn.Sequential flattened.
 
-    Each nn.Linear may be followed by at most one of ReLU, LeakyReLU, Identity,
-    Sigmoid, Tanh, Softmax(dim=-1|1); a Linear with nothing after it gets
-    'identity'. A Linear without bias gets a zero bias.
+    label is the index path used in error messages: "3", or "3.1" inside a nested Sequential.
+    """
+    import torch.nn as nn
+
+    for idx, mod in enumerate(seq):
+        label = f"{prefix}{idx}"
+        if isinstance(mod, nn.Sequential):
+            yield from _torch_modules(mod, label + ".")
+        else:
+            yield label, mod
+
+
+def _f64(tensor):
+    return tensor.detach().cpu().double().numpy().copy()
+
+
+def _torch_batchnorm(mod, label):
+    """Eval-mode nn.BatchNorm1d as float64 (s, mu, beta): BN(x) = s * (x - mu) + beta,
+    s = gamma / sqrt(running_var + eps); gamma = 1 and beta = 0 when affine=False."""
+    n = int(mod.num_features)
+    what = f"module {label} (BatchNorm1d({n}))"
+    if not mod.track_running_stats or mod.running_mean is None or mod.running_var is None:
+        raise ValueError(f"{what} has track_running_stats=False: without running statistics "
+                         f"it normalises with each batch's own mean and variance even in eval "
+                         f"mode, so it is not a fixed affine map and cannot be folded")
+    mu, var = _f64(mod.running_mean), _f64(mod.running_var)
+    if mod.affine:
+        gamma, beta = _f64(mod.weight), _f64(mod.bias)
+    else:
+        gamma, beta = np.ones(n), np.zeros(n)
+    for name, arr in (("running_mean", mu), ("running_var", var), ("weight", gamma),
+                      ("bias", beta)):
+        if arr.shape != (n,):
+            raise ValueError(f"{what}: {name} has shape {arr.shape}, expected ({n},)")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what}: {name} contains NaN or Inf")
+    den = var + float(mod.eps)
+    if not np.all(den > 0):
+        j = int(np.argmax(~(den > 0)))
+        raise ValueError(f"{what}: running_var + eps = {den[j]:g} is not positive "
+                         f"(feature {j})")
+    return gamma / np.sqrt(den), mu, beta
+
+
+def from_torch_sequential(seq):
+    """Convert an nn.Sequential MLP to layer dicts, reading it as in eval mode.
+
+    Each nn.Linear may be followed by at most one of ReLU, LeakyReLU, Sigmoid, Tanh,
+    Softmax(dim=-1|1); a Linear with nothing after it gets 'identity'. A Linear without bias
+    gets a zero bias. Nested nn.Sequential modules are flattened. No-ops, skipped anywhere:
+    nn.Identity, nn.Dropout (any p; the identity in eval mode) and nn.Flatten where it keeps
+    the batch axis of (batch, features) rows. nn.Flatten() (start_dim=1, end_dim=-1) may also
+    come first, before any nn.Linear or nn.BatchNorm1d: the model then takes each (C, H, W) or
+    (H, W) sample as one row, flattened in C order exactly as torch does.
+
+    nn.BatchNorm1d with running statistics is the affine map s * (x - mu) + beta with
+    s = gamma / sqrt(running_var + eps) (gamma = 1, beta = 0 when affine=False). It is folded
+    into an adjacent nn.Linear (W, b), in float64 and rounded once to float32:
+      - right after a Linear, before its activation (or at the end): W' = diag(s) W,
+        b' = s * (b - mu) + beta;
+      - otherwise (at the input, or after an activation) into the next Linear:
+        W' = W diag(s), b' = b + W (beta - s * mu).
+    Consecutive batch norms compose. A BatchNorm1d without running statistics
+    (track_running_stats=False), or with no Linear to fold into, raises ValueError.
     """
     import torch.nn as nn
 
     if not isinstance(seq, nn.Sequential):
         raise ValueError(f"expected torch.nn.Sequential, got {type(seq).__name__}")
     layers = []
-    pending = None  # layer dict waiting for its activation
-    for idx, mod in enumerate(seq):
+    pending = None  # float64 layer dict of the last Linear, waiting for its activation
+    pre = None      # batch norm(s) waiting for the next Linear: x -> s * x + t (float64)
+    rows = False    # the data is known to be (batch, features): after a Linear or a Flatten
+    after = "it is at the input"  # why a batch norm here cannot fold into a previous Linear
+    for label, mod in _torch_modules(seq):
+        name = type(mod).__name__
+        if isinstance(mod, (nn.Identity, nn.Dropout)):
+            continue
+        if isinstance(mod, nn.Flatten):
+            dims = (mod.start_dim, mod.end_dim)
+            what = f"module {label} (Flatten(start_dim={dims[0]}, end_dim={dims[1]}))"
+            if rows:
+                if dims[0] in (1, -1) and dims[1] in (1, -1):
+                    continue
+                raise ValueError(f"{what} would flatten the batch axis of the (batch, "
+                                 f"features) rows; only a Flatten that keeps it (a no-op) "
+                                 f"is allowed after the input")
+            if pre is not None:
+                raise ValueError(f"{what} follows BatchNorm1d module {pre['label']}, which "
+                                 f"may then see (N, C, L) input normalised per channel; put "
+                                 f"nn.Flatten first")
+            if dims != (1, -1):
+                raise ValueError(f"{what} at the input must be nn.Flatten(start_dim=1, "
+                                 f"end_dim=-1), which turns each sample into one row")
+            rows = True
+            continue
         if isinstance(mod, nn.Linear):
             if pending is not None:
                 layers.append(pending)
-            w = mod.weight.detach().cpu().float().numpy().copy()
-            if mod.bias is not None:
-                b = mod.bias.detach().cpu().float().numpy().copy()
-            else:
-                b = np.zeros(w.shape[0], dtype=np.float32)
+            w = _f64(mod.weight)
+            b = _f64(mod.bias) if mod.bias is not None else np.zeros(w.shape[0])
+            if pre is not None:
+                if pre["n"] != w.shape[1]:
+                    raise ValueError(f"module {label} (Linear) has {w.shape[1]} inputs but "
+                                     f"BatchNorm1d module {pre['label']} before it has "
+                                     f"{pre['n']} features")
+                b = b + w @ pre["t"]
+                w = w * pre["s"][None, :]
+                pre = None
             pending = {"weight": w, "bias": b, "activation": None, "alpha": None,
-                       "skips": {}}
+                       "skips": {}, "label": label}
+            rows = True
+            continue
+        if isinstance(mod, nn.BatchNorm1d):
+            s, mu, beta = _torch_batchnorm(mod, label)
+            if pending is not None and pending["activation"] is None:
+                if s.size != pending["weight"].shape[0]:
+                    raise ValueError(f"module {label} (BatchNorm1d({s.size})) has {s.size} "
+                                     f"features but follows module {pending['label']} "
+                                     f"(Linear) with {pending['weight'].shape[0]} outputs")
+                pending["weight"] = s[:, None] * pending["weight"]
+                pending["bias"] = s * (pending["bias"] - mu) + beta
+            elif pre is None:
+                pre = {"s": s, "t": beta - s * mu, "n": s.size, "label": label,
+                       "after": after}
+            else:
+                if s.size != pre["n"]:
+                    raise ValueError(f"module {label} (BatchNorm1d({s.size})) has {s.size} "
+                                     f"features but follows BatchNorm1d module "
+                                     f"{pre['label']} with {pre['n']}")
+                pre["t"] = s * (pre["t"] - mu) + beta
+                pre["s"] = s * pre["s"]
             continue
         act = _torch_act_name(mod)
         if act is None:
-            raise ValueError(f"module {idx} ({type(mod).__name__}) is not supported; "
-                             f"only nn.Linear and ReLU/LeakyReLU/Identity/Sigmoid/"
-                             f"Tanh/Softmax are allowed")
+            raise ValueError(f"module {label} ({name}) is not supported; only nn.Linear, "
+                             f"BatchNorm1d, ReLU/LeakyReLU/Sigmoid/Tanh/Softmax and the "
+                             f"no-ops Identity/Dropout/Flatten are allowed")
+        if pre is not None:
+            raise ValueError(f"module {label} ({name}) follows BatchNorm1d module "
+                             f"{pre['label']}, which cannot be folded: {pre['after']}, and "
+                             f"an activation, not an nn.Linear, comes after it")
         if pending is None:
-            raise ValueError(f"module {idx} ({type(mod).__name__}) is not preceded by an "
-                             f"nn.Linear")
+            raise ValueError(f"module {label} ({name}) is not preceded by an nn.Linear")
         if pending["activation"] is not None:
-            raise ValueError(f"module {idx} ({type(mod).__name__}): two activations in a "
-                             f"row after one nn.Linear")
+            raise ValueError(f"module {label} ({name}): two activations in a row after one "
+                             f"nn.Linear")
         pending["activation"], pending["alpha"] = act
+        after = f"it comes after the activation module {label} ({name})"
+    if pre is not None:
+        raise ValueError(f"module {pre['label']} (BatchNorm1d({pre['n']})) cannot be folded: "
+                         f"{pre['after']}, and no nn.Linear comes after it")
     if pending is None:
         raise ValueError("nn.Sequential contains no nn.Linear")
     layers.append(pending)
     for layer in layers:
+        del layer["label"]
         if layer["activation"] is None:
             layer["activation"] = "identity"
+        # the one rounding of the (folded) float64 parameters
+        layer["weight"] = layer["weight"].astype(np.float32)
+        layer["bias"] = layer["bias"].astype(np.float32)
     return validate_layers(layers)
 
 
