@@ -30,7 +30,7 @@
 #include "linfold/plan.h"
 #include "linfold/pool.h"
 
-typedef enum { F_STRING, F_DOUBLE, F_INT, F_BOOL } flag_kind_t;
+typedef enum { F_STRING, F_DECIMAL, F_INT, F_BOOL } flag_kind_t;
 
 enum {
     M_MODEL = 1 << 0, M_DATA = 1 << 1, M_LABELS = 1 << 2, M_STATS = 1 << 3, M_OUT = 1 << 4,
@@ -39,16 +39,28 @@ enum {
     M_SEARCH = 1 << 13, M_PROVABLE = 1 << 14,
 };
 
-/* The valid interval of a number flag, open at an end when *_open. */
+/* The valid interval of a number flag, open at an end when *_open; hi_inf: no upper bound. */
 typedef struct {
-    double lo, hi;
-    bool lo_open, hi_open;
+    lf_decimal_t lo, hi;
+    bool lo_open, hi_open, hi_inf;
+    const char *text;
 } range_t;
 
-static const range_t THRESHOLD = {0.0, 1.0, true, false};      /* (0, 1] */
-static const range_t SHARE = {0.0, 1.0, false, true};          /* [0, 1) */
-static const range_t POSITIVE = {0.0, INFINITY, true, true};   /* (0, inf) */
-static const range_t UNIT = {0.0, 1.0, false, false};          /* [0, 1] */
+/* Plain initialisers: compound literals are not constant expressions in static tables. */
+#define ZERO {0, 0}
+#define ONE {1, 0}
+static const range_t THRESHOLD = {ZERO, ONE, true, false, false, "(0, 1]"};
+static const range_t SHARE = {ZERO, ONE, false, true, false, "[0, 1)"};
+static const range_t POSITIVE = {ZERO, ZERO, true, true, true, "(0, inf)"};
+static const range_t UNIT = {ZERO, ONE, false, false, false, "[0, 1]"};
+#undef ZERO
+#undef ONE
+
+static bool in_range(const range_t *r, lf_decimal_t v)
+{
+    int lo = lf_decimal_cmp(v, r->lo), hi = lf_decimal_cmp(v, r->hi);
+    return (r->lo_open ? lo > 0 : lo >= 0) && (r->hi_inf || (r->hi_open ? hi < 0 : hi <= 0));
+}
 
 typedef struct {
     const char *name;
@@ -56,7 +68,7 @@ typedef struct {
     size_t offset;
     unsigned group;
     const char *arg, *help;
-    const range_t *range; /* F_DOUBLE only */
+    const range_t *range; /* F_DECIMAL only */
 } flag_t;
 
 #define OFF(field) offsetof(lf__cli_opts_t, field)
@@ -68,13 +80,13 @@ static const flag_t flags[] = {
     {"--out", F_STRING, OFF(out), M_OUT, "OUT.h5", "output file (written atomically)", NULL},
     {"--reference", F_STRING, OFF(reference), M_REFERENCE, "ORIG.h5",
      "compare outputs with this model", NULL},
-    {"--threshold", F_DOUBLE, OFF(threshold), M_THRESHOLD, "T",
+    {"--threshold", F_DECIMAL, OFF(threshold), M_THRESHOLD, "T",
      "activation rate at which a neuron is linear, in (0, 1] (default 1.0)", &THRESHOLD},
     {"--layer-rule", F_STRING, OFF(layer_rule), M_RULE, "R",
      "which layers fold: benefit (default), all, count:K or fraction:F", NULL},
     {"--select", F_STRING, OFF(select), M_RULE, "S",
      "choose the set of layers to fold: greedy, or optimal (fewest parameters, exact)", NULL},
-    {"--prune-fraction", F_DOUBLE, OFF(prune_fraction), M_RULE, "P",
+    {"--prune-fraction", F_DECIMAL, OFF(prune_fraction), M_RULE, "P",
      "first remove this share of hidden neurons with the lowest activation rates, adding their "
      "mean outputs to the next biases; in [0, 1), rounded to the nearest neuron count", &SHARE},
     {"--prune-scope", F_STRING, OFF(prune_scope), M_RULE, "layer|global",
@@ -82,10 +94,10 @@ static const flag_t flags[] = {
     {"--sweep", F_STRING, OFF(sweep_text), M_SEARCH, "T1,T2,...",
      "one calibration, one row per threshold (no model written)", NULL},
     {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV", NULL},
-    {"--target-ratio", F_DOUBLE, OFF(target_ratio), M_SEARCH, "R",
+    {"--target-ratio", F_DECIMAL, OFF(target_ratio), M_SEARCH, "R",
      "the largest threshold whose model has at most R x the original parameters (R > 0)",
      &POSITIVE},
-    {"--max-accuracy-drop", F_DOUBLE, OFF(max_drop), M_SEARCH, "D",
+    {"--max-accuracy-drop", F_DECIMAL, OFF(max_drop), M_SEARCH, "D",
      "the smallest model within D of the original accuracy on --eval-data/--eval-labels, D in "
      "[0, 1]",
      &UNIT},
@@ -197,31 +209,20 @@ bool lf__cli_given(const lf__cli_opts_t *o, const char *flag)
     return (o->given >> flag_index(flag)) & 1u;
 }
 
-static void interval_text(const range_t *r, char *buf, size_t cap)
-{
-    char hi[32];
-    if (isinf(r->hi))
-        snprintf(hi, sizeof hi, "inf");
-    else
-        snprintf(hi, sizeof hi, "%g", r->hi);
-    snprintf(buf, cap, "%s%g, %s%s", r->lo_open ? "(" : "[", r->lo, hi, r->hi_open ? ")" : "]");
-}
-
 static lf_err_t parse_number(const flag_t *f, const char *text, lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     char *end = NULL;
     errno = 0;
-    if (f->kind == F_DOUBLE) {
-        const range_t *r = f->range;
-        char range[64];
-        interval_text(r, range, sizeof range);
-        double v = strtod(text, &end);
-        bool parsed = *text && *end == '\0' && errno == 0 && isfinite(v);
-        LF_CHECK(parsed, LF_ERR_USAGE, "%s expects a number in %s, got '%s'", f->name, range, text);
-        LF_CHECK((r->lo_open ? v > r->lo : v >= r->lo) && (r->hi_open ? v < r->hi : v <= r->hi),
-                 LF_ERR_USAGE, "%s %s is outside %s", f->name, text, range);
-        *(double *)((char *)o + f->offset) = v;
+    if (f->kind == F_DECIMAL) {
+        lf_decimal_t v;
+        bool parsed = lf_decimal_parse(text, &v) == LF_OK;
+        lf_error_clear();
+        LF_CHECK(parsed, LF_ERR_USAGE, "%s expects a number in %s, got '%s'", f->name,
+                 f->range->text, text);
+        LF_CHECK(in_range(f->range, v), LF_ERR_USAGE, "%s %s is outside %s", f->name, text,
+                 f->range->text);
+        *(lf_decimal_t *)((char *)o + f->offset) = v;
     } else {
         long long v = strtoll(text, &end, 10);
         LF_CHECK(*text && *end == '\0' && errno == 0 && v >= 1, LF_ERR_USAGE,
@@ -232,25 +233,34 @@ cleanup:
     return err;
 }
 
-/* "0.9,0.95,1" into values within [lo, hi] (hi_open: below hi). */
-static lf_err_t parse_list(const char *flag, const char *text, double lo, double hi, bool hi_open,
-                           double *values, int *n)
+/* "0.9,0.95,1" into decimals within range. */
+static lf_err_t parse_list(const char *flag, const char *text, const range_t *range,
+                           lf_decimal_t *values, int *n)
 {
     lf_err_t err = LF_OK;
-    const char *p = text;
+    char item[64];
     *n = 0;
-    while (*p) {
-        char *end = NULL;
-        errno = 0;
-        double v = strtod(p, &end);
-        LF_CHECK(end != p && errno == 0 && (*end == ',' || *end == '\0'), LF_ERR_USAGE,
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, ",");
+        LF_CHECK(len > 0 && len < sizeof item, LF_ERR_USAGE,
                  "%s: '%s' is not a comma-separated list of numbers", flag, text);
-        LF_CHECK(v >= lo && (hi_open ? v < hi : v <= hi) && (lo > 0 || v >= 0), LF_ERR_USAGE,
-                 "%s: %g is outside %s%g, %g%s", flag, v, "[", lo, hi, hi_open ? ")" : "]");
+        memcpy(item, p, len);
+        item[len] = '\0';
+        lf_decimal_t v;
+        bool parsed = lf_decimal_parse(item, &v) == LF_OK;
+        lf_error_clear();
+        LF_CHECK(parsed, LF_ERR_USAGE, "%s: '%s' is not a comma-separated list of numbers", flag,
+                 text);
+        LF_CHECK(in_range(range, v), LF_ERR_USAGE, "%s: %s is outside %s", flag, item,
+                 range->text);
         LF_CHECK(*n < LF_CLI_LIST_MAX, LF_ERR_USAGE, "%s: more than %d values", flag,
                  LF_CLI_LIST_MAX);
         values[(*n)++] = v;
-        p = *end == ',' ? end + 1 : end;
+        p += len;
+        if (*p == ',') {
+            p++;
+            LF_CHECK(*p, LF_ERR_USAGE, "%s: '%s' ends with a comma", flag, text);
+        }
     }
     LF_CHECK(*n > 0, LF_ERR_USAGE, "%s needs at least one value", flag);
 cleanup:
@@ -268,16 +278,16 @@ static lf_err_t check_modes(const lf__cli_opts_t *o)
     if (o->sweep_text) {
         REFUSE(o, "--threshold", "--sweep", "the sweep sets the thresholds");
         REFUSE(o, "--out", "--sweep", "a sweep writes no model (--sweep-out F.csv writes the table)");
-    } else if (o->target_ratio >= 0) {
+    } else if (o->target) {
         REFUSE(o, "--threshold", "--target-ratio", "the search chooses the threshold");
-    } else if (o->max_drop >= 0) {
+    } else if (o->budget) {
         const char *why = "the accuracy search tries it both ways or chooses it itself";
         REFUSE(o, "--threshold", "--max-accuracy-drop", why);
         REFUSE(o, "--prune-dead", "--max-accuracy-drop", why);
         REFUSE(o, "--prune-fraction", "--max-accuracy-drop", "use --search-fractions");
         REFUSE(o, "--prune-scope", "--max-accuracy-drop", why);
     }
-    LF_CHECK(!lf__cli_given(o, "--prune-scope") || o->prune_fraction > 0 || o->max_drop >= 0,
+    LF_CHECK(!lf__cli_given(o, "--prune-scope") || o->prune_fraction.m > 0 || o->budget,
              LF_ERR_USAGE, "--prune-scope has no effect without --prune-fraction");
     if (o->stats && !o->eval_data)
         REFUSE(o, "--batch", "--stats", "no pass over data is made (give it to calibrate)");
@@ -296,17 +306,19 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     LF_CHECK(!o->prune_scope || strcmp(o->prune_scope, "layer") == 0 ||
                  strcmp(o->prune_scope, "global") == 0,
              LF_ERR_USAGE, "--prune-scope '%s' is not layer or global", o->prune_scope);
-    int modes = (o->sweep_text != NULL) + (o->target_ratio >= 0) + (o->max_drop >= 0);
+    o->target = lf__cli_given(o, "--target-ratio");
+    o->budget = lf__cli_given(o, "--max-accuracy-drop");
+    int modes = (o->sweep_text != NULL) + o->target + o->budget;
     LF_CHECK(modes <= 1, LF_ERR_USAGE,
              "--sweep, --target-ratio and --max-accuracy-drop exclude each other");
     LF_CHECK(o->sweep_text || o->out, LF_ERR_USAGE, "compress: missing required option --out OUT.h5");
     LF_CHECK(!o->sweep_out || o->sweep_text, LF_ERR_USAGE, "--sweep-out goes with --sweep");
-    LF_CHECK(!o->fractions_text || o->max_drop >= 0, LF_ERR_USAGE,
+    LF_CHECK(!o->fractions_text || o->budget, LF_ERR_USAGE,
              "--search-fractions goes with --max-accuracy-drop");
-    LF_CHECK(!(o->eval_data || o->eval_labels) || o->sweep_text || o->max_drop >= 0,
+    LF_CHECK(!(o->eval_data || o->eval_labels) || o->sweep_text || o->budget,
              LF_ERR_USAGE, "--eval-data and --eval-labels go with --sweep or --max-accuracy-drop");
     LF_CHECK(!o->eval_labels || o->eval_data, LF_ERR_USAGE, "--eval-labels needs --eval-data");
-    LF_CHECK(o->max_drop < 0 || (o->eval_data && o->eval_labels), LF_ERR_USAGE,
+    LF_CHECK(!o->budget || (o->eval_data && o->eval_labels), LF_ERR_USAGE,
              "--max-accuracy-drop needs --eval-data and --eval-labels");
     LF_CALL(check_modes(o));
     lf_layer_rule_t rule;
@@ -315,9 +327,9 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     if (o->select)
         LF_CALL(lf_plan_parse_select(o->select, &rule));
     if (o->sweep_text)
-        LF_CALL(parse_list("--sweep", o->sweep_text, 1e-12, 1.0, false, o->sweep, &o->n_sweep));
+        LF_CALL(parse_list("--sweep", o->sweep_text, &THRESHOLD, o->sweep, &o->n_sweep));
     if (o->fractions_text)
-        LF_CALL(parse_list("--search-fractions", o->fractions_text, 0.0, 1.0, true, o->fractions,
+        LF_CALL(parse_list("--search-fractions", o->fractions_text, &SHARE, o->fractions,
                            &o->n_fractions));
 cleanup:
     return err;
@@ -524,7 +536,7 @@ static int status_of(MPI_Comm comm, lf_err_t err, const lf__cli_opts_t *o)
 static int run_command(MPI_Comm comm, const command_t *c, int argc, char **argv)
 {
     double t0 = now_seconds();
-    lf__cli_opts_t o = {.threshold = 1.0, .batch = 1024, .target_ratio = -1.0, .max_drop = -1.0};
+    lf__cli_opts_t o = {.threshold = LF_DECIMAL(1, 0), .batch = 1024};
     lf_err_t err = parse_args(c, argc, argv, &o);
     if (err == LF_OK && o.help) {
         if (lf__cli_rank(comm) == 0)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "linfold/batch.h"
+#include "linfold/decimal.h"
 #include "linfold/error.h"
 
 enum { LF_CLI_LIST_MAX = 64 };
@@ -15,12 +16,12 @@ enum { LF_CLI_LIST_MAX = 64 };
 typedef struct {
     const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *select, *file;
     const char *eval_data, *eval_labels, *sweep_text, *sweep_out, *fractions_text, *prune_scope;
-    double threshold, prune_fraction;
-    double target_ratio, max_drop; /* < 0: not given */
+    lf_decimal_t threshold, prune_fraction, target_ratio, max_drop; /* exact, as written */
+    bool target, budget; /* --target-ratio, --max-accuracy-drop given */
     bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums;
     bool provable, input_nonnegative;
     int64_t batch;
-    double sweep[LF_CLI_LIST_MAX], fractions[LF_CLI_LIST_MAX]; /* parsed lists */
+    lf_decimal_t sweep[LF_CLI_LIST_MAX], fractions[LF_CLI_LIST_MAX]; /* parsed lists */
     int n_sweep, n_fractions;
     uint64_t given; /* bit k: the k-th flag of the flag table was on the command line */
 } lf__cli_opts_t;

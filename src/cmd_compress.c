@@ -24,14 +24,11 @@
 #include "linfold/search.h"
 #include "linfold/stats.h"
 
-/* The shortest decimal that reads back as v: "0.0343", not "0.034299999999999997". */
-static void shortest(double v, char *buf, size_t cap)
+/* A decimal as written: "0.8", "0.0343", "1e-12". */
+static const char *dec(lf_decimal_t d, char *buf, size_t cap)
 {
-    for (int digits = 1; digits <= 17; digits++) {
-        snprintf(buf, cap, "%.*g", digits, v);
-        if (strtod(buf, NULL) == v)
-            return;
-    }
+    lf_decimal_format(d, buf, cap);
+    return buf;
 }
 
 static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
@@ -40,7 +37,11 @@ static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
     case LF_RULE_ALL: snprintf(buf, cap, "all"); break;
     case LF_RULE_BENEFIT: snprintf(buf, cap, "benefit"); break;
     case LF_RULE_COUNT: snprintf(buf, cap, "count:%lld", (long long)r->count); break;
-    case LF_RULE_FRACTION: snprintf(buf, cap, "fraction:%g", r->fraction); break;
+    case LF_RULE_FRACTION: {
+        char f[48];
+        snprintf(buf, cap, "fraction:%s", dec(r->fraction, f, sizeof f));
+        break;
+    }
     case LF_RULE_GREEDY: snprintf(buf, cap, "greedy"); break;
     case LF_RULE_OPTIMAL: snprintf(buf, cap, "optimal"); break;
     }
@@ -83,10 +84,10 @@ static lf_err_t write_model(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mod
                             const lf_plan_opts_t *popts, int64_t samples, const char *extra_key,
                             const char *extra_value)
 {
-    char threshold[32], count[32], rule_buf[64], fraction[32];
-    shortest(popts->threshold, threshold, sizeof threshold);
+    char threshold[48], count[32], rule_buf[64], fraction[48];
+    dec(popts->threshold, threshold, sizeof threshold);
     snprintf(count, sizeof count, "%lld", (long long)samples);
-    shortest(popts->prune_fraction, fraction, sizeof fraction);
+    dec(popts->prune_fraction, fraction, sizeof fraction);
     lf_attr_t attrs[] = {
         {"linfold_version", LF_VERSION},
         {"source_model", o->model},
@@ -143,10 +144,12 @@ static void print_point_header(bool evaluated)
 
 static void print_point(const lf_search_point_t *pt, const char *mark)
 {
-    char rule_buf[64];
-    printf("%-10.6g %-8s %-6s %-8g %-6s %12lld %12lld %12lld %8.4f", pt->opts.threshold,
+    char rule_buf[64], tau[48], share[48];
+    printf("%-10s %-8s %-6s %-8s %-6s %12lld %12lld %12lld %8.4f",
+           dec(pt->opts.threshold, tau, sizeof tau),
            rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead ? "yes" : "no",
-           pt->opts.prune_fraction, pt->opts.prune_global ? "global" : "layer",
+           dec(pt->opts.prune_fraction, share, sizeof share),
+           pt->opts.prune_global ? "global" : "layer",
            (long long)(pt->params - pt->skip_params),
            (long long)pt->skip_params, (long long)pt->params, pt->ratio);
     if (pt->evaluated)
@@ -172,10 +175,10 @@ static lf_err_t write_csv(const char *tmp, const char *path, const void *ctx)
     for (int k = 0; k < t->n; k++) {
         const lf_search_point_t *pt = &t->pts[k];
         char cells[11][64];
-        shortest(pt->opts.threshold, cells[0], sizeof cells[0]);
+        dec(pt->opts.threshold, cells[0], sizeof cells[0]);
         rule_text(&pt->opts.rule, cells[1], sizeof cells[1]);
         snprintf(cells[2], sizeof cells[2], "%d", pt->opts.prune_dead);
-        shortest(pt->opts.prune_fraction, cells[3], sizeof cells[3]);
+        dec(pt->opts.prune_fraction, cells[3], sizeof cells[3]);
         snprintf(cells[4], sizeof cells[4], "%lld", (long long)(pt->params - pt->skip_params));
         snprintf(cells[5], sizeof cells[5], "%lld", (long long)pt->skip_params);
         snprintf(cells[6], sizeof cells[6], "%lld", (long long)pt->params);
@@ -227,21 +230,19 @@ static lf_err_t run_target(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
     lf_err_t err = LF_OK;
     lf_search_point_t pt;
     bool found = false;
+    char ratio[48], tau[48];
+    dec(o->target_ratio, ratio, sizeof ratio);
     LF_CALL(lf_comm_agree(comm, lf_search_target_ratio(m, stats, popts, o->target_ratio, &found,
                                                        &pt)));
+    dec(pt.opts.threshold, tau, sizeof tau);
     LF_CHECK(found, LF_ERR_ARG,
-             "no threshold reaches %g x the original parameters: the smallest plan (threshold "
-             "%.6g) has %lld of %lld (%.4f)",
-             o->target_ratio, pt.opts.threshold, (long long)pt.params,
-             (long long)lf_model_params(m), pt.ratio);
-    char tau[32];
-    shortest(pt.opts.threshold, tau, sizeof tau);
+             "no threshold reaches %s x the original parameters: the smallest plan (threshold "
+             "%s) has %lld of %lld (%.4f)",
+             ratio, tau, (long long)pt.params, (long long)lf_model_params(m), pt.ratio);
     if (lf__cli_rank(comm) == 0 && !o->quiet)
-        printf("target ratio %g: threshold %s gives %lld parameters (%.4f of the original)\n",
-               o->target_ratio, tau, (long long)pt.params, pt.ratio);
-    char value[32];
-    snprintf(value, sizeof value, "%.17g", o->target_ratio);
-    LF_CALL(compress_with(comm, o, m, stats, &pt.opts, "target_ratio", value));
+        printf("target ratio %s: threshold %s gives %lld parameters (%.4f of the original)\n",
+               ratio, tau, (long long)pt.params, pt.ratio);
+    LF_CALL(compress_with(comm, o, m, stats, &pt.opts, "target_ratio", ratio));
 cleanup:
     return err;
 }
@@ -256,11 +257,13 @@ static int cmp_params(const void *x, const void *y)
 
 static void print_frontier(const lf__cli_opts_t *o, const lf_model_t *m, lf_budget_result_t *res)
 {
+    char drop[48];
     qsort(res->frontier, (size_t)res->n_frontier, sizeof *res->frontier, cmp_params);
     printf("accuracy budget: original accuracy %.4f (%lld of %lld), %lld parameters; allowed "
-           "drop %g\n",
+           "drop %s (%lld rows)\n",
            res->original_accuracy, (long long)res->original_correct, (long long)res->samples,
-           (long long)lf_model_params(m), o->max_drop);
+           (long long)lf_model_params(m), dec(o->max_drop, drop, sizeof drop),
+           (long long)lf_decimal_mul_floor(o->max_drop, res->samples));
     printf("frontier explored (%d plans evaluated; * within budget):\n", res->n_frontier);
     print_point_header(true);
     for (int k = 0; k < res->n_frontier; k++) {
@@ -280,13 +283,14 @@ static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
     lf_budget_result_t res = {0};
     LF_CALL(lf_search_accuracy_budget(comm, m, stats, popts, &bopts, eval, &res));
     bool talk = lf__cli_rank(comm) == 0 && !o->quiet;
+    char drop[48];
     if (talk)
         print_frontier(o, m, &res);
     if (res.met) {
         const lf_search_point_t *best = &res.best;
-        char tau[32], share[32];
-        shortest(best->opts.threshold, tau, sizeof tau);
-        shortest(best->opts.prune_fraction, share, sizeof share);
+        char tau[48], share[48];
+        dec(best->opts.threshold, tau, sizeof tau);
+        dec(best->opts.prune_fraction, share, sizeof share);
         if (talk)
             printf("status: budget met: %lld parameters (%.4f), accuracy %.4f, at threshold %s, "
                    "dead-neuron pruning %s, importance pruning %s (%s)\n",
@@ -296,9 +300,9 @@ static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
         LF_CALL(compress_with(comm, o, m, stats, &best->opts, "accuracy_budget", "met"));
     } else {
         if (talk)
-            printf("status: budget not met: no compressed model within %g of %.4f; writing the "
+            printf("status: budget not met: no compressed model within %s of %.4f; writing the "
                    "original model\n",
-                   o->max_drop, res.original_accuracy);
+                   dec(o->max_drop, drop, sizeof drop), res.original_accuracy);
         LF_CALL(write_model(comm, o, m, popts, stats->samples, "accuracy_budget", "not met"));
         if (talk)
             printf("wrote %s\n", o->out);
@@ -349,7 +353,7 @@ cleanup:
 static lf_err_t plan_options(const lf__cli_opts_t *o, lf_plan_opts_t *popts, bool *need_sums)
 {
     lf_err_t err = LF_OK;
-    bool searching = o->target_ratio >= 0 || o->max_drop >= 0;
+    bool searching = o->target || o->budget;
     *popts = (lf_plan_opts_t){.threshold = o->threshold, .prune_dead = o->prune_dead,
                               .prune_fraction = o->prune_fraction,
                               .prune_global = o->prune_scope && strcmp(o->prune_scope, "global") == 0};
@@ -361,9 +365,9 @@ static lf_err_t plan_options(const lf__cli_opts_t *o, lf_plan_opts_t *popts, boo
         popts->rule.kind = searching ? LF_RULE_OPTIMAL : LF_RULE_BENEFIT;
     /* Importance pruning needs the mean outputs; the accuracy search tries it unless told
      * otherwise. */
-    *need_sums = o->prune_fraction > 0.0 || (o->max_drop >= 0 && o->n_fractions == 0);
-    for (int k = 0; o->max_drop >= 0 && k < o->n_fractions; k++)
-        *need_sums = *need_sums || o->fractions[k] > 0.0;
+    *need_sums = o->prune_fraction.m > 0 || (o->budget && o->n_fractions == 0);
+    for (int k = 0; o->budget && k < o->n_fractions; k++)
+        *need_sums = *need_sums || o->fractions[k].m > 0;
 cleanup:
     return err;
 }
@@ -402,9 +406,9 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
 
     if (o->sweep_text)
         LF_CALL(run_sweep(comm, o, m, stats, &popts, &eval));
-    else if (o->target_ratio >= 0)
+    else if (o->target)
         LF_CALL(run_target(comm, o, m, stats, &popts));
-    else if (o->max_drop >= 0)
+    else if (o->budget)
         LF_CALL(run_budget(comm, o, m, stats, &popts, &eval));
     else
         LF_CALL(compress_with(comm, o, m, stats, &popts, NULL, NULL));

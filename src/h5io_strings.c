@@ -326,31 +326,34 @@ cleanup:
 lf_err_t lf__h5_string_value(const lf__str_attr_t *item, const char *file, const char **value)
 {
     lf_err_t err = LF_OK;
-    const char *obj = item->object, *name = item->name;
+    const char *name = item->name;
+    /* "file: /layers/2: attribute ..." for a group, "file: attribute ..." for the root. */
+    char obj[64] = "";
+    if (strcmp(item->object, "/") != 0)
+        snprintf(obj, sizeof obj, " %s:", item->object);
     *value = NULL;
     switch (item->status) {
     case LF__STR_OK: *value = item->value; break;
-    case LF__STR_NO_OBJECT: LF_FAIL(LF_ERR_FORMAT, "%s: missing group %s", file, obj);
-    case LF__STR_MISSING:
-        LF_FAIL(LF_ERR_FORMAT, "%s: %s: missing attribute '%s'", file, obj, name);
+    case LF__STR_NO_OBJECT: LF_FAIL(LF_ERR_FORMAT, "%s: missing group %s", file, item->object);
+    case LF__STR_MISSING: LF_FAIL(LF_ERR_FORMAT, "%s:%s missing attribute '%s'", file, obj, name);
     case LF__STR_NOT_STRING:
-        LF_FAIL(LF_ERR_FORMAT, "%s: %s: attribute '%s' is not a string", file, obj, name);
+        LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' is not a string", file, obj, name);
     case LF__STR_NOT_SCALAR:
-        LF_FAIL(LF_ERR_FORMAT, "%s: %s: attribute '%s' is not a single string (an array?)", file,
+        LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' is not a single string (an array?)", file,
                 obj, name);
     case LF__STR_TOO_LONG:
-        LF_FAIL(LF_ERR_FORMAT, "%s: %s: attribute '%s' is %d bytes or longer", file, obj, name,
+        LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' is %d bytes or longer", file, obj, name,
                 LF__STR_MAX);
     case LF__STR_UNREADABLE:
-        LF_FAIL(LF_ERR_FORMAT, "%s: %s: attribute '%s' cannot be read (corrupt file?)", file, obj,
+        LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' cannot be read (corrupt file?)", file, obj,
                 name);
     case LF__STR_FAILED:
         LF_FAIL(LF_ERR_FORMAT,
-                "%s: %s: reading attribute '%s' %s inside the HDF5 library; the file is corrupt",
+                "%s:%s reading attribute '%s' %s inside the HDF5 library; the file is corrupt",
                 file, obj, name, item->detail);
     case LF__STR_NOT_READ:
-        LF_FAIL(LF_ERR_FORMAT, "%s: %s: attribute '%s' was not read (an earlier one failed)",
-                file, obj, name);
+        LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' was not read (an earlier one failed)", file,
+                obj, name);
     }
 cleanup:
     return err;

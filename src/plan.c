@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "linfold/alloc.h"
-#include "linfold/exact.h"
 #include "linfold/select.h"
 #include "linfold/shape.h"
 
@@ -35,13 +34,16 @@ lf_err_t lf_plan_parse_layer_rule(const char *text, lf_layer_rule_t *out)
                  "--layer-rule %s: count:K needs a whole number K >= 0", text);
         *out = (lf_layer_rule_t){.kind = LF_RULE_COUNT, .count = k};
     } else if (strncmp(text, "fraction:", 9) == 0) {
-        double f = strtod(text + 9, &end);
-        LF_CHECK(text[9] && *end == '\0' && f >= 0.0 && f < 1.0, LF_ERR_USAGE,
+        lf_decimal_t f = {0, 0};
+        bool parsed = lf_decimal_parse(text + 9, &f) == LF_OK;
+        lf_error_clear();
+        LF_CHECK(parsed && lf_decimal_cmp(f, LF_DECIMAL(1, 0)) < 0, LF_ERR_USAGE,
                  "--layer-rule %s: fraction:F needs 0 <= F < 1", text);
         *out = (lf_layer_rule_t){.kind = LF_RULE_FRACTION, .fraction = f};
     } else {
-        LF_FAIL(LF_ERR_USAGE,
-                "--layer-rule '%s' is not one of benefit, all, count:K, fraction:F", text);
+        bool set_rule = strcmp(text, "greedy") == 0 || strcmp(text, "optimal") == 0;
+        LF_FAIL(LF_ERR_USAGE, "--layer-rule '%s' is not one of benefit, all, count:K, fraction:F%s",
+                text, set_rule ? " (greedy and optimal choose a set of layers: --select)" : "");
     }
 cleanup:
     return err;
@@ -60,15 +62,18 @@ cleanup:
     return err;
 }
 
-int64_t lf_plan_need(double threshold, int64_t samples)
+int64_t lf_plan_need(lf_decimal_t threshold, int64_t samples)
 {
     /* count / samples >= threshold exactly; a neuron with no positive row is never linear, even
      * when the threshold is below 1 / samples. */
-    int64_t need = lf_exact_mul_ceil(threshold, samples);
+    int64_t need = lf_decimal_mul_ceil(threshold, samples);
     return need > 1 ? need : 1;
 }
 
-int64_t lf_plan_share(double fraction, int64_t n) { return lf_exact_mul_nearest(fraction, n); }
+int64_t lf_plan_share(lf_decimal_t fraction, int64_t n)
+{
+    return lf_decimal_mul_nearest(fraction, n);
+}
 
 void lf_plan_destroy(lf_plan_t **p)
 {
@@ -99,8 +104,8 @@ static lf_err_t rule_says_fold(const lf_layer_rule_t *r, int64_t n_linear, int64
     switch (r->kind) {
     case LF_RULE_ALL: *fold = n_linear > 0; break;
     case LF_RULE_COUNT: *fold = n_linear > r->count; break;
-    case LF_RULE_FRACTION:
-        *fold = n_linear > 0 && (double)n_linear / (double)n_out > r->fraction;
+    case LF_RULE_FRACTION: /* n_linear / n_out > F, on integers */
+        *fold = n_linear > 0 && n_linear > lf_decimal_mul_floor(r->fraction, n_out);
         break;
     case LF_RULE_GREEDY:
     case LF_RULE_OPTIMAL: /* set rules are decided by decide_set() */
@@ -142,7 +147,7 @@ static int cmp_candidate(const void *x, const void *y)
  * rates are not comparable across layers: an early layer whose neurons all fire on 30 to 70 % of
  * the rows loses nearly all of them under a global ranking. Global does better where one layer
  * has many barely used neurons (docs/results.md has both). */
-static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, double fraction,
+static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, lf_decimal_t fraction,
                                 bool global, lf_plan_t *p)
 {
     lf_err_t err = LF_OK;
@@ -177,14 +182,17 @@ cleanup:
 static lf_err_t check_opts(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts)
 {
     lf_err_t err = LF_OK;
-    LF_CHECK(opts->threshold > 0.0 && opts->threshold <= 1.0, LF_ERR_USAGE,
-             "threshold %g is outside (0, 1]", opts->threshold);
-    LF_CHECK(opts->prune_fraction >= 0.0 && opts->prune_fraction < 1.0, LF_ERR_USAGE,
-             "prune fraction %g is outside [0, 1)", opts->prune_fraction);
+    char t[48], f[48];
+    lf_decimal_format(opts->threshold, t, sizeof t);
+    lf_decimal_format(opts->prune_fraction, f, sizeof f);
+    LF_CHECK(opts->threshold.m > 0 && lf_decimal_cmp(opts->threshold, LF_DECIMAL(1, 0)) <= 0,
+             LF_ERR_USAGE, "threshold %s is outside (0, 1]", t);
+    LF_CHECK(lf_decimal_cmp(opts->prune_fraction, LF_DECIMAL(1, 0)) < 0, LF_ERR_USAGE,
+             "prune fraction %s is outside [0, 1)", f);
     LF_CHECK(s->n_layers == m->n_layers && s->fingerprint == lf_model_fingerprint(m), LF_ERR_ARG,
              "statistics describe another model");
     LF_CHECK(s->samples >= 1, LF_ERR_ARG, "statistics of zero samples cannot decide linearity");
-    LF_CHECK(opts->prune_fraction == 0.0 || s->with_sums, LF_ERR_ARG,
+    LF_CHECK(opts->prune_fraction.m == 0 || s->with_sums, LF_ERR_ARG,
              "importance pruning needs the neurons' mean outputs: calibrate with --output-sums");
 cleanup:
     return err;
@@ -237,7 +245,8 @@ static void mark_dead(const lf_model_t *m, const lf_stats_t *s, bool prune, lf_p
 }
 
 /* Linear neurons among those left: count(z > 0) >= lf_plan_need(threshold, samples). */
-static void mark_linear(const lf_model_t *m, const lf_stats_t *s, double threshold, lf_plan_t *p)
+static void mark_linear(const lf_model_t *m, const lf_stats_t *s, lf_decimal_t threshold,
+                        lf_plan_t *p)
 {
     int64_t need = lf_plan_need(threshold, s->samples);
     for (int i = 0; i < m->n_layers - 1; i++) {
@@ -290,7 +299,7 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
     /* Pruning first: dead neurons, then the least active ones; each pruned neuron leaves its
      * mean output behind. */
     mark_dead(m, s, opts->prune_dead, p);
-    if (opts->prune_fraction > 0.0)
+    if (opts->prune_fraction.m > 0)
         LF_CALL(mark_importance(m, s, opts->prune_fraction, opts->prune_global, p));
     for (int i = 0; i < m->n_layers; i++) {
         for (int64_t j = 0; j < p->n_out[i]; j++)

@@ -14,7 +14,6 @@
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
 #include "linfold/eval.h"
-#include "linfold/exact.h"
 #include "linfold/fold.h"
 
 static int cmp_desc(const void *x, const void *y)
@@ -23,7 +22,8 @@ static int cmp_desc(const void *x, const void *y)
     return a < b ? 1 : (a > b ? -1 : 0);
 }
 
-lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double **out, int64_t *n)
+lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, lf_decimal_t **out,
+                              int64_t *n)
 {
     lf_err_t err = LF_OK;
     int64_t *counts = NULL, total = 0, k = 0;
@@ -40,12 +40,12 @@ lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double *
     LF_CALL(lf_calloc((size_t)k + 1, sizeof **out, (void **)out));
     /* 1.0 always leads: the most conservative plan, even when no neuron reaches it. */
     if (k == 0 || counts[0] < s->samples)
-        (*out)[(*n)++] = 1.0;
-    /* Each rate as the largest double not above it: it selects exactly the neurons with at
-     * least that count (lf_plan_need), also when printed and passed back. */
+        (*out)[(*n)++] = LF_DECIMAL(1, 0);
+    /* Each rate as the shortest decimal that selects exactly the neurons with at least that
+     * count (lf_decimal_rate), also when printed and passed back. */
     for (int64_t t = 0; t < k; t++)
         if (t == 0 || counts[t] != counts[t - 1])
-            (*out)[(*n)++] = lf_exact_ratio_floor(counts[t], s->samples);
+            (*out)[(*n)++] = lf_decimal_rate(counts[t], s->samples);
 cleanup:
     lf_free(counts);
     return err;
@@ -92,7 +92,7 @@ cleanup:
 }
 
 lf_err_t lf_search_sweep(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
-                         const lf_plan_opts_t *base, const double *taus, int n,
+                         const lf_plan_opts_t *base, const lf_decimal_t *taus, int n,
                          const lf_search_eval_t *eval, lf_search_point_t *points)
 {
     lf_err_t err = LF_OK;
@@ -105,29 +105,35 @@ cleanup:
     return err;
 }
 
+/* params <= ratio * before, on integers. */
+static bool within_ratio(const lf_search_point_t *pt, lf_decimal_t ratio, int64_t before)
+{
+    return pt->params <= lf_decimal_mul_floor(ratio, before);
+}
+
 lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
-                                const lf_plan_opts_t *base, double ratio, bool *found,
+                                const lf_plan_opts_t *base, lf_decimal_t ratio, bool *found,
                                 lf_search_point_t *point)
 {
     lf_err_t err = LF_OK;
-    double *taus = NULL;
-    int64_t n = 0;
+    lf_decimal_t *taus = NULL;
+    int64_t n = 0, before = lf_model_params(m);
     lf_search_point_t pt = {.opts = *base};
-    LF_CHECK(ratio > 0.0, LF_ERR_USAGE, "target ratio %g, expected > 0", ratio);
+    LF_CHECK(ratio.m > 0, LF_ERR_USAGE, "target ratio 0, expected > 0");
     LF_CALL(lf_search_thresholds(m, s, &taus, &n));
     *found = false;
     /* Sizes fall as the index (and the threshold) falls: find the first index within target. */
     pt.opts.threshold = taus[n - 1];
     LF_CALL(price(m, s, &pt));
     *point = pt;
-    if (pt.ratio > ratio)
+    if (!within_ratio(&pt, ratio, before))
         goto cleanup;
     int64_t lo = -1, hi = n - 1; /* hi: within target; lo: outside or before the start */
     while (hi - lo > 1) {
         int64_t mid = lo + (hi - lo) / 2;
         pt.opts.threshold = taus[mid];
         LF_CALL(price(m, s, &pt));
-        if (pt.ratio <= ratio) {
+        if (within_ratio(&pt, ratio, before)) {
             hi = mid;
             *point = pt;
         } else {
@@ -141,12 +147,11 @@ cleanup:
 }
 
 bool lf_search_within_budget(int64_t original_correct, int64_t correct, int64_t samples,
-                             double max_drop)
+                             lf_decimal_t max_drop)
 {
     /* (original - correct) / samples <= max_drop  <=>  original - correct <= floor(max_drop *
      * samples), decided on integers. */
-    int64_t allowed = lf_exact_mul_floor(max_drop < 1.0 ? max_drop : 1.0, samples);
-    return original_correct - correct <= allowed;
+    return original_correct - correct <= lf_decimal_mul_floor(max_drop, samples);
 }
 
 static lf_err_t push(lf_search_point_t **list, int *n, const lf_search_point_t *pt)
@@ -164,15 +169,16 @@ typedef struct {
     const lf_stats_t *s;
     const lf_search_eval_t *eval;
     const lf_budget_opts_t *opts;
-    const double *taus;
+    const lf_decimal_t *taus;
     int64_t n_taus;
     lf_budget_result_t *res;
 } budget_t;
 
 static bool same_plan(const lf_plan_opts_t *a, const lf_plan_opts_t *b)
 {
-    return a->threshold == b->threshold && a->prune_dead == b->prune_dead &&
-           a->prune_fraction == b->prune_fraction && a->prune_global == b->prune_global;
+    return lf_decimal_cmp(a->threshold, b->threshold) == 0 && a->prune_dead == b->prune_dead &&
+           lf_decimal_cmp(a->prune_fraction, b->prune_fraction) == 0 &&
+           a->prune_global == b->prune_global;
 }
 
 /* Evaluates one plan (or reuses the frontier's result for the same options) and says whether it
@@ -199,7 +205,7 @@ cleanup:
 
 /* The importance-pruning shares a family tries: the caller's, or the largest share on a grid of
  * 1/100 that keeps the budget without folding (bisection), and 0.05 and 0.10 below it. */
-static lf_err_t family_shares(budget_t *b, lf_plan_opts_t family, double *shares, int *n)
+static lf_err_t family_shares(budget_t *b, lf_plan_opts_t family, lf_decimal_t *shares, int *n)
 {
     lf_err_t err = LF_OK;
     *n = 0;
@@ -209,10 +215,10 @@ static lf_err_t family_shares(budget_t *b, lf_plan_opts_t family, double *shares
         return LF_OK;
     }
     int lo = 0, hi = 91; /* share lo/100 within budget (0 is, by definition), hi/100 not */
-    family.threshold = 1.0;
+    family.threshold = LF_DECIMAL(1, 0);
     while (hi - lo > 1) {
         int mid = (lo + hi) / 2;
-        family.prune_fraction = mid / 100.0;
+        family.prune_fraction = lf_decimal_make((uint64_t)mid, -2);
         bool ok = false;
         LF_CALL(probe(b, &family, &ok));
         if (ok)
@@ -222,7 +228,7 @@ static lf_err_t family_shares(budget_t *b, lf_plan_opts_t family, double *shares
     }
     for (int k = 0; k < 3; k++)
         if (lo - 5 * k >= 0)
-            shares[(*n)++] = (lo - 5 * k) / 100.0;
+            shares[(*n)++] = lf_decimal_make((uint64_t)(lo - 5 * k), -2);
 cleanup:
     return err;
 }
@@ -264,11 +270,9 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
                                    const lf_search_eval_t *eval, lf_budget_result_t *res)
 {
     lf_err_t err = LF_OK;
-    double *taus = NULL;
+    lf_decimal_t *taus = NULL;
     lf_eval_result_t r;
     *res = (lf_budget_result_t){0};
-    LF_CHECK(opts->max_drop >= 0.0, LF_ERR_USAGE, "accuracy drop %g, expected >= 0",
-             opts->max_drop);
     LF_CHECK(eval && eval->x && eval->labels, LF_ERR_USAGE,
              "the accuracy budget needs evaluation data and labels");
     LF_CALL(lf_eval_run(comm, m, NULL, eval->x, eval->labels, &eval->batch, &r));
@@ -288,9 +292,9 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
         lf_plan_opts_t family = *base;
         family.prune_dead = fam & 1;
         family.prune_global = fam >> 1;
-        if (family.prune_global && opts->n_fractions == 1 && opts->fractions[0] == 0.0)
+        if (family.prune_global && opts->n_fractions == 1 && opts->fractions[0].m == 0)
             continue; /* no importance pruning asked for: the scope does not matter */
-        double shares[LF_SEARCH_FRACTIONS_MAX];
+        lf_decimal_t shares[LF_SEARCH_FRACTIONS_MAX];
         int n_shares = 0;
         LF_CALL(family_shares(&b, family, shares, &n_shares));
         for (int f = 0; f < n_shares; f++) {

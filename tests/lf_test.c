@@ -3,6 +3,7 @@
 #include "lf_test.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "linfold/error.h"
 #include "linfold/h5io.h"
+#include "linfold/forward.h"
 #include "linfold/pool.h"
 
 MPI_Comm LF_TEST_COMM = MPI_COMM_NULL;
@@ -50,6 +52,13 @@ bool lf_test_all(bool ok)
 {
     int in = ok ? 1 : 0, out = 0;
     MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MIN, LF_TEST_COMM);
+    return out == 1;
+}
+
+bool lf_test_any_message(const char *fragment)
+{
+    int in = strstr(lf_error_message(), fragment) != NULL, out = 0;
+    MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, LF_TEST_COMM);
     return out == 1;
 }
 
@@ -129,4 +138,141 @@ void lf_test_write_data(const char *path, const char *xname, const float *x, int
     }
     H5Pclose(lcpl);
     H5Fclose(f);
+}
+
+void lf_test_tmpdir_remove(const char *dir)
+{
+    int rank = 0;
+    MPI_Barrier(LF_TEST_COMM);
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    if (rank == 0 && dir[0]) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "lf_test: could not remove %s\n", dir);
+    }
+    MPI_Barrier(LF_TEST_COMM);
+}
+
+void lf_test_fill(float *x, int64_t n, float lo, float hi, uint64_t seed)
+{
+    lf_rng_t rng = {seed};
+    for (int64_t k = 0; k < n; k++)
+        x[k] = lf_rng_uniform(&rng, lo, hi);
+}
+
+void lf_test_write_samples(const char *dir, const char *name, int64_t n, int64_t d, float lo,
+                           float hi, uint64_t seed, char *spec, size_t cap)
+{
+    int rank = 0;
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.h5", dir, name);
+    if (rank == 0) {
+        float *x = malloc((size_t)(n * d) * sizeof *x + 1);
+        lf_test_fill(x, n * d, lo, hi, seed);
+        lf_test_write_data(path, "/x", x, n, d, NULL, NULL);
+        free(x);
+    }
+    MPI_Barrier(LF_TEST_COMM);
+    snprintf(spec, cap, "%s:/x", path);
+}
+
+lf_stats_t *lf_test_collect(const lf_model_t *m, const char *spec, int64_t batch, bool sums)
+{
+    lf_dataset_t *ds = NULL;
+    lf_stats_t *s = NULL;
+    lf_batch_opts_t bo = {.batch_rows = batch};
+    ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, LF_DATA_SAMPLES, &ds), LF_OK);
+    ck_assert_int_eq(lf_stats_collect(LF_TEST_COMM, m, ds, &bo, sums, &s), LF_OK);
+    lf_h5io_dataset_close(&ds);
+    return s;
+}
+
+double lf_test_output_rel_diff(const lf_model_t *a, const lf_model_t *b, int64_t n, uint64_t seed,
+                               float hi)
+{
+    lf_forward_t *fa = NULL, *fb = NULL;
+    float *x = malloc((size_t)(n * a->n_in) * sizeof *x);
+    lf_test_fill(x, n * a->n_in, 0.0f, hi, seed);
+    ck_assert_int_eq(lf_forward_create(a, n, &fa), LF_OK);
+    ck_assert_int_eq(lf_forward_create(b, n, &fb), LF_OK);
+    const float *ya = NULL, *yb = NULL;
+    ck_assert_int_eq(lf_forward_run(fa, a, x, n, NULL, NULL, &ya), LF_OK);
+    ck_assert_int_eq(lf_forward_run(fb, b, x, n, NULL, NULL, &yb), LF_OK);
+    double diff = 0.0, scale = 0.0;
+    for (int64_t k = 0; k < n * lf_model_n_out(a); k++) {
+        diff = fmax(diff, fabs((double)ya[k] - (double)yb[k]));
+        scale = fmax(scale, fabs((double)ya[k]));
+    }
+    lf_forward_destroy(&fa);
+    lf_forward_destroy(&fb);
+    free(x);
+    return diff / (scale > 0 ? scale : 1.0);
+}
+
+void lf_test_shape_layer(lf_model_t *m, int i, int64_t n_linear, int64_t n_dead, uint64_t seed)
+{
+    lf_rng_t rng = {seed};
+    lf_layer_t *L = &m->layers[i];
+    for (int b = 0; b < L->n_blocks; b++) {
+        int64_t cols = lf_model_width(m, L->blocks[b].src);
+        for (int64_t j = 0; j < n_linear + n_dead; j++)
+            for (int64_t k = 0; k < cols; k++) {
+                float v = lf_rng_uniform(&rng, 0.0f, 0.5f);
+                L->blocks[b].w[j * cols + k] = j < n_linear ? v : -v;
+            }
+    }
+    for (int64_t j = 0; j < n_linear + n_dead; j++)
+        L->bias[j] = j < n_linear ? lf_rng_uniform(&rng, 0.0f, 0.1f)
+                                  : -lf_rng_uniform(&rng, 0.05f, 0.1f);
+}
+
+bool lf_test_files_equal(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        same = ca == cb;
+        if (ca == EOF || cb == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
+lf_stats_t *lf_test_stats_with(const lf_model_t *m, int64_t samples,
+                               const int64_t *const *positive)
+{
+    lf_stats_t *s = NULL;
+    ck_assert_int_eq(lf_stats_create(m, &s), LF_OK);
+    s->samples = samples;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int64_t j = 0; j < m->layers[i].n_out; j++) {
+            int64_t pos = positive[i] ? positive[i][j] : 0;
+            s->layers[i].positive[j] = pos;
+            s->layers[i].negative[j] = samples - pos;
+            s->layers[i].zmax[j] = pos > 0 ? 1.0f : -1.0f;
+            s->layers[i].zmin[j] = pos < samples ? -1.0f : 1.0f;
+        }
+    return s;
+}
+
+lf_stats_t *lf_test_stats_linear_prefix(const lf_model_t *m, const int64_t *a)
+{
+    int64_t *pos[64] = {0};
+    ck_assert_int_le(m->n_layers, 64);
+    for (int i = 0; i < m->n_layers; i++) {
+        pos[i] = calloc((size_t)m->layers[i].n_out, sizeof **pos);
+        for (int64_t j = 0; j < a[i]; j++)
+            pos[i][j] = 1;
+    }
+    lf_stats_t *s = lf_test_stats_with(m, 1, (const int64_t *const *)pos);
+    for (int i = 0; i < m->n_layers; i++)
+        free(pos[i]);
+    return s;
 }

@@ -82,29 +82,6 @@ START_TEST(test_validate_errors)
 }
 END_TEST
 
-START_TEST(test_rule_parsing)
-{
-    lf_layer_rule_t r;
-    ck_assert_int_eq(lf_plan_parse_rule("benefit", &r), LF_OK);
-    ck_assert_int_eq(r.kind, LF_RULE_BENEFIT);
-    ck_assert_int_eq(lf_plan_parse_rule("count:3", &r), LF_OK);
-    ck_assert_int_eq(r.kind, LF_RULE_COUNT);
-    ck_assert_int_eq(r.count, 3);
-    ck_assert_int_eq(lf_plan_parse_rule("fraction:0.25", &r), LF_OK);
-    ck_assert_double_eq(r.fraction, 0.25);
-    ck_assert_int_eq(lf_plan_parse_rule("greedy", &r), LF_OK);
-    ck_assert_int_eq(r.kind, LF_RULE_GREEDY);
-    ck_assert_int_eq(lf_plan_parse_rule("optimal", &r), LF_OK);
-    ck_assert_int_eq(r.kind, LF_RULE_OPTIMAL);
-    const char *bad[] = {"", "count:", "count:-1", "count:2x", "fraction:1", "fraction:-0.1",
-                         "fraction:", "greediest"};
-    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
-        ck_assert_int_eq(lf_plan_parse_rule(bad[k], &r), LF_ERR_USAGE);
-        lf_error_clear();
-    }
-}
-END_TEST
-
 /* Every allocation failure point of copy, stats and fold is reported as LF_ERR_NOMEM and leaks
  * nothing (ASan builds check the latter). */
 START_TEST(test_allocation_failures)
@@ -117,7 +94,7 @@ START_TEST(test_allocation_failures)
     for (int i = 0; i < 2; i++)
         for (int64_t j = 0; j < widths[i]; j++)
             s->layers[i].positive[j] = 1; /* every hidden neuron linear */
-    lf_plan_opts_t o = {.threshold = 1.0, .rule = {.kind = LF_RULE_ALL}};
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_ALL}};
     int failures = 0;
     for (int64_t k = 0;; k++) {
         lf_model_t *c = NULL, *f = NULL;
@@ -166,17 +143,17 @@ START_TEST(test_error_codes)
     lf_model_t *f = NULL;
     ck_assert_int_eq(lf_stats_create(m, &s), LF_OK);
     s->samples = 1;
-    lf_plan_opts_t o = {.threshold = 1.0, .rule = {.kind = LF_RULE_ALL}};
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_ALL}};
     ck_assert_int_eq(lf_plan_create(m, s, &o, &p), LF_OK);
     p->params_after += 1;
     ck_assert_int_eq(lf_fold_apply(LF_TEST_COMM, m, p, &f, NULL), LF_ERR_INTERNAL);
     lf_error_clear();
-    o.threshold = 0.0;
+    o.threshold = LF_DECIMAL(0, 0);
     lf_plan_t *p2 = NULL;
     ck_assert_int_eq(lf_plan_create(m, s, &o, &p2), LF_ERR_USAGE);
     lf_error_clear();
     s->fingerprint ^= 1;
-    o.threshold = 1.0;
+    o.threshold = LF_DECIMAL(1, 0);
     ck_assert_int_eq(lf_plan_create(m, s, &o, &p2), LF_ERR_ARG);
     lf_error_clear();
     for (int e = 0; e < LF_ERR__COUNT; e++) {
@@ -217,7 +194,6 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_params_and_copy);
     tcase_add_test(tc, test_remove_neurons_renumbers);
     tcase_add_test(tc, test_validate_errors);
-    tcase_add_test(tc, test_rule_parsing);
     tcase_add_test(tc, test_allocation_failures);
     tcase_add_test(tc, test_error_codes);
     tcase_add_test(tc, test_shard_ranges);

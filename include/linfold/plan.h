@@ -9,7 +9,8 @@
  * Decisions that depend on sizes use lf_shape_t (shape.h), a model reduced to its widths and the
  * sources of its blocks, whose parameter count after a fold is exactly that of the folded model.
  *
- *     lf_plan_opts_t o = {.threshold = 1.0, .rule = {.kind = LF_RULE_BENEFIT}, .prune_dead = true};
+ *     lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_BENEFIT},
+ *                         .prune_dead = true};
  *     lf_plan_t *p = NULL;
  *     lf_plan_create(model, stats, &o, &p);
  *     ... lf_fold_apply(comm, model, p, &folded, &map) ...
@@ -21,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "linfold/decimal.h"
 #include "linfold/error.h"
 #include "linfold/model.h"
 #include "linfold/stats.h"
@@ -39,17 +41,18 @@ typedef enum {
 typedef struct {
     lf_rule_kind_t kind;
     int64_t count;   /* LF_RULE_COUNT: fold when more than count neurons are linear */
-    double fraction; /* LF_RULE_FRACTION: fold when the linear share exceeds fraction */
+    lf_decimal_t fraction; /* LF_RULE_FRACTION: fold when the linear share exceeds fraction */
 } lf_layer_rule_t;
 
 typedef struct {
-    double threshold;      /* in (0, 1] */
+    lf_decimal_t threshold;      /* in (0, 1] */
     lf_layer_rule_t rule;
-    bool prune_dead;       /* remove relu neurons never active on the calibration data */
-    double prune_fraction; /* in [0, 1): also remove this share of every hidden relu/leaky_relu
-                              layer's neurons, lowest activation rates first (needs output sums) */
-    bool prune_global;     /* rank the whole network at once instead: the share of all hidden
-                              relu/leaky_relu neurons with the lowest rates, wherever they are */
+    bool prune_dead;             /* remove relu neurons never active on the calibration data */
+    lf_decimal_t prune_fraction; /* in [0, 1): also remove this share of every hidden relu or
+                                    leaky_relu layer's neurons, lowest activation rates first
+                                    (needs output sums) */
+    bool prune_global;           /* rank the whole network at once instead: the share of all
+                                    hidden relu/leaky_relu neurons, wherever they are */
 } lf_plan_opts_t;
 
 /* PRUNE removes a neuron and adds its mean output on the calibration data, times its outgoing
@@ -84,11 +87,11 @@ lf_err_t lf_plan_parse_select(const char *text, lf_layer_rule_t *out);
  * below 1 (a neuron with no positive row is never linear).
  * Not collective.
  * For 0 < threshold <= 1 and 1 <= samples <= 2^62. */
-int64_t lf_plan_need(double threshold, int64_t samples);
+int64_t lf_plan_need(lf_decimal_t threshold, int64_t samples);
 /* Returns the number of neurons a pruning share removes from n: the integer nearest to
  * fraction * n, computed exactly; an exact half rounds down (the neuron is kept).
  * Not collective. */
-int64_t lf_plan_share(double fraction, int64_t n);
+int64_t lf_plan_share(lf_decimal_t fraction, int64_t n);
 
 /* Builds the plan for model m from its statistics s.
  * Not collective.

@@ -40,34 +40,35 @@ typedef struct {
 
 /* Lists the thresholds worth trying, largest first.
  * Not collective.
- * 1.0, then the distinct activation rates (positive / samples > 0) of the hidden relu and
- * leaky_relu neurons, each as the largest double not above the rate, so that it selects exactly
- * the neurons at or above it (lf_plan_need), printed or not. *out is caller-freed (lf_free);
- * *n >= 1. */
-lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, double **out, int64_t *n);
+ * 1, then the distinct activation rates (positive / samples > 0) of the hidden relu and
+ * leaky_relu neurons, each as the shortest decimal that selects exactly the neurons at or above
+ * it (lf_decimal_rate), printed or not. *out is caller-freed (lf_free); *n >= 1. */
+lf_err_t lf_search_thresholds(const lf_model_t *m, const lf_stats_t *s, lf_decimal_t **out,
+                              int64_t *n);
 
 /* Fills points with one point per threshold of taus, with base's other options.
  * Collective on comm.
  * Each point is priced, and evaluated when eval->x is set (lf_search_evaluate()). */
 lf_err_t lf_search_sweep(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
-                         const lf_plan_opts_t *base, const double *taus, int n,
+                         const lf_plan_opts_t *base, const lf_decimal_t *taus, int n,
                          const lf_search_eval_t *eval, lf_search_point_t *points);
 
-/* Finds the largest threshold whose plan has at most ratio x the original parameters.
+/* Finds the largest threshold whose plan has at most ratio x the original parameters (decided
+ * on integers: params <= floor(ratio * original)).
  * Not collective.
  * It evaluates nothing: bisection over lf_search_thresholds() on prices alone (plan sizes fall
  * as thresholds fall for the optimal selection; for other rules the bisection still returns a
  * threshold that meets the target). *found false when even the lowest threshold misses; *point
  * is then that smallest plan. LF_ERR_USAGE unless ratio > 0. */
 lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
-                                const lf_plan_opts_t *base, double ratio, bool *found,
+                                const lf_plan_opts_t *base, lf_decimal_t ratio, bool *found,
                                 lf_search_point_t *point);
 
 #define LF_SEARCH_FRACTIONS_MAX 64
 
 typedef struct {
-    double max_drop;         /* allowed drop in accuracy, >= 0 (1 allows anything) */
-    const double *fractions; /* importance-pruning shares to try, or NULL: found by bisection */
+    lf_decimal_t max_drop;         /* allowed drop in accuracy, >= 0 (1 allows anything) */
+    const lf_decimal_t *fractions; /* importance-pruning shares to try, or NULL: bisection */
     int n_fractions;
 } lf_budget_opts_t;
 
@@ -86,7 +87,7 @@ typedef struct {
  * frontier both use it).
  * Not collective. */
 bool lf_search_within_budget(int64_t original_correct, int64_t correct, int64_t samples,
-                             double max_drop);
+                             lf_decimal_t max_drop);
 
 /* Finds the smallest model whose accuracy on eval is at most opts->max_drop below the
  * original's.
@@ -96,8 +97,8 @@ bool lf_search_within_budget(int64_t original_correct, int64_t correct, int64_t 
  * budget without folding, found by bisection, and that share minus 0.05 and 0.10); and for
  * each, the thresholds of lf_search_thresholds() by bisection. res->frontier lists every
  * evaluated point; res->best is the smallest within budget, or the original model (res->met
- * false) when no compressed one is. LF_ERR_USAGE for max_drop < 0, eval without data and labels,
- * or evaluation data without rows. */
+ * false) when no compressed one is. LF_ERR_USAGE for eval without data and labels, or evaluation
+ * data without rows. */
 lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
                                    const lf_plan_opts_t *base, const lf_budget_opts_t *opts,
                                    const lf_search_eval_t *eval, lf_budget_result_t *res);
