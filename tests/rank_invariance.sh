@@ -35,7 +35,11 @@ for p in 2 3 4; do
   fi
 done
 # The compressed model must really be compressed, or the comparison proves little.
-grep -q '"params": [0-9]' "$tmp/eval1.json"
+params=$(sed -n 's/.*"params": \([0-9]*\).*/\1/p' "$tmp/eval1.json")
+reference=$(sed -n 's/.*"reference_params": \([0-9]*\).*/\1/p' "$tmp/eval1.json")
+if [ -z "$params" ] || [ -z "$reference" ] || [ "$params" -ge "$reference" ]; then
+  echo "FAIL: the compressed model has $params parameters, the original $reference"; status=1
+fi
 cat "$tmp/eval1.json"
 [ "$status" -eq 0 ] && echo "rank invariance: 4 files x 3 rank counts bitwise equal to P=1"
 exit "$status"
