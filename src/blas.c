@@ -5,7 +5,6 @@
 #include "linfold/blas.h"
 
 #include <cblas.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>

@@ -11,7 +11,6 @@
 #include "cli_impl.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,7 +4,6 @@
  * largest threshold within a size); --max-accuracy-drop (the smallest model within an accuracy
  * budget). All of them use one set of statistics and the functions of search.h. */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +16,6 @@
 #include "linfold/comm.h"
 #include "linfold/fold.h"
 #include "linfold/h5io.h"
-#include "linfold/log.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
 #include "linfold/report.h"

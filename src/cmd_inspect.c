@@ -4,13 +4,9 @@
 
 #include "cli_impl.h"
 #include "linfold/comm.h"
-#include "linfold/eval.h"
-#include "linfold/fold.h"
 #include "linfold/h5io.h"
-#include "linfold/log.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
-#include "linfold/stats.h"
 
 /* ---------------------------------------------------------------- inspect */
 

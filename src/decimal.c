@@ -116,13 +116,6 @@ void lf_decimal_format(lf_decimal_t d, char *buf, size_t cap)
     }
 }
 
-double lf_decimal_to_double(lf_decimal_t d)
-{
-    char buf[64];
-    lf_decimal_format(d, buf, sizeof buf);
-    return strtod(buf, NULL);
-}
-
 int lf_decimal_cmp(lf_decimal_t a, lf_decimal_t b)
 {
     if (a.m == 0 || b.m == 0)

@@ -9,7 +9,6 @@ static lf_log_level_t threshold = LF_LOG_INFO;
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 void lf_log_set_level(lf_log_level_t level) { threshold = level; }
-lf_log_level_t lf_log_get_level(void) { return threshold; }
 bool lf_log_enabled(lf_log_level_t level) { return level <= threshold; }
 
 static void emit(lf_log_level_t level, const char *prefix, const char *fmt, va_list ap)

@@ -10,7 +10,6 @@
  * layer. lf_shape_t tracks exactly this, and tests check that its count equals the folded model's. */
 #include "linfold/plan.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

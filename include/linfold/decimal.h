@@ -44,9 +44,6 @@ lf_err_t lf_decimal_parse(const char *text, lf_decimal_t *out);
  * in scientific notation ("1e-12").
  * Not collective. */
 void lf_decimal_format(lf_decimal_t d, char *buf, size_t cap);
-/* Returns d as the nearest double (for display and ratios only, never for decisions).
- * Not collective. */
-double lf_decimal_to_double(lf_decimal_t d);
 /* Compares a and b exactly: -1, 0 or 1.
  * Not collective. */
 int lf_decimal_cmp(lf_decimal_t a, lf_decimal_t b);

@@ -12,9 +12,6 @@ typedef enum { LF_LOG_ERROR = 0, LF_LOG_WARN = 1, LF_LOG_INFO = 2, LF_LOG_DEBUG 
  * Not collective.
  * The default is LF_LOG_INFO; lf_cli_main() sets INFO, --quiet ERROR, -v DEBUG. */
 void lf_log_set_level(lf_log_level_t level);
-/* Returns the highest level that prints.
- * Not collective. */
-lf_log_level_t lf_log_get_level(void);
 /* Returns true when messages of level print.
  * Not collective. */
 bool lf_log_enabled(lf_log_level_t level);
