@@ -105,15 +105,15 @@ EOF
 # Is PID alive (not a zombie)?
 slurm_env_alive() {
   local pid=$1 stat
-  [ -n "$pid" ] && stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  [ -n "$pid" ] && read -r stat 2>/dev/null < "/proc/$pid/stat" || return 1
   stat=${stat##*) }
   [ "${stat%% *}" != Z ]
 }
 
 # Is PID (from DIR/pids/NAME) alive and still the daemon NAME that we started?
 slurm_env_is_ours() {
-  local pid=$1 name=$2
-  slurm_env_alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]
+  local pid=$1 name=$2 comm
+  slurm_env_alive "$pid" && read -r comm 2>/dev/null < "/proc/$pid/comm" && [ "$comm" = "$name" ]
 }
 
 slurm_env_tail_logs() {
@@ -227,9 +227,9 @@ slurm_env_kill_tree() {
 
 # Job step daemons of the SLURM in DIR (they keep its slurmd log open) that outlived it.
 slurm_env_kill_steps() {
-  local dir=$1 proc
+  local dir=$1 proc comm
   for proc in /proc/[0-9]*; do
-    [ "$(cat "$proc/comm" 2>/dev/null)" = slurmstepd ] || continue
+    if ! read -r comm 2>/dev/null < "$proc/comm" || [ "$comm" != slurmstepd ]; then continue; fi
     find "$proc/fd" -maxdepth 1 -lname "$dir/*" 2>/dev/null | grep -q . || continue
     slurm_env_log "killing the job step daemon ${proc#/proc/} left behind, and its processes"
     slurm_env_kill_tree "${proc#/proc/}"
