@@ -12,10 +12,14 @@
 # 5. a job cancelled mid-way through a long `linfold predict`. linfold does not handle SIGTERM
 #    yet, so this case runs only with LF_TEST_SIGNALS=1 (make it the default once it does). It
 #    asserts the intended behaviour: every rank stops at the next batch boundary, the temporary
-#    output is removed, one line says what was interrupted, and the ranks exit with 143.
+#    output is removed, one line says what was interrupted, and the ranks exit with 143. It
+#    predicts on LF_TEST_SIGNAL_ROWS generated rows (default 2,000,000 x 64, 512 MB in the
+#    scratch directory) and cancels the job once rank 0 has logged progress, first with a plain
+#    scancel (JobState=CANCELLED ExitCode=0:15), then with scancel --signal=TERM (the script
+#    exits 143: JobState=FAILED ExitCode=143:0).
 #
 # Needs root and the packages slurm-wlm slurmctld slurmd munge (tools/dev.sh installs them);
-# exits 77 (skipped) when slurmctld is not installed. Takes about 30 s (case 5: 20 s more).
+# exits 77 (skipped) when slurmctld is not installed. Takes about 40 s (case 5: 20 s more).
 set -euo pipefail
 lf=$(realpath "$1") mpiexec=$2 src=$(realpath "$3")
 PATH=$PATH:/usr/sbin
