@@ -21,6 +21,7 @@ packages=(
   libscalapack-openmpi-dev libopenblas-dev
   libyaml-dev check libjansson-dev
   python3-numpy python3-h5py python3-torch   # test-only: the PyTorch round-trip test
+  slurm-wlm slurmctld slurmd munge          # test-only: the job scripts on a private SLURM
 )
 
 install_missing() {
