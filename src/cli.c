@@ -45,15 +45,11 @@ typedef struct {
     const char *text;
 } range_t;
 
-/* Plain initialisers: compound literals are not constant expressions in static tables. */
-#define ZERO {0, 0}
-#define ONE {1, 0}
-static const range_t THRESHOLD = {ZERO, ONE, true, false, false, "(0, 1]"};
-static const range_t SHARE = {ZERO, ONE, false, true, false, "[0, 1)"};
-static const range_t POSITIVE = {ZERO, ZERO, true, true, true, "(0, inf)"};
-static const range_t UNIT = {ZERO, ONE, false, false, false, "[0, 1]"};
-#undef ZERO
-#undef ONE
+/* Plain initialisers ({m, e}): compound literals are not constant expressions in static tables. */
+static const range_t THRESHOLD = {{0, 0}, {1, 0}, true, false, false, "(0, 1]"};
+static const range_t SHARE = {{0, 0}, {1, 0}, false, true, false, "[0, 1)"};
+static const range_t POSITIVE = {{0, 0}, {0, 0}, true, true, true, "(0, inf)"};
+static const range_t UNIT = {{0, 0}, {1, 0}, false, false, false, "[0, 1]"};
 
 static bool in_range(const range_t *r, lf_decimal_t v)
 {
