@@ -76,9 +76,8 @@ lf_err_t lf_batch_forward(const lf_batch_t *b, int k, lf_forward_hook_t hook, vo
 
 /* ---------------------------------------------------------------- checks */
 
-static lf_err_t check_inputs(lf_dataset_t *x, lf_dataset_t *labels,
-                             const lf_model_t *const *models, int n_models,
-                             const lf_batch_opts_t *opts)
+lf_err_t lf_batch_check(lf_dataset_t *x, lf_dataset_t *labels, const lf_model_t *const *models,
+                        int n_models, const lf_batch_opts_t *opts)
 {
     lf_err_t err = LF_OK;
     int64_t n = lf_h5io_dataset_rows(x), cols = lf_h5io_dataset_cols(x);
@@ -174,7 +173,7 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
                             .source = lf_h5io_dataset_spec(x)};
     LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
     LF_CALL_MPI(MPI_Comm_size(comm, &size));
-    LF_CALL(check_inputs(x, labels, models, n_models, opts));
+    LF_CALL(lf_batch_check(x, labels, models, n_models, opts));
     int64_t n = lf_h5io_dataset_rows(x), cols = lf_h5io_dataset_cols(x);
 
     int64_t R = lf_batch_block_rows(n, opts->batch_rows);

@@ -314,34 +314,16 @@ cleanup:
 
 /* Every input is opened and checked against the model before the first pass: a wrong evaluation
  * set must not be found after an hour of calibration. */
+/* The evaluation set against the model; the calibration set is checked by the pass itself,
+ * which comes first. */
 static lf_err_t check_eval_inputs(const lf_model_t *m, const lf_search_eval_t *eval)
 {
     lf_err_t err = LF_OK;
-    if (!eval->x)
-        return LF_OK;
-    const char *spec = lf_h5io_dataset_spec(eval->x);
-    LF_CHECK(lf_h5io_dataset_cols(eval->x) == m->n_in, LF_ERR_SHAPE,
-             "%s has %lld features per row, the model expects %lld", spec,
-             (long long)lf_h5io_dataset_cols(eval->x), (long long)m->n_in);
-    LF_CHECK(lf_h5io_dataset_rows(eval->x) >= 1, LF_ERR_USAGE,
-             "%s has no rows: there is nothing to evaluate", spec);
-    LF_CHECK(!eval->labels || lf_h5io_dataset_rows(eval->labels) == lf_h5io_dataset_rows(eval->x),
-             LF_ERR_SHAPE, "%s has %lld rows but %s has %lld",
-             eval->labels ? lf_h5io_dataset_spec(eval->labels) : "",
-             (long long)(eval->labels ? lf_h5io_dataset_rows(eval->labels) : 0), spec,
-             (long long)lf_h5io_dataset_rows(eval->x));
-cleanup:
-    return err;
-}
-
-static lf_err_t check_data(const lf_model_t *m, lf_dataset_t *data)
-{
-    lf_err_t err = LF_OK;
-    LF_CHECK(lf_h5io_dataset_cols(data) == m->n_in, LF_ERR_SHAPE,
-             "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(data),
-             (long long)lf_h5io_dataset_cols(data), (long long)m->n_in);
-    LF_CHECK(lf_h5io_dataset_rows(data) >= 1, LF_ERR_SHAPE,
-             "%s has no rows: calibration needs at least one sample", lf_h5io_dataset_spec(data));
+    if (eval->x) {
+        LF_CALL(lf_batch_check(eval->x, eval->labels, &m, 1, &eval->batch));
+        LF_CHECK(lf_h5io_dataset_rows(eval->x) >= 1, LF_ERR_USAGE,
+                 "%s has no rows: there is nothing to evaluate", lf_h5io_dataset_spec(eval->x));
+    }
 cleanup:
     return err;
 }
@@ -381,11 +363,11 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     bool need_sums = false;
     LF_CALL(plan_options(o, &popts, &need_sums));
 
+    /* Every input is opened and checked against the model before the first pass: a wrong
+     * evaluation set must not be found after an hour of calibration. */
     LF_CALL(lf_h5io_read_model(comm, o->model, &m));
-    if (o->data) {
+    if (o->data)
         LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
-        LF_CALL(check_data(m, data));
-    }
     if (o->eval_data)
         LF_CALL(lf_h5io_dataset_open(comm, o->eval_data, LF_DATA_SAMPLES, &eval.x));
     if (o->eval_labels)

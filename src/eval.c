@@ -150,9 +150,8 @@ lf_err_t lf_eval_predict(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *x, co
     lf_err_t err = LF_OK;
     predict_ctx_t p = {.m = m};
     int64_t n = lf_h5io_dataset_rows(x);
-    LF_CHECK(lf_h5io_dataset_cols(x) == m->n_in, LF_ERR_SHAPE,
-             "%s has %lld features per row, the model expects %lld", lf_h5io_dataset_spec(x),
-             (long long)lf_h5io_dataset_cols(x), (long long)m->n_in);
+    /* Before the output file exists: a mismatch must not leave a temporary behind. */
+    LF_CALL(lf_batch_check(x, NULL, &m, 1, opts));
     LF_CALL(lf_comm_agree(comm, lf_malloc((size_t)lf_batch_io_rows(n, opts->batch_rows),
                                           (size_t)lf_model_n_out(m) * sizeof *p.y,
                                           (void **)&p.y)));

@@ -75,6 +75,13 @@ int64_t lf_batch_block_rows(int64_t n, int64_t batch);
  * Not collective. */
 int64_t lf_batch_io_rows(int64_t n, int64_t batch);
 
+/* Checks what lf_batch_run() needs before any work: batch size >= 1, labels with as many rows as
+ * x, and x's columns equal to every model's inputs. Callers that create outputs check first.
+ * Not collective (the answer is the same on every rank).
+ * LF_ERR_ARG or LF_ERR_SHAPE. */
+lf_err_t lf_batch_check(lf_dataset_t *x, lf_dataset_t *labels, const lf_model_t *const *models,
+                        int n_models, const lf_batch_opts_t *opts);
+
 /* Streams the rows of x this rank owns (and of labels) through block_fn, then batch_fn.
  * Collective on comm.
  * labels may be NULL and must otherwise have as many rows as x; batch_fn may be NULL. models
