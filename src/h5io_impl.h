@@ -152,7 +152,8 @@ hid_t lf__h5_create_plist(hid_t cls);
 hid_t lf__h5_collective_dxpl(void);
 lf_err_t lf__h5_create_group(hid_t loc, const char *name, hid_t *grp);
 lf_err_t lf__h5_write_string_attr(hid_t obj, const char *name, const char *value);
-lf_err_t lf__h5_write_number_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
+/* A scalar attribute of file_type, written from memory of mem_type. */
+lf_err_t lf__h5_write_scalar_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
                                   const void *value);
 /* Writes a whole dataset of file_type from memory of mem_type. */
 lf_err_t lf__h5_write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,

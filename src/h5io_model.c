@@ -313,7 +313,7 @@ static lf_err_t write_layer(hid_t layers, const lf_model_t *m, int i)
     LF_CALL(lf__h5_write_string_attr(grp, "activation", lf_act_name(L->act)));
     if (L->act == LF_ACT_LEAKY_RELU) {
         double alpha = L->alpha;
-        LF_CALL(lf__h5_write_number_attr(grp, "alpha", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &alpha));
+        LF_CALL(lf__h5_write_scalar_attr(grp, "alpha", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &alpha));
     }
     for (int b = 0; b < L->n_blocks; b++) {
         const lf_block_t *blk = &L->blocks[b];
@@ -354,12 +354,12 @@ static lf_err_t write_model_file(const char *tmp, const char *path, const void *
     LF_CALL(lf__h5_memory_file_create(tmp, &file));
     LF_CALL(lf__h5_write_string_attr(file, "format", "linfold-mlp"));
     int64_t version = 1, count = mf->m->n_layers;
-    LF_CALL(lf__h5_write_number_attr(file, "format_version", H5T_STD_I64LE, H5T_NATIVE_INT64,
+    LF_CALL(lf__h5_write_scalar_attr(file, "format_version", H5T_STD_I64LE, H5T_NATIVE_INT64,
                                      &version));
     for (int k = 0; k < mf->n_attrs; k++)
         LF_CALL(lf__h5_write_string_attr(file, mf->attrs[k].key, mf->attrs[k].value));
     LF_CALL(lf__h5_create_group(file, "layers", &layers));
-    LF_CALL(lf__h5_write_number_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
+    LF_CALL(lf__h5_write_scalar_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
     for (int i = 0; i < mf->m->n_layers; i++)
         LF_CALL(write_layer(layers, mf->m, i));
     lf__h5_close(&layers);

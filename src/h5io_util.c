@@ -474,28 +474,7 @@ cleanup:
     return err;
 }
 
-lf_err_t lf__h5_write_string_attr(hid_t obj, const char *name, const char *value)
-{
-    lf_err_t err = LF_OK;
-    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
-    /* Fixed-length strings: readers never go through HDF5's variable-length conversion. */
-    type = H5Tcopy(H5T_C_S1);
-    LF_CALL_H5(type, "string type");
-    LF_CALL_H5(H5Tset_size(type, strlen(value) + 1), "string type");
-    LF_CALL_H5(H5Tset_strpad(type, H5T_STR_NULLTERM), "string type");
-    space = H5Screate(H5S_SCALAR);
-    LF_CALL_H5(space, "scalar space");
-    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    LF_CALL_H5(attr, "cannot create attribute '%s'", name);
-    LF_CALL_H5(H5Awrite(attr, type, value), "cannot write attribute '%s'", name);
-cleanup:
-    lf__h5_close(&attr);
-    lf__h5_close(&space);
-    lf__h5_close(&type);
-    return err;
-}
-
-lf_err_t lf__h5_write_number_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
+lf_err_t lf__h5_write_scalar_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
                                   const void *value)
 {
     lf_err_t err = LF_OK;
@@ -508,6 +487,20 @@ lf_err_t lf__h5_write_number_attr(hid_t obj, const char *name, hid_t file_type, 
 cleanup:
     lf__h5_close(&attr);
     lf__h5_close(&space);
+    return err;
+}
+
+lf_err_t lf__h5_write_string_attr(hid_t obj, const char *name, const char *value)
+{
+    lf_err_t err = LF_OK;
+    /* Fixed-length strings: readers never go through HDF5's variable-length conversion. */
+    hid_t type = H5Tcopy(H5T_C_S1);
+    LF_CALL_H5(type, "string type");
+    LF_CALL_H5(H5Tset_size(type, strlen(value) + 1), "string type");
+    LF_CALL_H5(H5Tset_strpad(type, H5T_STR_NULLTERM), "string type");
+    LF_CALL(lf__h5_write_scalar_attr(obj, name, type, type, value));
+cleanup:
+    lf__h5_close(&type);
     return err;
 }
 

@@ -48,13 +48,13 @@ static lf_err_t write_stats_file(const char *tmp, const char *path, const void *
     char fp[32];
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)s->fingerprint);
     LF_CALL(lf__h5_write_string_attr(file, "format", "linfold-stats"));
-    LF_CALL(lf__h5_write_number_attr(file, "format_version", H5T_STD_I64LE, H5T_NATIVE_INT64,
+    LF_CALL(lf__h5_write_scalar_attr(file, "format_version", H5T_STD_I64LE, H5T_NATIVE_INT64,
                                      &version));
-    LF_CALL(lf__h5_write_number_attr(file, "samples", H5T_STD_I64LE, H5T_NATIVE_INT64,
+    LF_CALL(lf__h5_write_scalar_attr(file, "samples", H5T_STD_I64LE, H5T_NATIVE_INT64,
                                      &s->samples));
     LF_CALL(lf__h5_write_string_attr(file, "model_fingerprint", fp));
     LF_CALL(lf__h5_create_group(file, "layers", &layers));
-    LF_CALL(lf__h5_write_number_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
+    LF_CALL(lf__h5_write_scalar_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
     for (int i = 0; i < s->n_layers; i++)
         LF_CALL(write_layer(layers, s, i));
     lf__h5_close(&layers);
