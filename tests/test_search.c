@@ -103,9 +103,12 @@ START_TEST(test_budget_choices)
     lf_stats_t *s = lf_test_collect(m, DIGITS "/data.h5:/val/x", 1024, true);
     lf_search_eval_t eval = {.x = x, .labels = y, .batch = {.batch_rows = 1024}};
     lf_plan_opts_t base = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_OPTIMAL}};
+    /* Two budgets, each with one importance-pruning share (the default bisection over shares
+     * would evaluate a hundred plans, too many to re-check under the sanitizers). */
     const lf_decimal_t budgets[] = {LF_DECIMAL(1, -2), LF_DECIMAL(0, 0)};
+    const lf_decimal_t shares[] = {LF_DECIMAL(5, -2), LF_DECIMAL(0, 0)};
     for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
-        lf_budget_opts_t bo = {.max_drop = budgets[b]};
+        lf_budget_opts_t bo = {.max_drop = budgets[b], .fractions = &shares[b], .n_fractions = 1};
         lf_budget_result_t res;
         ck_assert_int_eq(lf_search_accuracy_budget(LF_TEST_COMM, m, s, &base, &bo, &eval, &res),
                          LF_OK);
