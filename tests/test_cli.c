@@ -19,7 +19,8 @@
  * cli_faults.py.
  *
  * This process never calls MPI_Init (lf_test_run_serial), so Check may fork per test. Every
- * command runs under `timeout 60`, so a hang shows up as exit status 124 instead of a stuck suite.
+ * command runs under `timeout -s KILL 60`, so a hang shows up as exit status 137 instead of a
+ * stuck suite (KILL: mpiexec forwards TERM to ranks that may be deadlocked).
  *
  * Broken model files are written here with the serial HDF5 C API: write_model() writes a small
  * valid format-v1 model and a defect_t knob breaks exactly one thing in it, so each failure can be
@@ -46,6 +47,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -172,6 +175,8 @@ static void expand(const char *tmpl, char *buf, size_t cap)
  * ranks (np == 1: a plain singleton start, otherwise LF_MPIEXEC -n np), with env (may be "")
  * in front and the streams redirected to outp and errp. cmd receives the command without
  * redirections, for messages. */
+static int g_timeout = 60; /* seconds; a test may lower it where a hang is the bug to catch */
+
 static void shell_command(int np, const char *env, const char *args, const char *outp,
                           const char *errp, char *cmd, size_t cmd_cap, char *shell,
                           size_t shell_cap)
@@ -182,11 +187,38 @@ static void shell_command(int np, const char *env, const char *args, const char 
         snprintf(launcher, sizeof launcher, "%s", LF_BINARY);
     else
         snprintf(launcher, sizeof launcher, "%s -n %d %s", LF_MPIEXEC, np, LF_BINARY);
-    snprintf(cmd, cmd_cap, "%s%stimeout 60 %s %s", env, env[0] ? " " : "", launcher, expanded);
+    snprintf(cmd, cmd_cap, "%s%stimeout -s KILL %d %s %s", env, env[0] ? " " : "", g_timeout,
+             launcher, expanded);
     snprintf(shell, shell_cap, "%s </dev/null >'%s' 2>'%s'", cmd, outp, errp);
 }
 
 static int status_of(int rc) { return (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1; }
+
+/* Kills and reaps what a killed run left behind: Open MPI gives each rank a process group of its
+ * own, so `timeout` killing mpiexec does not reach ranks stuck in a collective; they are
+ * reparented to this process (a child subreaper) and killed here by PID. */
+static void reap_orphans(void)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char path[300], text[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        read_text(path, text, sizeof text);
+        const char *close = strrchr(text, ')');
+        int ppid = 0;
+        char state = 0;
+        if (close && sscanf(close + 1, " %c %d", &state, &ppid) == 2 && ppid == (int)getpid()) {
+            pid_t pid = (pid_t)atoi(e->d_name);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+    closedir(d);
+}
 
 /* Runs linfold with env in front (e.g. "SLURM_JOB_ID=7", or ""). Fills g_run. */
 static void run_linfold_env(int np, const char *env, const char *args)
@@ -198,7 +230,9 @@ static void run_linfold_env(int np, const char *env, const char *args)
     snprintf(errp, sizeof errp, "%s/cmd.stderr", g_dir);
     char shell[sizeof g_run.cmd + 2 * sizeof outp + 32];
     shell_command(np, env, args, outp, errp, g_run.cmd, sizeof g_run.cmd, shell, sizeof shell);
+    prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L);
     g_run.status = status_of(system(shell));
+    reap_orphans();
     read_text(outp, g_run.out, sizeof g_run.out);
     read_text(errp, g_run.err, sizeof g_run.err);
 }
@@ -322,7 +356,7 @@ static void pre_result(int k, int c)
 static void assert_status(const char *what, int expected)
 {
     ck_assert_msg(g_run.status == expected,
-                  "%s: exit status %d, expected %d (124 = timed out)\n$ %s\nstderr:\n%s", what,
+                  "%s: exit status %d, expected %d (137 = timed out)\n$ %s\nstderr:\n%s", what,
                   g_run.status, expected, g_run.cmd, g_run.err);
 }
 
@@ -1301,7 +1335,7 @@ START_TEST(test_bad_data)
 END_TEST
 
 /* A NaN only in rank 1's shard: rank 1 detects it, the ranks agree on the failure, rank 1's
- * message is printed and the job ends (timeout 60 turns a hang into status 124). compress fails
+ * message is printed and the job ends (a hang is killed after 60 s: status 137). compress fails
  * before writing; predict fails with its temporary output open, which must then be deleted. */
 START_TEST(test_nan_on_rank_1)
 {
@@ -1793,6 +1827,33 @@ START_TEST(test_out_directory_missing)
 }
 END_TEST
 
+/* An output directory that passes access(W_OK) but where no file can be created (/proc): the
+ * temporary cannot be made, on any rank count. A hang here (ranks disagreeing on whether a
+ * temporary exists) is killed after 20 s and shows as status 137. */
+START_TEST(test_out_uncreatable)
+{
+    static const struct {
+        int np;
+        const char *args;
+    } runs[] = {
+        {1, "predict --model {M} --data {D}:/x --out /proc/linfold-test-cli.h5"},
+        {2, "calibrate --model {M} --data {D}:/x --out /proc/linfold-test-cli.h5"},
+        {2, "compress --model {M} --data {D}:/x --out /proc/linfold-test-cli.h5"},
+        {2, "predict --model {M} --data {D}:/x --out /proc/linfold-test-cli.h5"},
+    };
+    g_timeout = 20;
+    for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) {
+        char command[32];
+        sscanf(runs[k].args, "%31s", command);
+        run_linfold(runs[k].np, runs[k].args);
+        assert_failed_run(runs[k].args, command, runs[k].np, 1);
+        assert_stderr_has(runs[k].args, "/proc/linfold-test-cli.h5: cannot create a temporary "
+                                         "file in /proc");
+        assert_no_crash(runs[k].args);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the bundled model */
 
 /* Folding is exact where the folded neurons are active, and pruned neurons were never active on
@@ -1954,6 +2015,7 @@ static Suite *make_suite(void)
     tc = make_tcase("outputs");
     tcase_add_loop_test(tc, test_out_is_input, 0, N_SAME_FILE_CASES);
     tcase_add_test(tc, test_out_directory_missing);
+    tcase_add_test(tc, test_out_uncreatable);
     suite_add_tcase(s, tc);
 
     tc = make_tcase("digits");
