@@ -1357,6 +1357,153 @@ START_TEST(test_nan_on_rank_1)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- statistics files */
+
+/* Each case breaks one figure of a valid statistics file (calibrate --output-sums on the fixture:
+ * 10 samples; layer 1 is relu) and feeds it to compress --stats. */
+typedef enum {
+    S_SUM_NAN,     /* /layers/1/output_sum[0] = NaN */
+    S_SUM_INF,     /* ... = +Inf */
+    S_SUM_NEG,     /* ... = -1: a relu's outputs are >= 0 */
+    S_ZMAX_NAN,    /* /layers/1/zmax[0] = NaN */
+    S_ZMIN_ABOVE,  /* zmin[0] = 5 > zmax[0] = 4 */
+    S_COUNT_BIG,   /* positive[0] = 11 of 10 samples */
+    S_DISAGREE,    /* 1 positive and 1 negative row, but the range [1, 2] has no negative value */
+    S_OTHER_MODEL, /* the model changed after calibration (one weight) */
+} stats_defect_t;
+
+typedef struct {
+    const char *name;
+    stats_defect_t defect;
+    const char *expect[2];
+} stats_case_t;
+
+static const stats_case_t stats_cases[] = {
+    {"NaN output sum", S_SUM_NAN, {"{S}: /layers/1/output_sum[0] is NaN"}},
+    {"infinite output sum", S_SUM_INF, {"{S}: /layers/1/output_sum[0] is infinite"}},
+    {"negative relu output sum", S_SUM_NEG,
+     {"{S}: /layers/1/output_sum[0] = -1 is outside [0, ", "for a relu neuron"}},
+    {"NaN extreme", S_ZMAX_NAN,
+     {"{S}: /layers/1 neuron 0 has extremes zmin = ", "zmax = nan; expected finite, zmin <= zmax"}},
+    {"zmin above zmax", S_ZMIN_ABOVE,
+     {"{S}: /layers/1 neuron 0 has extremes zmin = 5, zmax = 4; expected finite, zmin <= zmax"}},
+    {"more positive rows than samples", S_COUNT_BIG,
+     {"{S}: /layers/1 neuron 0 has counts 11/", "for 10 samples"}},
+    {"counts disagree with the extremes", S_DISAGREE,
+     {"{S}: /layers/1 neuron 0: counts 1 positive, 1 negative of 10 disagree with its range "
+      "[1, 2]"}},
+    {"statistics of another model", S_OTHER_MODEL,
+     {"{S}: statistics were computed for another model"}},
+};
+enum { N_STATS_CASES = (int)(sizeof stats_cases / sizeof *stats_cases) };
+
+/* Writes value (of mem_type) at [index] of the 1-D dataset dset in the file at path. */
+static void h5_poke(const char *path, const char *dset, hid_t mem_type, hsize_t index,
+                    const void *value)
+{
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert_msg(file >= 0, "cannot open %s", path);
+    hid_t d = H5Dopen2(file, dset, H5P_DEFAULT);
+    ck_assert_msg(d >= 0, "%s: no %s", path, dset);
+    hid_t fspace = H5Dget_space(d);
+    ck_assert_int_ge(H5Sselect_elements(fspace, H5S_SELECT_SET, 1, &index), 0);
+    hsize_t one = 1;
+    hid_t mspace = H5Screate_simple(1, &one, NULL);
+    ck_assert_int_ge(H5Dwrite(d, mem_type, mspace, fspace, H5P_DEFAULT, value), 0);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    H5Dclose(d);
+    ck_assert_int_ge(H5Fclose(file), 0);
+}
+
+static void break_stats(stats_defect_t d)
+{
+    const double nan_d = NAN, inf_d = INFINITY, minus_one = -1.0;
+    const float nan_f = NAN;
+    const int64_t one = 1, eleven = 11;
+    const char *sum = "/layers/1/output_sum", *zmin = "/layers/1/zmin", *zmax = "/layers/1/zmax";
+    switch (d) {
+    case S_SUM_NAN: h5_poke(g_stats, sum, H5T_NATIVE_DOUBLE, 0, &nan_d); break;
+    case S_SUM_INF: h5_poke(g_stats, sum, H5T_NATIVE_DOUBLE, 0, &inf_d); break;
+    case S_SUM_NEG: h5_poke(g_stats, sum, H5T_NATIVE_DOUBLE, 0, &minus_one); break;
+    case S_ZMAX_NAN: h5_poke(g_stats, zmax, H5T_NATIVE_FLOAT, 0, &nan_f); break;
+    case S_ZMIN_ABOVE: {
+        const float five = 5.0f, four = 4.0f;
+        h5_poke(g_stats, zmin, H5T_NATIVE_FLOAT, 0, &five);
+        h5_poke(g_stats, zmax, H5T_NATIVE_FLOAT, 0, &four);
+        break;
+    }
+    case S_COUNT_BIG: h5_poke(g_stats, "/layers/1/positive", H5T_NATIVE_INT64, 0, &eleven); break;
+    case S_DISAGREE: {
+        const float lo = 1.0f, hi = 2.0f;
+        h5_poke(g_stats, "/layers/1/positive", H5T_NATIVE_INT64, 0, &one);
+        h5_poke(g_stats, "/layers/1/negative", H5T_NATIVE_INT64, 0, &one);
+        h5_poke(g_stats, zmin, H5T_NATIVE_FLOAT, 0, &lo);
+        h5_poke(g_stats, zmax, H5T_NATIVE_FLOAT, 0, &hi);
+        break;
+    }
+    case S_OTHER_MODEL: {
+        const float w = 0.125f;
+        h5_poke(g_model, "/layers/0/bias", H5T_NATIVE_FLOAT, 0, &w);
+        break;
+    }
+    }
+}
+
+/* Unchecked fixture of the "stats" TCase: one calibration, then a broken copy per case. */
+static void stats_prerun(void)
+{
+    root_setup();
+    pre_alloc(N_STATS_CASES);
+    job_t *jobs = calloc(N_STATS_CASES, sizeof *jobs);
+    char base[700];
+    /* The valid statistics, in the directory of case 0, copied to every other case. */
+    pre_select(0, true);
+    write_data(g_data);
+    write_good_model(g_model);
+    run_linfold(1, "calibrate -q --output-sums --model {M} --data {D}:/x --out {S}");
+    snprintf(base, sizeof base, "%s.valid", g_stats);
+    size_t n = 0;
+    unsigned char *valid = g_run.status == 0 ? slurp(g_stats, &n) : NULL;
+    for (int k = 0; k < g_n_pre && jobs && valid; k++) {
+        char stem[700];
+        pre_select(k, true);
+        write_data(g_data);
+        write_good_model(g_model);
+        spit(g_stats, valid, n);
+        break_stats(stats_cases[k].defect);
+        snprintf(stem, sizeof stem, "%s/cmd", g_dir);
+        job_prepare(&jobs[k], &g_pre[k].run[g_pre[k].n_runs++], 1,
+                    "compress --model {M} --stats {S} --prune-fraction 0.25 --out {O}", stem);
+    }
+    if (jobs && valid)
+        jobs_run(jobs, g_n_pre);
+    free(valid);
+    free(jobs);
+}
+
+START_TEST(test_bad_stats)
+{
+    const stats_case_t *c = &stats_cases[_i];
+    pre_result(_i, 0);
+    assert_failed_run(c->name, "compress", 1, 1);
+    for (int k = 0; k < 2 && c->expect[k]; k++)
+        assert_stderr_has(c->name, c->expect[k]);
+    assert_no_crash(c->name);
+    assert_no_output(c->name, g_out);
+}
+END_TEST
+
+/* The valid statistics behind the cases above are accepted: each failure is its defect's. */
+START_TEST(test_valid_stats)
+{
+    run_linfold(1, "calibrate --output-sums --model {M} --data {D}:/x --out {S}");
+    assert_ok_run("calibrate", "calibrate", 1);
+    run_linfold(1, "compress --model {M} --stats {S} --prune-fraction 0.25 --out {O}");
+    assert_ok_run("compress --stats", "compress", 1);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- usage errors */
 
 typedef struct {
@@ -1891,6 +2038,35 @@ START_TEST(test_digits_compress_eval)
 }
 END_TEST
 
+/* Finite inputs whose forward pass overflows float32: the first infinite pre-activation is
+ * named (row, layer, neuron), on the rank that holds the row. Row 3 of 5 is 1e37 everywhere; on
+ * 2 ranks it is rank 1's (rows 3-4). On the digits model, layer 5 overflows first. */
+START_TEST(test_forward_overflow)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/overflow.h5", g_dir);
+    float x[5 * 64] = {0};
+    for (int j = 0; j < 64; j++)
+        x[3 * 64 + j] = 1e37f;
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(file, 0);
+    hsize_t dims[2] = {5, 64};
+    h5_f32(file, "x", 2, dims, x);
+    ck_assert_int_ge(H5Fclose(file), 0);
+    const char *message = "{G}/overflow.h5:/x: row 3: the pre-activation of layer 5, neuron 0 is "
+                          "infinite although the inputs are finite";
+    run_linfold(2, "predict --model " DIGITS_DIR "/model.h5 --data {G}/overflow.h5:/x --out {O}");
+    assert_failed_run("predict, 2 ranks", "predict", 2, 1);
+    assert_stderr_has("predict, 2 ranks", "linfold: [rank 1/2] error: ");
+    assert_stderr_has("predict, 2 ranks", message);
+    assert_no_output("predict, 2 ranks", g_out);
+    run_linfold(1, "calibrate --model " DIGITS_DIR "/model.h5 --data {G}/overflow.h5:/x --out {O}");
+    assert_failed_run("calibrate", "calibrate", 1, 1);
+    assert_stderr_has("calibrate", message);
+    assert_no_output("calibrate", g_out);
+}
+END_TEST
+
 /* The per-layer table of `compress`: one row per layer. */
 typedef struct {
     int layer;
@@ -2001,6 +2177,13 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_nan_on_rank_1);
     suite_add_tcase(s, tc);
 
+    tc = make_prerun_tcase("stats", stats_prerun);
+    tcase_add_loop_test(tc, test_bad_stats, 0, N_STATS_CASES);
+    suite_add_tcase(s, tc);
+    tc = make_tcase("stats-valid");
+    tcase_add_test(tc, test_valid_stats);
+    suite_add_tcase(s, tc);
+
     tc = make_tcase("usage");
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_usage_verbose);
@@ -2021,6 +2204,7 @@ static Suite *make_suite(void)
     tc = make_tcase("digits");
     tcase_add_test(tc, test_digits_compress_eval);
     tcase_add_test(tc, test_tiny_threshold);
+    tcase_add_test(tc, test_forward_overflow);
     suite_add_tcase(s, tc);
     return s;
 }
