@@ -149,6 +149,15 @@ def linfold_lines(text):
     return [line for line in text.splitlines() if line.startswith("linfold: ")]
 
 
+OTHER_RANK = re.compile(r"^linfold: \[(rank )?([1-9]\d*)/\d+\] ")
+
+
+def rank0_lines(text):
+    """linfold's lines from rank 0. Under mpiexec each rank's lines arrive in order, but lines of
+    different ranks may interleave either way (rank 1's error after rank 0's closing line)."""
+    return [line for line in linfold_lines(text) if not OTHER_RANK.match(line)]
+
+
 def error_lines(text):
     return [line for line in text.splitlines() if ERROR_LINE.match(line)]
 
@@ -158,7 +167,7 @@ def check_failed_run(r, what, cmd_name, status, np_):
     check(r.status == status, "%s: exit status %s, expected %d" % (what, r.status, status), r)
     errors = error_lines(r.err)
     check(len(errors) == 1, "%s: %d error lines, expected exactly one" % (what, len(errors)), r)
-    lines = linfold_lines(r.err)
+    lines = rank0_lines(r.err)
     header = "linfold: version "
     ranks = "| %d rank%s x " % (np_, "" if np_ == 1 else "s")
     check(bool(lines) and lines[0].startswith(header) and (" | %s " % cmd_name) in lines[0]
@@ -280,7 +289,7 @@ def full_disk(tmp):
     os.mkdir(probe_dir)
     probe = mount_tmpfs(probe_dir, "size=64k")
     if probe.returncode != 0:
-        print("SKIP: cannot mount a tmpfs here (%s)" % probe.stderr.strip())
+        print("SKIP: cannot mount a tmpfs here (%s)" % " ".join(probe.stderr.split()))
         sys.exit(SKIP)
     umount(probe_dir)
 

@@ -424,8 +424,18 @@ static int count_error_lines(const char *text)
     return n;
 }
 
-/* The k-th line (from 0) of text that starts with "linfold: ", into buf without its newline;
- * k == -1 means the last one. Returns false when there is no such line. */
+/* True for a line another rank than 0 printed ("linfold: [rank r/n] ..." or "linfold: [r/n] ...",
+ * r > 0). Under mpiexec each rank's lines reach stderr in order, but lines of different ranks
+ * may interleave either way: rank 1's error line may come after rank 0's closing line. */
+static bool from_other_rank(const char *line)
+{
+    int r = 0;
+    return (sscanf(line, "linfold: [rank %d/", &r) == 1 || sscanf(line, "linfold: [%d/", &r) == 1) &&
+           r != 0;
+}
+
+/* The k-th line (from 0) of text that starts with "linfold: " and comes from rank 0, into buf
+ * without its newline; k == -1 means the last one. Returns false when there is no such line. */
 static bool linfold_line(const char *text, int k, char *buf, size_t cap)
 {
     int seen = 0;
@@ -434,7 +444,7 @@ static bool linfold_line(const char *text, int k, char *buf, size_t cap)
     for (const char *p = text; *p;) {
         const char *eol = strchr(p, '\n');
         size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        if (strncmp(p, "linfold: ", 9) == 0) {
+        if (strncmp(p, "linfold: ", 9) == 0 && !from_other_rank(p)) {
             if (k == -1 || seen == k) {
                 snprintf(buf, cap, "%.*s", (int)len, p);
                 found = true;
@@ -465,8 +475,9 @@ static bool is_header_line(const char *line, const char *command, int np)
 
 /* A run that got past argument parsing and failed with `status`: the header is the first line,
  * exactly one error line, and "COMMAND stopped after X s (exit status S)" is the last linfold
- * line. On a singleton every line of stderr is linfold's own: no traceback, no library noise.
- * (Under mpiexec, mpiexec's banner about the non-zero exit follows.) */
+ * line (of rank 0's: see from_other_rank). On a singleton every line of stderr is linfold's own:
+ * no traceback, no library noise. (Under mpiexec, mpiexec's banner about the non-zero exit
+ * follows.) */
 static void assert_failed_run(const char *what, const char *command, int np, int status)
 {
     char line[4096], want[128];
