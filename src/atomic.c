@@ -66,6 +66,10 @@ lf_err_t lf_atomic_begin(MPI_Comm comm, const char *path, char *tmp, size_t cap)
     LF_CALL(lf_comm_agree(comm, local));
     LF_CALL(lf_comm_bcast_string(comm, tmp, icap, 0));
 cleanup:
+    /* On failure no rank holds a name: mkstemp leaves its template in tmp, and a name on rank 0
+     * alone would make rank 0 alone clean it up, a collective the others never join. */
+    if (err != LF_OK)
+        tmp[0] = '\0';
     return err;
 }
 
@@ -162,8 +166,20 @@ static bool same(const identity_t *a, const identity_t *b)
            strcmp(a->name, b->name) == 0;
 }
 
+/* Creates and removes a file beside path: the one way to know that the directory takes new
+ * files (access() says yes for /proc, and knows nothing of quotas or full inode tables). */
+static lf_err_t probe_directory(const lf_atomic_named_t *out)
+{
+    lf_err_t err = LF_OK;
+    char tmp[LF_PATH_MAX];
+    LF_CALL(create_temp(out->path, tmp, sizeof tmp));
+    unlink(tmp);
+cleanup:
+    return err;
+}
+
 lf_err_t lf_atomic_check_outputs(const lf_atomic_named_t *inputs, int n_inputs,
-                                 const lf_atomic_named_t *outputs, int n_outputs)
+                                 const lf_atomic_named_t *outputs, int n_outputs, bool probe)
 {
     lf_err_t err = LF_OK;
     identity_t *seen = NULL;
@@ -181,6 +197,8 @@ lf_err_t lf_atomic_check_outputs(const lf_atomic_named_t *inputs, int n_inputs,
                  out->flag, out->path, dir);
         LF_CHECK(stat(out->path, &os) != 0 || !S_ISDIR(os.st_mode), LF_ERR_USAGE,
                  "%s %s is a directory, expected a file name", out->flag, out->path);
+        if (probe)
+            LF_CALL(probe_directory(out));
         identify(out->path, &ds, &seen[o]);
         for (int k = 0; k < n_inputs && seen[o].exists; k++) {
             struct stat is;

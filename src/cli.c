@@ -212,7 +212,9 @@ static lf_err_t parse_number(const flag_t *f, const char *text, lf__cli_opts_t *
     if (f->kind == F_DECIMAL) {
         lf_decimal_t v;
         bool parsed = lf_decimal_parse(text, &v) == LF_OK;
+        bool negative = !parsed && text[0] == '-' && lf_decimal_parse(text + 1, &v) == LF_OK;
         lf_error_clear();
+        LF_CHECK(!negative, LF_ERR_USAGE, "%s %s is outside %s", f->name, text, f->range->text);
         LF_CHECK(parsed, LF_ERR_USAGE, "%s expects a number in %s, got '%s'", f->name,
                  f->range->text, text);
         LF_CHECK(in_range(f->range, v), LF_ERR_USAGE, "%s %s is outside %s", f->name, text,
@@ -283,7 +285,7 @@ static lf_err_t check_modes(const lf__cli_opts_t *o)
         REFUSE(o, "--prune-scope", "--max-accuracy-drop", why);
     }
     LF_CHECK(!lf__cli_given(o, "--prune-scope") || o->prune_fraction.m > 0 || o->budget,
-             LF_ERR_USAGE, "--prune-scope has no effect without --prune-fraction");
+             LF_ERR_USAGE, "--prune-scope has no effect without a --prune-fraction above 0");
     if (o->stats && !o->eval_data)
         REFUSE(o, "--batch", "--stats", "no pass over data is made (give it to calibrate)");
 cleanup:
@@ -411,8 +413,9 @@ cleanup:
     return err;
 }
 
-/* Outputs must not be any input (or each other): checked on file identity before any work. */
-static lf_err_t check_files(const lf__cli_opts_t *o)
+/* Outputs must not be any input (or each other): checked on file identity before any work, and
+ * rank 0 proves that each output's directory takes new files. */
+static lf_err_t check_files(const lf__cli_opts_t *o, bool probe)
 {
     lf_err_t err = LF_OK;
     char files[4][LF_PATH_MAX], obj[1024];
@@ -428,7 +431,7 @@ static lf_err_t check_files(const lf__cli_opts_t *o)
     inputs[n++] = (lf_atomic_named_t){"--stats", o->stats};
     inputs[n++] = (lf_atomic_named_t){"--reference", o->reference};
     lf_atomic_named_t outputs[] = {{"--out", o->out}, {"--sweep-out", o->sweep_out}};
-    LF_CALL(lf_atomic_check_outputs(inputs, n, outputs, 2));
+    LF_CALL(lf_atomic_check_outputs(inputs, n, outputs, 2, probe));
 cleanup:
     return err;
 }
@@ -518,7 +521,8 @@ static int status_of(MPI_Comm comm, lf_err_t err, const lf__cli_opts_t *o)
 {
     if (err == LF_OK)
         return 0;
-    lf_comm_report_error(comm, err, o->verbose);
+    /* A traceback helps with a fault deep in a pass, not with a bad flag. */
+    lf_comm_report_error(comm, err, o->verbose && err != LF_ERR_USAGE);
     if (err == LF_ERR_INTERRUPTED) {
         int sig = lf_interrupt_agree(comm);
         return sig > 0 ? 128 + sig : 1;
@@ -538,8 +542,6 @@ static int run_command(MPI_Comm comm, const command_t *c, int argc, char **argv)
             print_command_help(c);
         return 0;
     }
-    if (err == LF_OK)
-        err = lf_comm_agree(comm, check_files(&o));
     if (err != LF_OK)
         return status_of(comm, err, &o);
     lf_log_set_level(o.quiet ? LF_LOG_ERROR : (o.verbose ? LF_LOG_DEBUG : LF_LOG_INFO));
@@ -547,13 +549,17 @@ static int run_command(MPI_Comm comm, const command_t *c, int argc, char **argv)
     err = lf_pool_default_threads(comm, &compute_threads);
     if (err != LF_OK)
         return status_of(comm, err, &o);
+    /* From here on every run is framed by the header and the closing line, errors included. */
     log_header(comm, argc, argv);
     lf_log_rank(LF_LOG_DEBUG, comm,
                 "%d compute thread%s; BLAS kernel %s (chosen by %s; CPU supports %s), "
                 "single-threaded per block",
                 compute_threads, compute_threads == 1 ? "" : "s", lf_blas_kernel(),
                 lf_blas_kernel_origin(), lf_blas_best_kernel());
-    int status = status_of(comm, c->run(comm, &o), &o);
+    err = lf_comm_agree(comm, check_files(&o, lf__cli_rank(comm) == 0));
+    if (err == LF_OK)
+        err = c->run(comm, &o);
+    int status = status_of(comm, err, &o);
     fflush(stdout);
     if (status == 0)
         log_peak_memory(comm);

@@ -374,7 +374,7 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
         LF_CALL(lf_h5io_dataset_open(comm, o->eval_labels, LF_DATA_LABELS, &eval.labels));
     LF_CALL(check_eval_inputs(m, &eval));
     if (o->stats) {
-        LF_CALL(lf_stats_read(comm, o->stats, m, &stats));
+        LF_CALL(lf_stats_read(comm, o->stats, m, o->model, &stats));
         LF_CHECK(!need_sums || stats->with_sums, LF_ERR_ARG,
                  "%s has no output sums, which importance pruning needs: calibrate with "
                  "--output-sums",

@@ -15,6 +15,7 @@
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
 #include "linfold/h5io.h"
+#include "linfold/interrupt.h"
 
 /* Layers a file may declare; a bound on the allocation made from /layers' count before any
  * layer group is seen. */
@@ -128,10 +129,6 @@ static lf_err_t list_skips(const lf__h5_file_t *f, int i, hid_t skip, int *srcs,
     lf_err_t err = LF_OK;
     H5G_info_t ginfo;
     LF_CALL_H5(H5Gget_info(skip, &ginfo), "%s: /layers/%d/skip", f->path, i);
-    LF_CHECK(ginfo.nlinks <= (hsize_t)i, LF_ERR_FORMAT,
-             "%s: /layers/%d/skip has %llu entries; layer %d can read at most %d sources (the "
-             "input and layers before %d)",
-             f->path, i, (unsigned long long)ginfo.nlinks, i, i, i - 1);
     char allowed[64];
     if (i >= 3)
         snprintf(allowed, sizeof allowed, "'input' or a layer 0 to %d", i - 2);
@@ -139,6 +136,9 @@ static lf_err_t list_skips(const lf__h5_file_t *f, int i, hid_t skip, int *srcs,
         snprintf(allowed, sizeof allowed, "'input' or layer 0");
     else
         snprintf(allowed, sizeof allowed, "'input' only");
+    LF_CHECK(ginfo.nlinks <= (hsize_t)i, LF_ERR_FORMAT,
+             "%s: /layers/%d/skip has %llu entries; a skip block of layer %d may read %s", f->path,
+             i, (unsigned long long)ginfo.nlinks, i, allowed);
     *n = 0;
     for (hsize_t k = 0; k < ginfo.nlinks; k++) {
         char link[64] = "";
@@ -287,8 +287,11 @@ lf_err_t lf_h5io_read_model(MPI_Comm comm, const char *path, lf_model_t **out)
     LF_CALL(read_header(comm, &f, &count));
     LF_CALL(read_activations(comm, &f, (int)count, &activations, &paths));
     LF_CALL(lf_comm_agree(comm, lf_model_create(1, (int)count, &m)));
-    for (int i = 0; i < (int)count; i++)
+    for (int i = 0; i < (int)count; i++) {
+        /* A large model takes a while to read: a signal stops it between layers. */
+        LF_CALL(lf_comm_agree(comm, lf_interrupt_check("reading the model")));
         LF_CALL(read_layer(comm, &f, i, &activations[i], m));
+    }
     LF_CALL(lf_model_validate(m, path));
     *out = m;
     m = NULL;

@@ -15,6 +15,7 @@
 #include "linfold/comm.h"
 #include "linfold/eval.h"
 #include "linfold/fold.h"
+#include "linfold/interrupt.h"
 
 static int cmp_desc(const void *x, const void *y)
 {
@@ -97,6 +98,7 @@ lf_err_t lf_search_sweep(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s
 {
     lf_err_t err = LF_OK;
     for (int k = 0; k < n; k++) {
+        LF_CALL(lf_comm_agree(comm, lf_interrupt_check("the threshold sweep")));
         points[k] = (lf_search_point_t){.opts = *base};
         points[k].opts.threshold = taus[k];
         LF_CALL(lf_search_evaluate(comm, m, s, eval, &points[k]));

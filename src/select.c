@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "linfold/alloc.h"
+#include "linfold/interrupt.h"
 
 lf_err_t lf_select_cost(const lf_shape_t *pruned, const int64_t *a, const bool *fold,
                         int64_t *cost)
@@ -73,6 +74,7 @@ typedef struct {
     lf_shape_t **level; /* scratch shape per depth */
     bool *cur, *best_set;
     int64_t best, nodes;
+    bool stopped; /* a signal arrived */
 } search_t;
 
 /* Lower bound of the final counts of layers k.. given the shape s after decisions < k. */
@@ -99,6 +101,11 @@ static int64_t bound_from(const search_t *b, const lf_shape_t *s, int k)
 static void search(search_t *b, const lf_shape_t *s, int k, int64_t fixed)
 {
     b->nodes++;
+    /* Up to 2^30 nodes: a signal cuts the search short (its caller reports the interruption). */
+    if ((b->nodes & 4095) == 0 && lf_interrupt_signal())
+        b->stopped = true;
+    if (b->stopped)
+        return;
     if (k == b->L) {
         if (fixed < b->best) {
             b->best = fixed;
@@ -139,6 +146,7 @@ lf_err_t lf_select_optimal(const lf_shape_t *pruned, const int64_t *a, bool *fol
     LF_CALL(lf_select_greedy(pruned, a, b.best_set, &b.nodes));
     LF_CALL(lf_select_cost(pruned, a, b.best_set, &b.best));
     search(&b, pruned, 0, 0);
+    LF_CALL(lf_interrupt_check("the optimal selection of layers"));
     memcpy(fold, b.best_set, (size_t)L * sizeof *fold);
     *nodes = b.nodes;
 cleanup:

@@ -249,7 +249,7 @@ lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data
     lf_err_t err = LF_OK, local = LF_OK;
     collect_ctx_t c = {.model = m, .threads = opts->threads > 1 ? opts->threads : 1};
     *out = NULL;
-    LF_CHECK(lf_h5io_dataset_rows(data) >= 1, LF_ERR_SHAPE,
+    LF_CHECK(lf_h5io_dataset_rows(data) >= 1, LF_ERR_USAGE,
              "%s has no rows: calibration needs at least one sample", lf_h5io_dataset_spec(data));
     LF_CALL(lf_comm_agree(comm, collect_alloc(&c, with_sums)));
     LF_CALL(lf_batch_run(comm, data, NULL, &m, 1, opts, collect_block, NULL, &c));

@@ -103,8 +103,9 @@ static lf_err_t check_neuron(const char *file, const char *gpath, const lf_layer
     int64_t pos = ls->positive[j], neg = ls->negative[j];
     float lo = ls->zmin[j], hi = ls->zmax[j];
     LF_CHECK(pos >= 0 && neg >= 0 && pos <= samples - neg, LF_ERR_FORMAT,
-             "%s: %s neuron %lld has counts %lld/%lld for %lld samples", file, gpath,
-             (long long)j, (long long)pos, (long long)neg, (long long)samples);
+             "%s: %s neuron %lld has %lld positive and %lld negative rows of %lld samples "
+             "(counts must be >= 0 and add up to at most the samples)",
+             file, gpath, (long long)j, (long long)pos, (long long)neg, (long long)samples);
     LF_CHECK(isfinite(lo) && isfinite(hi) && lo <= hi, LF_ERR_VALUE,
              "%s: %s neuron %lld has extremes zmin = %g, zmax = %g; expected finite, zmin <= zmax",
              file, gpath, (long long)j, (double)lo, (double)hi);
@@ -170,7 +171,7 @@ cleanup:
 
 /* The root: format and fingerprint (one string reader for both), version, samples, count. */
 static lf_err_t read_header(MPI_Comm comm, const lf__h5_file_t *f, const lf_model_t *m,
-                            int64_t *samples)
+                            const char *model_name, int64_t *samples)
 {
     lf_err_t err = LF_OK;
     hid_t layers = H5I_INVALID_HID;
@@ -194,8 +195,8 @@ static lf_err_t read_header(MPI_Comm comm, const lf__h5_file_t *f, const lf_mode
     LF_CALL(lf__h5_string_value(&items[1], f->path, &fingerprint));
     snprintf(expected, sizeof expected, "%016llx", (unsigned long long)lf_model_fingerprint(m));
     LF_CHECK(strcmp(fingerprint, expected) == 0, LF_ERR_ARG,
-             "%s: statistics were computed for another model (fingerprint %s, this model has %s)",
-             f->path, fingerprint, expected);
+             "%s: statistics were computed for another model (fingerprint %s); %s has %s",
+             f->path, fingerprint, model_name ? model_name : "this model", expected);
     LF_CALL(lf__h5_open_object(f, "/layers", H5O_TYPE_GROUP, &layers));
     snprintf(where, sizeof where, "%s: /layers", f->path);
     LF_CALL(lf__h5_read_number_attr(layers, "count", where, H5T_INTEGER, H5T_NATIVE_INT64, &count));
@@ -206,7 +207,8 @@ cleanup:
     return err;
 }
 
-lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, lf_stats_t **out)
+lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m,
+                       const char *model_name, lf_stats_t **out)
 {
     lf_err_t err = LF_OK;
     lf__h5_file_t f = LF__H5_FILE_NONE;
@@ -214,7 +216,7 @@ lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, lf_
     *out = NULL;
     LF_CALL(lf__h5_open_file(comm, path, &f));
     int64_t samples = 0;
-    LF_CALL(read_header(comm, &f, m, &samples));
+    LF_CALL(read_header(comm, &f, m, model_name, &samples));
     LF_CALL(lf_comm_agree(comm, lf_stats_create(m, &s)));
     s->samples = samples;
     bool sums = false;

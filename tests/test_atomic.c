@@ -9,6 +9,7 @@
 
 #include "lf_test.h"
 #include "linfold/atomic.h"
+#include "linfold/comm.h"
 
 static char tmpdir[256];
 
@@ -119,10 +120,13 @@ START_TEST(test_outputs_never_replace_inputs)
         {fresh, fresh, LF_ERR_USAGE, "name the same file"},
         {dir, NULL, LF_ERR_USAGE, "is a directory"},
         {nodir, NULL, LF_ERR_IO, "does not exist"},
+        {"/proc/out.h5", NULL, LF_ERR_IO, "cannot create a temporary file in /proc"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         lf_atomic_named_t out[] = {{"--out", cases[k].out}, {"--sweep-out", cases[k].sweep_out}};
-        lf_err_t got = lf_atomic_check_outputs(in, 2, out, 2);
+        /* Rank 0 alone probes the directory: agree, as the command line does. */
+        lf_err_t got = lf_comm_agree(LF_TEST_COMM,
+                                     lf_atomic_check_outputs(in, 2, out, 2, my_rank() == 0));
         ck_assert_msg(got == cases[k].code, "case %zu: %s", k, lf_err_name(got));
         if (cases[k].text)
             ck_assert_msg(lf_test_any_message(cases[k].text), "case %zu: %s", k,

@@ -11,6 +11,7 @@
  *     lf_stats_collect(comm, model, data, &batch_opts, false, &s);   // collective; global on all
  *     double rate = lf_stats_rate(s, layer, neuron);          // count(z > 0) / samples
  *     lf_stats_write(comm, "stats.h5", s);
+ *     lf_stats_read(comm, "stats.h5", model, "model.h5", &s2);   // collective; validated
  *     lf_stats_destroy(&s);
  */
 #ifndef LINFOLD_STATS_H
@@ -74,7 +75,7 @@ lf_err_t lf_stats_reduce(MPI_Comm comm, lf_stats_t *s);
 /* Forwards the rows of data (sharded over comm) through m and returns global statistics.
  * Collective on comm.
  * *out is identical on every rank; with_sums adds the exact output sums. LF_ERR_SHAPE when data
- * does not fit m or has no rows. */
+ * does not fit m, LF_ERR_USAGE when it has no rows. */
 lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
                           const lf_batch_opts_t *opts, bool with_sums, lf_stats_t **out);
 /* Returns count(z > 0) / samples of neuron j of layer i (0 when there are no samples).
@@ -100,7 +101,9 @@ double lf_xsum_value(const lf_xsum_t *x);
 lf_err_t lf_stats_write(MPI_Comm comm, const char *path, const lf_stats_t *s);
 /* Reads and validates a statistics file through the MPI-IO driver.
  * Collective on comm.
- * It must describe model m (same fingerprint), else LF_ERR_ARG. */
-lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, lf_stats_t **out);
+ * It must describe model m (same fingerprint), else LF_ERR_ARG; model_name (a path, or NULL)
+ * names m in that message. */
+lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m,
+                       const char *model_name, lf_stats_t **out);
 
 #endif /* LINFOLD_STATS_H */
