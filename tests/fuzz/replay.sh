@@ -63,8 +63,10 @@ for bin in "$@"; do
   n_seeds=$(find "$seeds" -type f | wc -l)
   mkdir -p "$work/$kind/new" "$work/$kind/artifacts" "$work/$kind/tmp"
   # -runs counts the seeds too. One process, no -fork/-jobs, so every run tries the same inputs.
+  # -keep_seed: every seed stays a base for mutants, also those that reach no new code in
+  # linfold (HDF5 is not instrumented, so a deflate or a newest-format seed looks like any other).
   LF_FUZZ_TMPDIR=$work/$kind/tmp "${norandom[@]}" \
-    "$bin" -seed=1 -runs=$((n_seeds + mutants)) "${limits[@]}" -detect_leaks=0 \
+    "$bin" -seed=1 -runs=$((n_seeds + mutants)) "${limits[@]}" -keep_seed=1 -detect_leaks=0 \
     -print_final_stats=1 -artifact_prefix="$work/$kind/artifacts/" \
     "$work/$kind/new" "$seeds" >"$work/$kind/log" 2>&1 &
   names+=("$name")
@@ -86,8 +88,10 @@ for k in "${!pids[@]}"; do
   if ((status != 0)); then
     failed=1
     echo "FAIL $name (exit status $status); reproducers: $(ls "$work/$kind/artifacts" | tr '\n' ' ')"
-    echo "---- last lines of $log"
-    tail -n 60 "$log"
+    # The report: from its first line (or the last 60 lines when there is none), at most 150.
+    first=$(grep -nE "ERROR: |runtime error:|^fuzz: " "$log" | head -n 1 | cut -d: -f1)
+    echo "---- $log${first:+ from line $first}"
+    if [ -n "$first" ]; then tail -n +"$first" "$log" | head -n 150; else tail -n 60 "$log"; fi
     echo "----"
   else
     echo "ok   $name: ${execs:-?} inputs ($(find "$corpus/$kind" -type f | wc -l) seeds + $mutants mutants)"
