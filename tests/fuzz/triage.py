@@ -9,9 +9,12 @@ replay limits, and classified by its first report: the sanitizer error type, lib
 or out-of-memory, or a rule of the target ("fuzz: ..."). Its signature is that kind plus the top
 three named frames below the sanitizer, libFuzzer and libc frames (HDF5's static functions have no
 symbols in Debian's build and are left out, so the signature does not depend on the instruction
-a hang was interrupted at). Per signature, the smallest reproducer and its full report are kept
-in OUT/<NN>-<kind>/ (reproducer, report.txt), with the linfold call sites seen, and a summary is
-written to OUT/summary.tsv. Inputs the target accepts without a report are counted as fixed.
+a hang was interrupted at; for a hang, the five named frames above the linfold call are used
+instead, since it is interrupted anywhere in its loop). Per signature, the smallest reproducer
+and its full report are kept in OUT/<NN>-<kind>/ (reproducer, report.txt), with the linfold call
+sites seen, and a summary is written to OUT/summary.tsv. Every input's report is kept in
+OUT/logs/ and reused by later runs (--rerun runs them again). Inputs the target accepts without a
+report are counted as fixed.
 """
 
 import argparse
@@ -76,6 +79,11 @@ def signature(kind, log):
     stack = frames(log, detail_at)
     named = [f for f in stack if f[0] and not SKIP.match(f[0])]
     top = [f[0] for f in named[:3]]
+    if kind == "timeout":
+        # A hang is interrupted anywhere in its loop: use the route into it instead, the five
+        # named frames just above the innermost linfold frame (the library call and below).
+        first_lf = next((k for k, f in enumerate(named) if f[1] and "/src/" in f[1]), len(named))
+        top = [f[0] for f in named[:first_lf][-5:]]
     # The innermost linfold frame: "lf__read_string_attr src/h5io.c:145".
     sites = [f"{f[0]} src/" + ":".join(f[1].split("/src/")[-1].split(":")[:2])
              for f in named if f[1] and "/src/" in f[1]]
@@ -102,18 +110,28 @@ def main():
     ap.add_argument("--target", required=True, help="the fuzz target binary")
     ap.add_argument("--out", required=True, help="directory for the unique findings")
     ap.add_argument("--timeout", type=int, default=10, help="seconds per input (-timeout)")
+    ap.add_argument("--rerun", action="store_true", help="rerun inputs whose report is kept")
     ap.add_argument("inputs", nargs="+", help="artifacts or directories of artifacts")
     args = ap.parse_args()
     paths = []
     for p in args.inputs:
         if os.path.isdir(p):
             paths += sorted(os.path.join(p, f) for f in os.listdir(p)
-                            if os.path.isfile(os.path.join(p, f)))
+                            if os.path.isfile(os.path.join(p, f)) and f != "README.txt")  # AFL++'s
         else:
             paths.append(p)
     groups, fixed = {}, []
+    logs = os.path.join(args.out, "logs")
+    os.makedirs(logs, exist_ok=True)
     for k, path in enumerate(paths):
-        status, log = run(args.target, path, args.timeout)
+        # Each input's report is kept in OUT/logs and reused: regrouping needs no rerun.
+        cached = os.path.join(logs, os.path.basename(path) + ".log")
+        if os.path.exists(cached) and not args.rerun:
+            status, log = 0, open(cached, encoding="utf-8").read()
+        else:
+            status, log = run(args.target, path, args.timeout)
+            with open(cached, "w", encoding="utf-8") as f:
+                f.write(log)
         c = classify(log)
         if c is None:
             fixed.append(path)
@@ -131,9 +149,11 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     rows = ["id\tkind\tsignature\tinputs\tsmallest_bytes\tlinfold_call_sites\tdetail"]
+    for old in os.listdir(args.out):
+        if re.match(r"^\d\d-", old):
+            shutil.rmtree(os.path.join(args.out, old))
     for n, (sig, g) in enumerate(sorted(groups.items(), key=lambda kv: -len(kv[1]["inputs"]))):
         d = os.path.join(args.out, f"{n + 1:02d}-{g['kind']}")
-        shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
         path, size, log = g["best"]
         shutil.copy(path, os.path.join(d, "reproducer"))
