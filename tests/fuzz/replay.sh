@@ -29,7 +29,8 @@ mutants=${LF_FUZZ_MUTANTS:-300}
 limits=(-max_len=65536 -malloc_limit_mb=256 -rss_limit_mb=2048 -timeout=10)
 
 # Leak detection stays off: MPI_Init and HDF5's free lists hold memory for the life of the
-# process. A request above ASan's largest allocation (1 TB) returns NULL, as malloc does in
+# process. It is turned off in ASan, not with libFuzzer's -detect_leaks=0, which would also
+# remove the malloc hooks that enforce -malloc_limit_mb. A request above ASan's largest allocation (1 TB) returns NULL, as malloc does in
 # production, so the caller's error handling runs; any allocation that succeeds above
 # -malloc_limit_mb is reported. UBSan reports are fatal, so that libFuzzer saves the input.
 # These are appended to the caller's options (the later setting wins), so that what the test
@@ -66,7 +67,7 @@ for bin in "$@"; do
   # -keep_seed: every seed stays a base for mutants, also those that reach no new code in
   # linfold (HDF5 is not instrumented, so a deflate or a newest-format seed looks like any other).
   LF_FUZZ_TMPDIR=$work/$kind/tmp "${norandom[@]}" \
-    "$bin" -seed=1 -runs=$((n_seeds + mutants)) "${limits[@]}" -keep_seed=1 -detect_leaks=0 \
+    "$bin" -seed=1 -runs=$((n_seeds + mutants)) "${limits[@]}" -keep_seed=1 \
     -print_final_stats=1 -artifact_prefix="$work/$kind/artifacts/" \
     "$work/$kind/new" "$seeds" >"$work/$kind/log" 2>&1 &
   names+=("$name")

@@ -95,8 +95,9 @@ def run(target, path, timeout):
                OPENBLAS_NUM_THREADS="1")
     env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0:allocator_may_return_null=1"
     env["UBSAN_OPTIONS"] = env.get("UBSAN_OPTIONS", "") + ":halt_on_error=1:print_stacktrace=1"
-    cmd = [target, f"-timeout={timeout}", "-rss_limit_mb=2048", "-malloc_limit_mb=256",
-           "-detect_leaks=0", path]
+    # No -detect_leaks=0 flag: it removes libFuzzer's malloc hooks, and with them the malloc
+    # limit. Leak checking is off in ASan (ASAN_OPTIONS) instead.
+    cmd = [target, f"-timeout={timeout}", "-rss_limit_mb=2048", "-malloc_limit_mb=256", path]
     try:
         p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=timeout * 6 + 60)
