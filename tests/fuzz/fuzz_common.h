@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "linfold/error.h"
@@ -34,6 +35,7 @@ const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stackt
 static MPI_Comm lf_fuzz_comm = MPI_COMM_NULL;
 static char lf_fuzz_dir[512];
 static int lf_fuzz_verbose = 0; /* LF_FUZZ_VERBOSE=1: print each reader's verdict (triage) */
+static long lf_fuzz_cpu_limit = 10; /* LF_FUZZ_CPU_LIMIT: CPU seconds per input; 0: no limit */
 
 /* The HDF5 id types a reader creates, and how many of each exist between inputs (the library's
  * predefined types and default property lists). */
@@ -75,6 +77,26 @@ static void lf_fuzz_die(const char *fmt, ...)
     abort();
 }
 
+/* An input that has used LF_FUZZ_CPU_LIMIT seconds of CPU time is a hang. libFuzzer's own
+ * -timeout counts wall time, which a loaded machine stretches a hundredfold (a 70 ms input has
+ * taken 24 s), so the hang criterion is CPU time and -timeout is only the backstop for an input
+ * that blocks without spinning. Aborting makes libFuzzer save the input. */
+static void lf_fuzz_on_cpu_limit(int sig)
+{
+    (void)sig;
+    static const char msg[] = "fuzz: the input used more CPU time than LF_FUZZ_CPU_LIMIT "
+                              "allows (a hang)\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+    abort();
+}
+
+static void lf_fuzz_set_cpu_timer(long seconds)
+{
+    struct itimerval t = {.it_interval = {0, 0}, .it_value = {seconds, 0}};
+    setitimer(ITIMER_PROF, &t, NULL);
+}
+
 /* MPI singleton, HDF5 quiet, one rank for the error record, a private temporary directory. */
 static void lf_fuzz_setup(void)
 {
@@ -97,6 +119,14 @@ static void lf_fuzz_setup(void)
     lf_error_set_rank(0, 1);
     const char *verbose = getenv("LF_FUZZ_VERBOSE");
     lf_fuzz_verbose = verbose && verbose[0] && strcmp(verbose, "0") != 0;
+    const char *cpu = getenv("LF_FUZZ_CPU_LIMIT");
+    if (cpu && cpu[0])
+        lf_fuzz_cpu_limit = strtol(cpu, NULL, 10);
+    struct sigaction on_limit;
+    memset(&on_limit, 0, sizeof on_limit);
+    on_limit.sa_handler = lf_fuzz_on_cpu_limit;
+    sigemptyset(&on_limit.sa_mask);
+    sigaction(SIGPROF, &on_limit, NULL);
     /* A private directory, or LF_FUZZ_TMPDIR when replay.sh gives one: the same path on every
      * run keeps the mutants reproducible, since file names reach string comparisons whose
      * operands libFuzzer collects for its mutations. */
@@ -151,11 +181,19 @@ static lf_err_t lf_fuzz_verdict(const char *what, lf_err_t err)
     return err;
 }
 
+/* Before every input: starts the CPU time limit. */
+static void lf_fuzz_begin_input(void)
+{
+    if (lf_fuzz_cpu_limit > 0)
+        lf_fuzz_set_cpu_timer(lf_fuzz_cpu_limit);
+}
+
 /* After every input: no HDF5 id is left open by the reader (an open file would also be found
  * again by the next input's open), and the error record is forgotten: it is per process and keeps
  * the first failure. */
 static void lf_fuzz_end_input(void)
 {
+    lf_fuzz_set_cpu_timer(0);
     for (size_t k = 0; k < LF_FUZZ_N_ID_TYPES; k++) {
         hsize_t n = lf_fuzz_id_count(lf_fuzz_id_types[k]);
         if (n > lf_fuzz_id_base[k])

@@ -63,6 +63,7 @@ done:
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    lf_fuzz_begin_input();
     lf_fuzz_write_file(in_path, data, size);
     read_all("/x", LF_DATA_SAMPLES);
     read_all("/y", LF_DATA_LABELS);

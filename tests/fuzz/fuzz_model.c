@@ -27,6 +27,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     lf_model_t *m = NULL, *back = NULL;
+    lf_fuzz_begin_input();
     lf_fuzz_write_file(in_path, data, size);
     if (lf_fuzz_verdict("model", lf_h5io_read_model(lf_fuzz_comm, in_path, &m)) == LF_OK) {
         if (lf_model_validate(m, in_path) != LF_OK)

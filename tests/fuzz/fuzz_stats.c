@@ -84,6 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     lf_stats_t *s = NULL;
+    lf_fuzz_begin_input();
     lf_fuzz_write_file(in_path, data, size);
     if (lf_fuzz_verdict("statistics", lf_stats_read(lf_fuzz_comm, in_path, model, &s)) == LF_OK) {
         if (s->n_layers != model->n_layers || s->samples < 1)

@@ -2,7 +2,7 @@
 # The fuzz_replay test (docs/fuzzing.md): every libFuzzer target replays its seed corpus, then
 # runs a fixed number of fresh mutants from a fixed seed, all under ASan and UBSan with the limits
 # below. The targets run side by side; the test fails when any of them reports a crash, a hang
-# (an input slower than -timeout), an allocation over -malloc_limit_mb, an RSS over
+# (an input that uses 10 s of CPU time), an allocation over -malloc_limit_mb, an RSS over
 # -rss_limit_mb or any sanitizer report. Reproducers are left in WORK/<target>/artifacts/.
 #
 #   bash replay.sh WORK CORPUS_ROOT FUZZ_BINARY...
@@ -25,8 +25,12 @@ mutants=${LF_FUZZ_MUTANTS:-300}
 # 1000:1, so about 64 MB), and HDF5's own buffers are a few MB; anything larger was sized from a
 # dimension or count the file's bytes cannot back. The RSS limit (the whole process) covers MPI,
 # HDF5 and ASan: about 80 MB at start, plus up to 256 MB that ASan's quarantine keeps of freed
-# memory; a few hundred inputs peak near 350 MB. 10 s per input is a hang: seeds take 10 ms.
-limits=(-max_len=65536 -malloc_limit_mb=256 -rss_limit_mb=2048 -timeout=10)
+# memory; a few hundred inputs peak near 350 MB. An input that uses 10 s of CPU time is a hang
+# (LF_FUZZ_CPU_LIMIT, checked by the targets; a seed takes 10 ms). libFuzzer's -timeout counts
+# wall time, which a loaded machine stretches a hundredfold, so it is only the backstop for an
+# input that blocks without spinning.
+limits=(-max_len=65536 -malloc_limit_mb=256 -rss_limit_mb=2048 -timeout=120)
+export LF_FUZZ_CPU_LIMIT=10
 
 # Leak detection stays off: MPI_Init and HDF5's free lists hold memory for the life of the
 # process. It is turned off in ASan, not with libFuzzer's -detect_leaks=0, which would also

@@ -5,8 +5,9 @@
         --out /work/fuzz-findings/model ARTIFACT_OR_DIR...
 
 Each artifact (crash-*, timeout-*, oom-*, or any input) is run once by the target with the
-replay limits, and classified by its first report: the sanitizer error type, libFuzzer's timeout
-or out-of-memory, or a rule of the target ("fuzz: ..."). Its signature is that kind plus the top
+replay limits, and classified by its first report: the sanitizer error type, a hang (the target's
+CPU time limit), libFuzzer's wall-clock timeout or out-of-memory, or another rule of the target
+("fuzz: ..."). Its signature is that kind plus the top
 three named frames below the sanitizer, libFuzzer and libc frames (HDF5's static functions have no
 symbols in Debian's build and are left out, so the signature does not depend on the instruction
 a hang was interrupted at; for a hang, the five named frames above the linfold call are used
@@ -25,7 +26,7 @@ import shutil
 import subprocess
 import sys
 
-SKIP = re.compile(r"^(__interceptor_|__asan|__sanitizer|__ubsan|__lsan|fuzzer::|__libc_|_start$|"
+SKIP = re.compile(r"^(__interceptor_|__asan|__sanitizer|__ubsan|__lsan|fuzzer::|__libc_|lf_fuzz_|_start$|"
                   r"main$|abort$|raise$|gsignal$|malloc$|calloc$|realloc$|free$|memcpy$|"
                   r"memmove$|memset$|LLVMFuzzerTestOneInput$)")
 FRAME = re.compile(r"^\s*#(\d+) 0x[0-9a-f]+ (?:in (\S+)(?: (\S+))?)?\s*(?:\((\S+?)\+(0x[0-9a-f]+)\))?")
@@ -42,6 +43,7 @@ def classify(log):
         (r"ERROR: libFuzzer: out-of-memory \(malloc\((\d+)\)\)",
          lambda m: ("malloc-limit", f"malloc({m.group(1)})")),
         (r"ERROR: libFuzzer: out-of-memory \(used: (\d+)Mb", lambda m: ("rss-limit", m.group(0))),
+        (r"^fuzz: the input used more CPU time", lambda m: ("hang", m.group(0))),
         (r"^fuzz: (.*)", lambda m: ("rule", m.group(1))),
         (r"ERROR: libFuzzer: deadly signal", lambda m: ("deadly-signal", m.group(0))),
         (r"ERROR: libFuzzer: (.*)", lambda m: ("libfuzzer", m.group(1))),
@@ -79,7 +81,7 @@ def signature(kind, log):
     stack = frames(log, detail_at)
     named = [f for f in stack if f[0] and not SKIP.match(f[0])]
     top = [f[0] for f in named[:3]]
-    if kind == "timeout":
+    if kind in ("timeout", "hang"):
         # A hang is interrupted anywhere in its loop: use the route into it instead, the five
         # named frames just above the innermost linfold frame (the library call and below).
         first_lf = next((k for k, f in enumerate(named) if f[1] and "/src/" in f[1]), len(named))
@@ -94,13 +96,16 @@ def run(target, path, timeout):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OPENBLAS_NUM_THREADS="1")
     env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0:allocator_may_return_null=1"
+    env.setdefault("LF_FUZZ_CPU_LIMIT", str(timeout))
     env["UBSAN_OPTIONS"] = env.get("UBSAN_OPTIONS", "") + ":halt_on_error=1:print_stacktrace=1"
     # No -detect_leaks=0 flag: it removes libFuzzer's malloc hooks, and with them the malloc
     # limit. Leak checking is off in ASan (ASAN_OPTIONS) instead.
-    cmd = [target, f"-timeout={timeout}", "-rss_limit_mb=2048", "-malloc_limit_mb=256", path]
+    # The hang criterion is the targets' CPU time limit (LF_FUZZ_CPU_LIMIT = --timeout); the
+    # wall-clock -timeout is a generous backstop, as in replay.sh.
+    cmd = [target, f"-timeout={timeout * 12}", "-rss_limit_mb=2048", "-malloc_limit_mb=256", path]
     try:
         p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout * 6 + 60)
+                           timeout=timeout * 24 + 60)
         return p.returncode, p.stdout.decode("utf-8", "replace")
     except subprocess.TimeoutExpired as e:
         return -1, (e.stdout or b"").decode("utf-8", "replace") + "\ntriage: killed\n"
@@ -110,7 +115,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", required=True, help="the fuzz target binary")
     ap.add_argument("--out", required=True, help="directory for the unique findings")
-    ap.add_argument("--timeout", type=int, default=10, help="seconds per input (-timeout)")
+    ap.add_argument("--timeout", type=int, default=10,
+                    help="CPU seconds per input before it counts as a hang (LF_FUZZ_CPU_LIMIT)")
     ap.add_argument("--rerun", action="store_true", help="rerun inputs whose report is kept")
     ap.add_argument("inputs", nargs="+", help="artifacts or directories of artifacts")
     args = ap.parse_args()
@@ -164,8 +170,9 @@ def main():
             f.write(f"signature: {sig}\nreproducer: {os.path.basename(path)} ({size} bytes, "
                     f"sha1 {sha})\ninputs with this signature: {len(g['inputs'])}\n"
                     f"linfold call sites: {', '.join(sorted(g['sites'])) or '-'}\n"
-                    f"command: {args.target} -timeout={args.timeout} -rss_limit_mb=2048 "
-                    f"-malloc_limit_mb=256 reproducer\n\n{log}")
+                    f"command: LF_FUZZ_CPU_LIMIT={args.timeout} {args.target} "
+                    f"-timeout={args.timeout * 12} -rss_limit_mb=2048 -malloc_limit_mb=256 "
+                    f"reproducer\n\n{log}")
         rows.append(f"{n + 1:02d}\t{g['kind']}\t{sig}\t{len(g['inputs'])}\t{size}\t"
                     f"{', '.join(sorted(g['sites'])) or '-'}\t{g['detail'][:160]}")
     with open(os.path.join(args.out, "summary.tsv"), "w") as f:
