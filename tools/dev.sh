@@ -6,7 +6,8 @@
 #   bash tools/dev.sh build   # install and build only
 #
 # Environment: BUILD_DIR (default build), LF_JOBS (default: number of cores),
-# LF_SKIP_SANITIZE=1 (test only the release build, not also the sanitizer build).
+# LF_SKIP_SANITIZE=1 (test only the release build, not also the clang sanitizer build, which
+# also runs the fuzz_replay test of the file readers; docs/fuzzing.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +17,7 @@ jobs=${LF_JOBS:-$(nproc)}
 # Debian 12 packages linfold builds and tests with.
 packages=(
   gcc make cmake pkg-config
+  clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets (tests/fuzz)
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libscalapack-openmpi-dev libopenblas-dev
@@ -66,12 +68,18 @@ demo() {
 run_tests() {
   (cd "$build" && ctest --output-on-failure -j 1 "$@")
   # The same suite again under AddressSanitizer and UBSan (a debug build, so the checks of
-  # logically collective arguments run too). MPI's own allocations are not ours to fix, so leak
+  # logically collective arguments run too), built with clang so that it also builds the
+  # libFuzzer targets and runs fuzz_replay. MPI's own allocations are not ours to fix, so leak
   # detection is off; any sanitizer report fails the test.
   if [ "${LF_SKIP_SANITIZE:-0}" != 1 ]; then
     local asan=${build}-sanitize
-    cmake -S "$here" -B "$asan" -DCMAKE_BUILD_TYPE=Debug -DLF_WERROR=ON \
-      -DLF_SANITIZE=address,undefined >/dev/null
+    # A build directory configured by an earlier dev.sh with gcc keeps its compiler; start over.
+    if [ -f "$asan/CMakeCache.txt" ] &&
+      ! grep -q '^CMAKE_C_COMPILER:FILEPATH=.*clang' "$asan/CMakeCache.txt"; then
+      rm -rf "$asan/CMakeCache.txt" "$asan/CMakeFiles"
+    fi
+    CC=clang cmake -S "$here" -B "$asan" -DCMAKE_BUILD_TYPE=Debug -DLF_WERROR=ON \
+      -DLF_SANITIZE=address,undefined -DLF_FUZZ=ON >/dev/null
     cmake --build "$asan" -j "$jobs"
     (cd "$asan" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
       UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 1 "$@")
