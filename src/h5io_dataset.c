@@ -3,7 +3,8 @@
  * A data file can change under a long job (another job rewriting it, a full scratch file system
  * purged by the site). HDF5 reads past the end of a truncated file as zeros without an error, so
  * after every read each rank checks, on a descriptor of its own, that the file still reaches the
- * end of the dataset's storage; a file that shrank fails the pass instead of feeding it zeros. */
+ * end of the dataset's storage; a file that shrank fails the pass instead of feeding it zeros.
+ * Before any rank opens a data file, a reader process checks it (the preflight below). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "h5io_impl.h"
+#include "sandbox_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
@@ -50,6 +52,77 @@ cleanup:
     return err;
 }
 
+/* ---------------------------------------------------------------- the preflight
+ *
+ * The ranks read a data file in-process (it is too large to pass through a pipe), so rank 0 first
+ * has a reader process (sandbox_impl.h) run every check the ranks will run, walk the chunk index,
+ * and read the first and the last row. A file that makes HDF5 crash, loop or balloon there is an
+ * error before any rank touches it; one that passes has metadata the ranks' identical opening
+ * code handles. */
+
+typedef struct {
+    const char *file, *obj;
+    const lf__h5_want_t *want;
+} preflight_t;
+
+static lf_err_t preflight_here(const preflight_t *p)
+{
+    lf_err_t err = LF_OK;
+    lf__h5_file_t f = LF__H5_FILE_NONE;
+    hid_t dset = H5I_INVALID_HID, fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    void *row = NULL;
+    hsize_t dims[2];
+    LF_CALL(lf__h5_open_file_serial(p->file, &f));
+    LF_CALL(lf__h5_open_dataset(&f, p->obj, p->want, &dset, dims));
+    LF_CALL(lf__h5_check_chunks(&f, p->obj, dset));
+    int64_t rows = (int64_t)dims[0], cols = p->want->rank == 2 ? (int64_t)dims[1] : 1;
+    if (rows == 0 || cols == 0)
+        goto cleanup;
+    LF_CALL(lf_malloc((size_t)cols, sizeof(double), &row));
+    fspace = H5Dget_space(dset);
+    LF_CALL_H5(fspace, "%s: %s space", p->file, p->obj);
+    hid_t mem = p->want->cls == H5T_FLOAT ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64;
+    int64_t probe[2] = {0, rows - 1};
+    for (int k = 0; k < 2; k++) {
+        lf__h5_close(&mspace);
+        LF_CALL(lf__h5_select_rows(fspace, p->want->rank, probe[k], 1, cols, &mspace));
+        LF_CALL_H5(H5Dread(dset, mem, mspace, fspace, H5P_DEFAULT, row),
+                   "%s: cannot read row %lld of %s", p->file, (long long)probe[k], p->obj);
+    }
+cleanup:
+    lf_free(row);
+    lf__h5_close(&mspace);
+    lf__h5_close(&fspace);
+    lf__h5_close(&dset);
+    lf__h5_close(&f.id);
+    return err;
+}
+
+static lf_err_t preflight_reader(void *ctx)
+{
+    lf_err_t err = preflight_here(ctx);
+    lf__sandbox_send_status(err);
+    return err;
+}
+
+static lf_err_t preflight(const char *file, const char *obj, const lf__h5_want_t *want)
+{
+    lf_err_t err = LF_OK;
+    lf__sandbox_t *sb = NULL;
+    int64_t size = 0;
+    LF_CALL(lf__h5_check_readable(file, &size));
+    lf__sandbox_limits_t limits = lf__sandbox_limits_for(size);
+    preflight_t p = {.file = file, .obj = obj, .want = want};
+    LF_CALL(lf__sandbox_start(file, &limits, preflight_reader, &p, &sb));
+    LF_CALL(lf__sandbox_receive_status(sb));
+    LF_CALL(lf__sandbox_finish(&sb));
+cleanup:
+    lf__sandbox_finish(&sb);
+    return err;
+}
+
+/* ---------------------------------------------------------------- opening and reading */
+
 static lf_err_t open_descriptor(lf_dataset_t *ds)
 {
     lf_err_t err = LF_OK;
@@ -73,10 +146,13 @@ lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t ki
     ds->kind = kind;
     snprintf(ds->spec, sizeof ds->spec, "%s", spec);
     LF_CALL(lf_h5io_split_spec(spec, ds->file, sizeof ds->file, obj, sizeof obj));
+    const lf__h5_want_t *want = kind == LF_DATA_SAMPLES ? &SAMPLES : &LABELS;
+    int rank = 0;
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL(lf_comm_agree(comm, rank == 0 ? preflight(ds->file, obj, want) : LF_OK));
     LF_CALL(lf__h5_open_file(comm, ds->file, &ds->f));
     hsize_t dims[2];
-    LF_CALL(lf__h5_open_dataset(&ds->f, obj, kind == LF_DATA_SAMPLES ? &SAMPLES : &LABELS,
-                                &ds->dset, dims));
+    LF_CALL(lf__h5_open_dataset(&ds->f, obj, want, &ds->dset, dims));
     ds->rows = (int64_t)dims[0];
     ds->cols = kind == LF_DATA_SAMPLES ? (int64_t)dims[1] : 1;
     ds->end = lf__h5_dataset_end(&ds->f, ds->dset);

@@ -12,8 +12,10 @@
  *     its class and rank are the expected ones, and its shape needs no more bytes than the file
  *     can hold for it (the allocation bound);
  *   - lf__h5_read_number_attr: scalar numeric attributes only;
- *   - lf__h5_read_strings: string attributes, read in a child process (h5io_strings.c), because
- *     HDF5 1.10's variable-length string conversion can crash or hang on corrupted files.
+ *   - lf__h5_read_string: string attributes, scalar and short.
+ * Models and statistics are parsed only in reader processes (sandbox_impl.h), because HDF5 1.10
+ * crashes, loops or allocates without bound on corrupted metadata; data files are checked by a
+ * reader process before the ranks open them.
  * Every helper records an error that names the file and the object, and returns lf_err_t. */
 #ifndef LINFOLD_H5IO_IMPL_H
 #define LINFOLD_H5IO_IMPL_H
@@ -55,9 +57,16 @@ typedef struct {
 
 #define LF__H5_FILE_NONE ((lf__h5_file_t){.id = H5I_INVALID_HID})
 
+/* Checks that path is a readable regular HDF5 file and gives its size.
+ * Not collective. */
+lf_err_t lf__h5_check_readable(const char *path, int64_t *size);
 /* Opens an existing file read-only through MPI-IO, after checks agreed by all ranks.
  * Collective on comm. */
 lf_err_t lf__h5_open_file(MPI_Comm comm, const char *path, lf__h5_file_t *f);
+/* Opens an existing file read-only with the POSIX driver, without file locks, in this process
+ * alone (the reader processes of sandbox_impl.h).
+ * Not collective. */
+lf_err_t lf__h5_open_file_serial(const char *path, lf__h5_file_t *f);
 /* Closes an HDF5 file id exactly once: *file is invalid afterwards whatever H5Fclose returned,
  * and a failure (a write that could not be flushed) is recorded naming path.
  * Collective when the file was opened through MPI-IO. */
@@ -84,6 +93,10 @@ typedef struct {
  * Not collective. */
 lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf__h5_want_t *want,
                              hid_t *dset, hsize_t dims[2]);
+/* Checks every chunk of a chunked dataset (nothing for other layouts): stored inside the file,
+ * and of exactly its size when unfiltered. A B-tree lookup per chunk: run in a reader process.
+ * Not collective. */
+lf_err_t lf__h5_check_chunks(const lf__h5_file_t *f, const char *path, hid_t dset);
 /* The byte offset up to which the file must extend for dset to be read whole: offset + size of
  * contiguous storage, or the file size at open for other layouts.
  * Not collective. */
@@ -100,7 +113,7 @@ lf_err_t lf__h5_read_number_attr(hid_t obj, const char *name, const char *where,
 lf_err_t lf__h5_select_rows(hid_t file_space, int ndims, int64_t row0, int64_t count,
                             int64_t cols, hid_t *mem_space);
 
-/* ---- string attributes, read in a child process (h5io_strings.c) ---- */
+/* ---- string attributes (h5io_strings.c); run in a reader process only ---- */
 enum { LF__STR_MAX = 64 };
 
 typedef enum {
@@ -111,8 +124,6 @@ typedef enum {
     LF__STR_NOT_SCALAR, /* an array of strings, or an empty dataspace */
     LF__STR_TOO_LONG,   /* LF__STR_MAX bytes or more */
     LF__STR_UNREADABLE, /* HDF5 reported an error reading it */
-    LF__STR_FAILED,     /* the reader crashed, hung or ran out of memory on it */
-    LF__STR_NOT_READ,   /* an earlier attribute's failure stopped the reader */
 } lf__str_status_t;
 
 typedef struct {
@@ -120,22 +131,15 @@ typedef struct {
     const char *name;   /* attribute name (borrowed) */
     lf__str_status_t status;
     char value[LF__STR_MAX]; /* NUL-terminated; control characters replaced by '?' */
-    char detail[96];         /* for LF__STR_FAILED: what happened ("killed by signal 11") */
 } lf__str_attr_t;
 
-/* Reads the string attributes items[0..n) of the file f in a child process and gives every rank
- * the same statuses and values.
- * Collective on comm.
- * Returns an error only when the reader could not be run at all (fork or pipe failed); per-item
- * problems are statuses, turned into messages by lf__h5_string_value(). */
-lf_err_t lf__h5_read_strings(MPI_Comm comm, const lf__h5_file_t *f, lf__str_attr_t *items, int n);
+/* Reads the string attribute item->name of item->object in file into item (status, value).
+ * Not collective. */
+void lf__h5_read_string(hid_t file, lf__str_attr_t *item);
 /* Turns an item's status into the error that names file, object and attribute, or LF_OK; on
  * LF_OK *value points to the string.
  * Not collective. */
 lf_err_t lf__h5_string_value(const lf__str_attr_t *item, const char *file, const char **value);
-/* The check behind both: reads one string attribute in this process. The child calls it; it is
- * exposed for that and for tests only. Not collective. */
-void lf__h5_read_string_here(hid_t file, lf__str_attr_t *item);
 
 /* ---- writing ---- */
 /* Creates an HDF5 file in memory (the core driver without a backing store); name only labels it.

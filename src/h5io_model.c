@@ -1,16 +1,18 @@
-/* Model files (format v1, docs/format.md): reading with validation, writing on rank 0.
+/* Model files (format v1, docs/format.md): reading in a reader process, writing on rank 0.
  *
- * Reading is collective: every rank opens the file through MPI-IO and reads all of it (models are
- * small next to the sample data and every rank needs the whole model; the MPI-IO layer
- * aggregates the reads). Validation failures come from file contents every rank reads alike, so
- * they just return; allocations can fail on one rank only and are agreed before the next
- * collective read. Writing is done by rank 0 alone through the serial driver, since every rank
- * holds the same model; object timestamps are off, so the same model gives the same bytes
- * whatever the rank count. */
+ * Reading: rank 0 forks a reader process (sandbox_impl.h) that opens the file with the serial
+ * driver, reads and validates every object, and sends the model back through a pipe in a plain
+ * layout (below); rank 0 checks that what arrives is no larger than the file can justify,
+ * validates it again, and broadcasts it. No rank of the job ever runs HDF5 on a model file it did
+ * not write, so a corrupted or hostile file is an error message, never a crash, a hang or an
+ * unbounded allocation in the job. Writing is done by rank 0 alone, since every rank holds the
+ * same model; object timestamps are off, so the same model gives the same bytes whatever the rank
+ * count. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "h5io_impl.h"
+#include "sandbox_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
@@ -24,29 +26,29 @@
 static const lf__h5_want_t WEIGHTS = {H5T_FLOAT, 2, "a float dataset (weights are float32)"};
 static const lf__h5_want_t BIASES = {H5T_FLOAT, 1, "a float dataset (biases are float32)"};
 
-/* Reads a whole float dataset on every rank into dst. */
+/* Reads a whole float dataset into dst. */
 static lf_err_t read_floats(hid_t dset, float *dst, const char *file, const char *path)
 {
     lf_err_t err = LF_OK;
-    hid_t dxpl = lf__h5_collective_dxpl();
-    LF_CALL_H5(dxpl, "transfer list");
-    LF_CALL_H5(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, dxpl, dst), "%s: cannot read %s",
-               file, path);
+    LF_CALL_H5(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst),
+               "%s: cannot read %s", file, path);
 cleanup:
-    lf__h5_close(&dxpl);
     return err;
 }
 
-/* ---------------------------------------------------------------- one layer */
+/* ---------------------------------------------------------------- one layer (reader process) */
 
-/* Layer i's activation (from the string read for it) and, for leaky_relu, alpha. */
-static lf_err_t read_activation(const lf__h5_file_t *f, hid_t grp, int i,
-                                const lf__str_attr_t *item, lf_act_t *act, double *alpha)
+/* Layer i's activation and, for leaky_relu, alpha. */
+static lf_err_t read_activation(const lf__h5_file_t *f, hid_t grp, int i, lf_act_t *act,
+                                double *alpha)
 {
     lf_err_t err = LF_OK;
     const char *name = NULL;
-    char where[LF_PATH_MAX + 64];
-    LF_CALL(lf__h5_string_value(item, f->path, &name));
+    char where[LF_PATH_MAX + 64], object[32];
+    snprintf(object, sizeof object, "/layers/%d", i);
+    lf__str_attr_t item = {.object = object, .name = "activation"};
+    lf__h5_read_string(f->id, &item);
+    LF_CALL(lf__h5_string_value(&item, f->path, &name));
     if (lf_act_parse(name, act) != LF_OK) {
         lf_error_clear();
         LF_FAIL(LF_ERR_FORMAT,
@@ -79,7 +81,6 @@ cleanup:
     lf__h5_close(&dset);
     return err;
 }
-
 /* The shape of layer i's weight, checked against its predecessor's width. */
 static lf_err_t weight_shape(const lf__h5_file_t *f, int i, const lf_model_t *m, int64_t *n_out,
                              int64_t *n_in)
@@ -166,7 +167,7 @@ cleanup:
     return err;
 }
 
-static lf_err_t read_skips(MPI_Comm comm, const lf__h5_file_t *f, int i, lf_model_t *m)
+static lf_err_t read_skips(const lf__h5_file_t *f, int i, lf_model_t *m)
 {
     lf_err_t err = LF_OK;
     hid_t skip = H5I_INVALID_HID;
@@ -179,13 +180,13 @@ static lf_err_t read_skips(MPI_Comm comm, const lf__h5_file_t *f, int i, lf_mode
     if (!present)
         return LF_OK;
     LF_CALL(lf__h5_open_object(f, path, H5O_TYPE_GROUP, &skip));
-    LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)i + 1, sizeof *srcs, (void **)&srcs)));
+    LF_CALL(lf_calloc((size_t)i + 1, sizeof *srcs, (void **)&srcs));
     LF_CALL(list_skips(f, i, skip, srcs, &n));
     for (int k = 0; k < n; k++) {
         char bpath[64];
         lf_model_block_path(bpath, sizeof bpath, i, srcs[k]);
         lf_block_t *blk = NULL;
-        LF_CALL(lf_comm_agree(comm, lf_model_block_ensure(m, i, srcs[k], &blk)));
+        LF_CALL(lf_model_block_ensure(m, i, srcs[k], &blk));
         LF_CALL(read_block(f, bpath, m->layers[i].n_out, lf_model_width(m, srcs[k]), blk->w));
     }
 cleanup:
@@ -194,8 +195,7 @@ cleanup:
     return err;
 }
 
-static lf_err_t read_layer(MPI_Comm comm, const lf__h5_file_t *f, int i,
-                           const lf__str_attr_t *activation, lf_model_t *m)
+static lf_err_t read_layer(const lf__h5_file_t *f, int i, lf_model_t *m)
 {
     lf_err_t err = LF_OK;
     hid_t grp = H5I_INVALID_HID, dset = H5I_INVALID_HID;
@@ -204,12 +204,12 @@ static lf_err_t read_layer(MPI_Comm comm, const lf__h5_file_t *f, int i,
     LF_CALL(lf__h5_open_object(f, path, H5O_TYPE_GROUP, &grp));
     lf_act_t act;
     double alpha = 0.0;
-    LF_CALL(read_activation(f, grp, i, activation, &act, &alpha));
+    LF_CALL(read_activation(f, grp, i, &act, &alpha));
     int64_t n_out = 0, n_in = 0;
     LF_CALL(weight_shape(f, i, m, &n_out, &n_in));
     if (i == 0)
         m->n_in = n_in;
-    LF_CALL(lf_comm_agree(comm, lf_model_layer_init(m, i, n_out, act, (float)alpha)));
+    LF_CALL(lf_model_layer_init(m, i, n_out, act, (float)alpha));
     snprintf(path, sizeof path, "/layers/%d/weight", i);
     LF_CALL(read_block(f, path, n_out, n_in, lf_model_block(m, i, i - 1)->w));
 
@@ -219,24 +219,22 @@ static lf_err_t read_layer(MPI_Comm comm, const lf__h5_file_t *f, int i,
     LF_CHECK((int64_t)dims[0] == n_out, LF_ERR_SHAPE, "%s: %s has shape (%llu), expected (%lld)",
              f->path, path, (unsigned long long)dims[0], (long long)n_out);
     LF_CALL(read_floats(dset, m->layers[i].bias, f->path, path));
-    LF_CALL(read_skips(comm, f, i, m));
+    LF_CALL(read_skips(f, i, m));
 cleanup:
     lf__h5_close(&dset);
     lf__h5_close(&grp);
     return err;
 }
 
-/* ---------------------------------------------------------------- the file */
-
-/* The root attributes: format (via the string reader), format_version, /layers' count. */
-static lf_err_t read_header(MPI_Comm comm, const lf__h5_file_t *f, int64_t *count)
+/* The root attributes: format, format_version, /layers' count. */
+static lf_err_t read_header(const lf__h5_file_t *f, int64_t *count)
 {
     lf_err_t err = LF_OK;
     hid_t layers = H5I_INVALID_HID;
     lf__str_attr_t format = {.object = "/", .name = "format"};
     const char *value = NULL;
     char where[LF_PATH_MAX + 16];
-    LF_CALL(lf__h5_read_strings(comm, f, &format, 1));
+    lf__h5_read_string(f->id, &format);
     LF_CALL(lf__h5_string_value(&format, f->path, &value));
     LF_CHECK(strcmp(value, "linfold-mlp") == 0, LF_ERR_FORMAT,
              "%s: attribute 'format' is \"%s\", expected \"linfold-mlp\"", f->path, value);
@@ -256,50 +254,179 @@ cleanup:
     return err;
 }
 
-/* Every layer's activation, read in one go (one child process for the whole file). */
-static lf_err_t read_activations(MPI_Comm comm, const lf__h5_file_t *f, int count,
-                                 lf__str_attr_t **items, char **paths)
+/* Reads and validates the whole model file in this process. */
+static lf_err_t read_model_here(const char *path, lf_model_t **out)
 {
     lf_err_t err = LF_OK;
-    enum { PATH_BYTES = 24 };
-    LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)count, sizeof **items, (void **)items)));
-    LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)count, PATH_BYTES, (void **)paths)));
-    for (int i = 0; i < count; i++) {
-        char *p = *paths + (size_t)i * PATH_BYTES;
-        snprintf(p, PATH_BYTES, "/layers/%d", i);
-        (*items)[i] = (lf__str_attr_t){.object = p, .name = "activation"};
-    }
-    LF_CALL(lf__h5_read_strings(comm, f, *items, count));
+    lf__h5_file_t f = LF__H5_FILE_NONE;
+    lf_model_t *m = NULL;
+    *out = NULL;
+    LF_CALL(lf__h5_open_file_serial(path, &f));
+    int64_t count = 0;
+    LF_CALL(read_header(&f, &count));
+    LF_CALL(lf_model_create(1, (int)count, &m));
+    for (int i = 0; i < (int)count; i++)
+        LF_CALL(read_layer(&f, i, m));
+    LF_CALL(lf_model_validate(m, path));
+    *out = m;
+    m = NULL;
 cleanup:
+    lf_model_destroy(&m);
+    lf__h5_close(&f.id);
+    return err;
+}
+
+/* ---------------------------------------------------------------- the wire
+ *
+ * int64 n_in, int32 n_layers; per layer int64 n_out, int32 act, float alpha, int32 n_blocks and
+ * n_blocks int32 sources; then per layer the bias (n_out floats) and the blocks in order
+ * (n_out x width floats each, row-major). Native byte order: both ends are one program. */
+
+static bool send(const void *p, size_t n) { return lf__sandbox_write(p, n); }
+
+static lf_err_t send_model(const lf_model_t *m)
+{
+    bool ok = send(&m->n_in, sizeof m->n_in) && send(&m->n_layers, sizeof m->n_layers);
+    for (int i = 0; ok && i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        int32_t act = (int32_t)L->act, n_blocks = L->n_blocks;
+        ok = send(&L->n_out, sizeof L->n_out) && send(&act, sizeof act) &&
+             send(&L->alpha, sizeof L->alpha) && send(&n_blocks, sizeof n_blocks);
+        for (int b = 0; ok && b < L->n_blocks; b++) {
+            int32_t src = L->blocks[b].src;
+            ok = send(&src, sizeof src);
+        }
+    }
+    for (int i = 0; ok && i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        ok = send(L->bias, (size_t)L->n_out * sizeof(float));
+        for (int b = 0; ok && b < L->n_blocks; b++)
+            ok = send(L->blocks[b].w,
+                      (size_t)(L->n_out * lf_model_width(m, L->blocks[b].src)) * sizeof(float));
+    }
+    return ok ? LF_OK : LF_ERR_IO;
+}
+
+typedef struct {
+    const char *path;
+} model_job_t;
+
+static lf_err_t model_reader(void *ctx)
+{
+    const model_job_t *job = ctx;
+    lf_model_t *m = NULL;
+    lf_err_t err = read_model_here(job->path, &m);
+    lf__sandbox_send_status(err);
+    if (err == LF_OK)
+        err = send_model(m);
+    lf_model_destroy(&m);
+    return err;
+}
+
+/* Receives the structure of a model, checking every figure before it sizes an allocation: no
+ * more parameters than the file can hold (the reader's rule, 1,032 x its bytes plus 1 MiB per
+ * dataset) and a well-formed block list. */
+static lf_err_t receive_structure(lf__sandbox_t *sb, const char *path, int64_t file_bytes,
+                                  lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL;
+    int64_t n_in = 0, floats = 0;
+    int32_t n_layers = 0;
+    LF_CALL(lf__sandbox_read(sb, &n_in, sizeof n_in));
+    LF_CALL(lf__sandbox_read(sb, &n_layers, sizeof n_layers));
+    LF_CHECK(n_in >= 1 && n_layers >= 1 && n_layers <= LAYERS_MAX, LF_ERR_INTERNAL,
+             "%s: the reader process sent a malformed model", path);
+    int64_t budget = ((int64_t)1 << 20) * 3 * n_layers +
+                     (file_bytes < INT64_MAX / 1032 ? 1032 * file_bytes : INT64_MAX / 2);
+    LF_CALL(lf_model_create(n_in, n_layers, &m));
+    for (int i = 0; i < n_layers; i++) {
+        int64_t n_out = 0;
+        int32_t act = 0, n_blocks = 0;
+        float alpha = 0.0f;
+        LF_CALL(lf__sandbox_read(sb, &n_out, sizeof n_out));
+        LF_CALL(lf__sandbox_read(sb, &act, sizeof act));
+        LF_CALL(lf__sandbox_read(sb, &alpha, sizeof alpha));
+        LF_CALL(lf__sandbox_read(sb, &n_blocks, sizeof n_blocks));
+        LF_CHECK(n_out >= 1 && act >= 0 && act <= LF_ACT_SOFTMAX && n_blocks >= 1 &&
+                     n_blocks <= i + 1,
+                 LF_ERR_INTERNAL, "%s: the reader process sent a malformed layer %d", path, i);
+        floats += n_out;
+        LF_CALL(lf_model_layer_init(m, i, n_out, (lf_act_t)act, alpha));
+        for (int b = 0; b < n_blocks; b++) {
+            int32_t src = 0;
+            LF_CALL(lf__sandbox_read(sb, &src, sizeof src));
+            LF_CHECK(src >= LF_SRC_INPUT && src < i, LF_ERR_INTERNAL,
+                     "%s: the reader process sent a malformed block", path);
+            int64_t width = lf_model_width(m, src);
+            LF_CHECK(n_out <= (budget / 4 - floats) / width, LF_ERR_FORMAT,
+                     "%s: the model holds more parameters than the file can justify", path);
+            floats += n_out * width;
+            lf_block_t *blk = NULL;
+            LF_CALL(lf_model_block_ensure(m, i, src, &blk));
+        }
+    }
+    *out = m;
+    m = NULL;
+cleanup:
+    lf_model_destroy(&m);
+    return err;
+}
+
+static lf_err_t receive_values(lf__sandbox_t *sb, lf_model_t *m)
+{
+    lf_err_t err = LF_OK;
+    for (int i = 0; i < m->n_layers; i++) {
+        lf_layer_t *L = &m->layers[i];
+        LF_CALL(lf__sandbox_read(sb, L->bias, (size_t)L->n_out * sizeof(float)));
+        for (int b = 0; b < L->n_blocks; b++)
+            LF_CALL(lf__sandbox_read(
+                sb, L->blocks[b].w,
+                (size_t)(L->n_out * lf_model_width(m, L->blocks[b].src)) * sizeof(float)));
+    }
+cleanup:
+    return err;
+}
+
+/* Rank 0: the model through a reader process. */
+static lf_err_t read_through_reader(const char *path, lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf__sandbox_t *sb = NULL;
+    lf_model_t *m = NULL;
+    int64_t size = 0;
+    *out = NULL;
+    LF_CALL(lf__h5_check_readable(path, &size));
+    lf__sandbox_limits_t limits = lf__sandbox_limits_for(size);
+    model_job_t job = {.path = path};
+    LF_CALL(lf__sandbox_start(path, &limits, model_reader, &job, &sb));
+    LF_CALL(lf__sandbox_receive_status(sb));
+    LF_CALL(receive_structure(sb, path, size, &m));
+    LF_CALL(receive_values(sb, m));
+    LF_CALL(lf__sandbox_finish(&sb));
+    /* Defence in depth: what arrives is checked as if it came from a file. */
+    LF_CALL(lf_model_validate(m, path));
+    *out = m;
+    m = NULL;
+cleanup:
+    lf__sandbox_finish(&sb);
+    lf_model_destroy(&m);
     return err;
 }
 
 lf_err_t lf_h5io_read_model(MPI_Comm comm, const char *path, lf_model_t **out)
 {
     lf_err_t err = LF_OK;
-    lf__h5_file_t f = LF__H5_FILE_NONE;
     lf_model_t *m = NULL;
-    lf__str_attr_t *activations = NULL;
-    char *paths = NULL;
+    int rank = 0;
     *out = NULL;
-    LF_CALL(lf__h5_open_file(comm, path, &f));
-    int64_t count = 0;
-    LF_CALL(read_header(comm, &f, &count));
-    LF_CALL(read_activations(comm, &f, (int)count, &activations, &paths));
-    LF_CALL(lf_comm_agree(comm, lf_model_create(1, (int)count, &m)));
-    for (int i = 0; i < (int)count; i++) {
-        /* A large model takes a while to read: a signal stops it between layers. */
-        LF_CALL(lf_comm_agree(comm, lf_interrupt_check("reading the model")));
-        LF_CALL(read_layer(comm, &f, i, &activations[i], m));
-    }
-    LF_CALL(lf_model_validate(m, path));
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL(lf_comm_agree(comm, rank == 0 ? read_through_reader(path, &m) : LF_OK));
+    LF_CALL(lf_model_bcast(comm, 0, &m));
     *out = m;
     m = NULL;
 cleanup:
-    lf_free(paths);
-    lf_free(activations);
     lf_model_destroy(&m);
-    lf__h5_close(&f.id); /* read-only: nothing to flush, nothing to report */
     return err;
 }
 

@@ -11,6 +11,7 @@
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
 #include "linfold/h5io.h"
+#include "linfold/interrupt.h"
 
 /* The largest factor by which a deflate stream can expand (1032:1, zlib's limit); the bound for
  * filtered datasets. Unfiltered data needs as many bytes as it stores. */
@@ -91,7 +92,7 @@ void lf_h5io_init(void)
 /* The checks before H5Fopen run on every rank: a file on node-local storage may exist on some
  * ranks only, so the verdict is agreed before the collective open. A FIFO or a device would
  * block the signature check, so only regular files are opened. */
-static lf_err_t check_readable(const char *path, int64_t *size)
+lf_err_t lf__h5_check_readable(const char *path, int64_t *size)
 {
     lf_err_t err = LF_OK;
     struct stat st;
@@ -112,10 +113,28 @@ lf_err_t lf__h5_open_file(MPI_Comm comm, const char *path, lf__h5_file_t *f)
     lf_err_t err = LF_OK;
     hid_t fapl = H5I_INVALID_HID;
     *f = (lf__h5_file_t){.id = H5I_INVALID_HID, .path = path};
-    LF_CALL(lf_comm_agree(comm, check_readable(path, &f->size)));
+    LF_CALL(lf_comm_agree(comm, lf__h5_check_readable(path, &f->size)));
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     LF_CALL_H5(fapl, "%s: H5Pcreate", path);
     LF_CALL_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "%s: MPI-IO driver", path);
+    f->id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    LF_CALL_H5(f->id, "%s: cannot open", path);
+cleanup:
+    lf__h5_close(&fapl);
+    return err;
+}
+
+lf_err_t lf__h5_open_file_serial(const char *path, lf__h5_file_t *f)
+{
+    lf_err_t err = LF_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    *f = (lf__h5_file_t){.id = H5I_INVALID_HID, .path = path};
+    LF_CALL(lf__h5_check_readable(path, &f->size));
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    LF_CALL_H5(fapl, "%s: H5Pcreate", path);
+    /* Read-only, no locks: file locking fails on some parallel file systems. */
+    LF_CALL_H5(H5Pset_fapl_sec2(fapl), "%s: POSIX driver", path);
+    LF_CALL_H5(H5Pset_file_locking(fapl, 0, 1), "%s: file locking", path);
     f->id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     LF_CALL_H5(f->id, "%s: cannot open", path);
 cleanup:
@@ -271,6 +290,14 @@ static lf_err_t check_storage(const lf__h5_file_t *f, const char *path, hid_t dc
                  "%s: %s is compressed with HDF5 filter %d (%s), which this HDF5 library does not "
                  "have built in",
                  f->path, path, (int)id, name[0] ? name : "unnamed");
+        /* deflate, shuffle and Fletcher-32 only: the other built-in filters (scale-offset,
+         * n-bit, szip) decode parameters from the file that HDF5 1.10 does not check. */
+        LF_CHECK(id == H5Z_FILTER_DEFLATE || id == H5Z_FILTER_SHUFFLE ||
+                     id == H5Z_FILTER_FLETCHER32,
+                 LF_ERR_FORMAT,
+                 "%s: %s uses HDF5 filter %d (%s); linfold reads deflate (gzip), shuffle and "
+                 "Fletcher-32",
+                 f->path, path, (int)id, name[0] ? name : "unnamed");
     }
 cleanup:
     return err;
@@ -311,6 +338,49 @@ cleanup:
     return err;
 }
 
+/* Only the standard IEEE floats and two's-complement integers: HDF5 converts other layouts
+ * (odd sizes, offsets, precisions) with code that trusts those fields. */
+static bool standard_type(hid_t type, H5T_class_t cls)
+{
+    /* The predefined types are macros that open the library: built at each call, not static. */
+    const hid_t floats[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE};
+    const hid_t ints[] = {H5T_STD_I8LE,  H5T_STD_I8BE,  H5T_STD_U8LE,  H5T_STD_U8BE,
+                          H5T_STD_I16LE, H5T_STD_I16BE, H5T_STD_U16LE, H5T_STD_U16BE,
+                          H5T_STD_I32LE, H5T_STD_I32BE, H5T_STD_U32LE, H5T_STD_U32BE,
+                          H5T_STD_I64LE, H5T_STD_I64BE, H5T_STD_U64LE, H5T_STD_U64BE};
+    const hid_t *list = cls == H5T_FLOAT ? floats : ints;
+    size_t n = cls == H5T_FLOAT ? sizeof floats / sizeof *floats : sizeof ints / sizeof *ints;
+    for (size_t k = 0; k < n; k++)
+        if (H5Tequal(type, list[k]) > 0)
+            return true;
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+}
+
+/* A chunked dataset's chunks must be no larger than what the file can hold for them, and their
+ * rank must be the dataset's. */
+static lf_err_t check_chunk_shape(const lf__h5_file_t *f, const char *path, hid_t dcpl,
+                                  hid_t type, int rank, int filters)
+{
+    lf_err_t err = LF_OK;
+    if (H5Pget_layout(dcpl) != H5D_CHUNKED)
+        return LF_OK;
+    hsize_t chunk[H5S_MAX_RANK];
+    int got = H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk);
+    LF_CALL_H5(got, "%s: %s chunk shape", f->path, path);
+    LF_CHECK(got == rank, LF_ERR_FORMAT, "%s: %s has chunks of rank %d, the dataset %d", f->path,
+             path, got, rank);
+    u128 bytes = H5Tget_size(type);
+    for (int d = 0; d < rank; d++)
+        bytes *= chunk[d];
+    int64_t held = f->size, cap = UNSTORED_BYTES_MAX + held * (filters > 0 ? FILTER_EXPANSION_MAX : 1);
+    LF_CHECK(bytes <= (u128)cap, LF_ERR_FORMAT,
+             "%s: %s has chunks of %.0f bytes, more than the file (%lld bytes) can hold", f->path,
+             path, (double)bytes, (long long)f->size);
+cleanup:
+    return err;
+}
+
 lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf__h5_want_t *want,
                              hid_t *dset, hsize_t dims[2])
 {
@@ -322,6 +392,10 @@ lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf_
     LF_CALL_H5(type, "%s: %s type", f->path, path);
     LF_CHECK(H5Tget_class(type) == want->cls, LF_ERR_FORMAT, "%s: %s is not %s", f->path, path,
              want->described);
+    LF_CHECK(standard_type(type, want->cls), LF_ERR_FORMAT,
+             "%s: %s has a non-standard %s type (%zu bytes); linfold reads IEEE float32/float64 "
+             "and 8- to 64-bit integers",
+             f->path, path, want->cls == H5T_FLOAT ? "float" : "integer", H5Tget_size(type));
     space = H5Dget_space(*dset);
     LF_CALL_H5(space, "%s: %s space", f->path, path);
     LF_CHECK(H5Sget_simple_extent_type(space) == H5S_SIMPLE, LF_ERR_SHAPE,
@@ -335,6 +409,7 @@ lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf_
     LF_CALL_H5(dcpl, "%s: %s creation list", f->path, path);
     int filters = 0;
     LF_CALL(check_storage(f, path, dcpl, &filters));
+    LF_CALL(check_chunk_shape(f, path, dcpl, type, want->rank, filters));
     LF_CALL(check_size(f, path, *dset, type, want->rank, dims, filters, dcpl));
 cleanup:
     if (err != LF_OK)
@@ -342,6 +417,59 @@ cleanup:
     lf__h5_close(&dcpl);
     lf__h5_close(&space);
     lf__h5_close(&type);
+    return err;
+}
+
+lf_err_t lf__h5_check_chunks(const lf__h5_file_t *f, const char *path, hid_t dset)
+{
+    lf_err_t err = LF_OK;
+    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    dcpl = H5Dget_create_plist(dset);
+    LF_CALL_H5(dcpl, "%s: %s creation list", f->path, path);
+    if (H5Pget_layout(dcpl) != H5D_CHUNKED)
+        goto cleanup;
+    space = H5Dget_space(dset);
+    type = H5Dget_type(dset);
+    LF_CALL_H5(space, "%s: %s space", f->path, path);
+    LF_CALL_H5(type, "%s: %s type", f->path, path);
+    int rank = H5Sget_simple_extent_ndims(space), filters = H5Pget_nfilters(dcpl);
+    hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK], at[H5S_MAX_RANK] = {0};
+    LF_CALL_H5(rank, "%s: %s rank", f->path, path);
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    LF_CALL_H5(H5Pget_chunk(dcpl, rank, chunk), "%s: %s chunk shape", f->path, path);
+    int64_t chunk_bytes = (int64_t)H5Tget_size(type);
+    for (int d = 0; d < rank; d++) {
+        chunk_bytes *= (int64_t)chunk[d];
+        if (dims[d] == 0)
+            goto cleanup;
+    }
+    /* Every chunk, by its coordinates (a B-tree lookup each): stored inside the file, and
+     * exactly its size when nothing compresses it. */
+    for (;;) {
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        hsize_t size = 0;
+        LF_CALL_H5(H5Dget_chunk_info_by_coord(dset, at, &mask, &addr, &size),
+                   "%s: %s chunk index", f->path, path);
+        LF_CHECK(addr == HADDR_UNDEF ||
+                     (addr < (haddr_t)f->size && (int64_t)size <= f->size - (int64_t)addr &&
+                      (filters > 0 || (int64_t)size == chunk_bytes)),
+                 LF_ERR_FORMAT,
+                 "%s: %s has a chunk at byte %llu of %llu bytes that does not fit the file (%lld "
+                 "bytes) or its shape",
+                 f->path, path, (unsigned long long)addr, (unsigned long long)size,
+                 (long long)f->size);
+        int d = rank - 1;
+        while (d >= 0 && (at[d] += chunk[d]) >= dims[d])
+            at[d--] = 0;
+        if (d < 0)
+            break;
+        LF_CALL(lf_interrupt_check("checking a chunk index"));
+    }
+cleanup:
+    lf__h5_close(&type);
+    lf__h5_close(&space);
+    lf__h5_close(&dcpl);
     return err;
 }
 

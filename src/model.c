@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "linfold/alloc.h"
+#include "linfold/comm.h"
 
 static const char *const act_names[] = {"relu", "leaky_relu", "identity", "sigmoid", "tanh", "softmax"};
 
@@ -356,4 +357,98 @@ uint64_t lf_model_fingerprint(const lf_model_t *m)
         }
     }
     return h;
+}
+
+/* Broadcasts n floats in pieces that fit MPI's int counts. */
+static lf_err_t bcast_floats(MPI_Comm comm, int root, float *v, int64_t n)
+{
+    lf_err_t err = LF_OK;
+    const int64_t piece = (int64_t)1 << 28;
+    for (int64_t k = 0; k < n; k += piece) {
+        int count = (int)(n - k < piece ? n - k : piece);
+        LF_CALL_MPI(MPI_Bcast(v + k, count, MPI_FLOAT, root, comm));
+    }
+cleanup:
+    return err;
+}
+
+/* The structure on root as int64s: n_in, n_layers, then per layer n_out, act, alpha's bits,
+ * n_blocks and the sources. */
+static lf_err_t pack_structure(const lf_model_t *m, int64_t **out, int *n)
+{
+    lf_err_t err = LF_OK;
+    int64_t count = 2;
+    for (int i = 0; i < m->n_layers; i++)
+        count += 4 + m->layers[i].n_blocks;
+    LF_CALL(lf_int_cast(count, n));
+    LF_CALL(lf_malloc((size_t)count, sizeof **out, (void **)out));
+    int64_t *p = *out;
+    *p++ = m->n_in;
+    *p++ = m->n_layers;
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        uint32_t bits;
+        memcpy(&bits, &L->alpha, sizeof bits);
+        *p++ = L->n_out;
+        *p++ = L->act;
+        *p++ = bits;
+        *p++ = L->n_blocks;
+        for (int b = 0; b < L->n_blocks; b++)
+            *p++ = L->blocks[b].src;
+    }
+cleanup:
+    return err;
+}
+
+static lf_err_t unpack_structure(const int64_t *p, lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL;
+    LF_CALL(lf_model_create(p[0], (int)p[1], &m));
+    p += 2;
+    for (int i = 0; i < m->n_layers; i++) {
+        uint32_t bits = (uint32_t)p[2];
+        float alpha;
+        memcpy(&alpha, &bits, sizeof alpha);
+        LF_CALL(lf_model_layer_init(m, i, p[0], (lf_act_t)p[1], alpha));
+        int n_blocks = (int)p[3];
+        p += 4;
+        for (int b = 0; b < n_blocks; b++) {
+            lf_block_t *blk = NULL;
+            LF_CALL(lf_model_block_ensure(m, i, (int)*p++, &blk));
+        }
+    }
+    *out = m;
+    m = NULL;
+cleanup:
+    lf_model_destroy(&m);
+    return err;
+}
+
+lf_err_t lf_model_bcast(MPI_Comm comm, int root, lf_model_t **m)
+{
+    lf_err_t err = LF_OK;
+    int64_t *structure = NULL;
+    int rank = 0, n = 0;
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL(lf_comm_agree(comm, rank == root ? pack_structure(*m, &structure, &n) : LF_OK));
+    LF_CALL_MPI(MPI_Bcast(&n, 1, MPI_INT, root, comm));
+    LF_CALL(lf_comm_agree(comm, rank == root ? LF_OK
+                                             : lf_malloc((size_t)n, sizeof *structure,
+                                                         (void **)&structure)));
+    LF_CALL_MPI(MPI_Bcast(structure, n, MPI_INT64_T, root, comm));
+    LF_CALL(lf_comm_agree(comm, rank == root ? LF_OK : unpack_structure(structure, m)));
+    lf_model_t *mm = *m;
+    for (int i = 0; i < mm->n_layers; i++) {
+        lf_layer_t *L = &mm->layers[i];
+        LF_CALL(bcast_floats(comm, root, L->bias, L->n_out));
+        for (int b = 0; b < L->n_blocks; b++)
+            LF_CALL(bcast_floats(comm, root, L->blocks[b].w,
+                                 L->n_out * lf_model_width(mm, L->blocks[b].src)));
+    }
+cleanup:
+    lf_free(structure);
+    if (err != LF_OK && rank != root)
+        lf_model_destroy(m);
+    return err;
 }

@@ -263,3 +263,25 @@ cleanup:
     collect_free(&c);
     return err;
 }
+
+lf_err_t lf_stats_bcast(MPI_Comm comm, int root, lf_stats_t *s)
+{
+    lf_err_t err = LF_OK;
+    int n = 0;
+    uint8_t sums = s->with_sums;
+    LF_CALL_MPI(MPI_Bcast(&s->samples, 1, MPI_INT64_T, root, comm));
+    LF_CALL_MPI(MPI_Bcast(&sums, 1, MPI_UINT8_T, root, comm));
+    s->with_sums = sums != 0;
+    for (int i = 0; i < s->n_layers; i++) {
+        lf_layer_stats_t *ls = &s->layers[i];
+        LF_CALL(lf_int_cast(ls->n_out, &n));
+        LF_CALL_MPI(MPI_Bcast(ls->positive, n, MPI_INT64_T, root, comm));
+        LF_CALL_MPI(MPI_Bcast(ls->negative, n, MPI_INT64_T, root, comm));
+        LF_CALL_MPI(MPI_Bcast(ls->zmin, n, MPI_FLOAT, root, comm));
+        LF_CALL_MPI(MPI_Bcast(ls->zmax, n, MPI_FLOAT, root, comm));
+        if (s->with_sums)
+            LF_CALL_MPI(MPI_Bcast(ls->out_sum, n, MPI_DOUBLE, root, comm));
+    }
+cleanup:
+    return err;
+}

@@ -1,6 +1,7 @@
 /* The statistics file (docs/format.md): written by rank 0, read and validated collectively.
  *
- * A statistics file is an input like a model and is checked as strictly: every count, extreme and
+ * Reading runs in a reader process (sandbox_impl.h), like a model's, and rank 0 broadcasts
+ * the result. A statistics file is an input like a model and is checked as strictly: every count, extreme and
  * sum must be one that a calibration pass could have produced (counts within the sample count,
  * finite extremes consistent with the counts, finite output sums, non-negative for relu), so a
  * corrupted or hand-edited file is refused instead of becoming NaN biases in a model. */
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "h5io_impl.h"
+#include "sandbox_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
@@ -80,17 +82,14 @@ static lf_err_t read_vector(const lf__h5_file_t *f, const char *path, const lf__
                             int64_t n, hid_t mem_type, void *dst)
 {
     lf_err_t err = LF_OK;
-    hid_t dset = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
+    hid_t dset = H5I_INVALID_HID;
     hsize_t dims[2];
     LF_CALL(lf__h5_open_dataset(f, path, want, &dset, dims));
     LF_CHECK((int64_t)dims[0] == n, LF_ERR_SHAPE, "%s: %s has shape (%llu), expected (%lld)",
              f->path, path, (unsigned long long)dims[0], (long long)n);
-    dxpl = lf__h5_collective_dxpl();
-    LF_CALL_H5(dxpl, "transfer list");
-    LF_CALL_H5(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, dxpl, dst), "%s: cannot read %s",
+    LF_CALL_H5(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst), "%s: cannot read %s",
                f->path, path);
 cleanup:
-    lf__h5_close(&dxpl);
     lf__h5_close(&dset);
     return err;
 }
@@ -169,8 +168,8 @@ cleanup:
     return err;
 }
 
-/* The root: format and fingerprint (one string reader for both), version, samples, count. */
-static lf_err_t read_header(MPI_Comm comm, const lf__h5_file_t *f, const lf_model_t *m,
+/* The root: format, fingerprint, version, samples, count. */
+static lf_err_t read_header(const lf__h5_file_t *f, const lf_model_t *m,
                             const char *model_name, int64_t *samples)
 {
     lf_err_t err = LF_OK;
@@ -179,7 +178,8 @@ static lf_err_t read_header(MPI_Comm comm, const lf__h5_file_t *f, const lf_mode
                                {.object = "/", .name = "model_fingerprint"}};
     const char *format = NULL, *fingerprint = NULL;
     char where[LF_PATH_MAX + 16], expected[32];
-    LF_CALL(lf__h5_read_strings(comm, f, items, 2));
+    lf__h5_read_string(f->id, &items[0]);
+    lf__h5_read_string(f->id, &items[1]);
     LF_CALL(lf__h5_string_value(&items[0], f->path, &format));
     LF_CHECK(strcmp(format, "linfold-stats") == 0, LF_ERR_FORMAT,
              "%s: attribute 'format' is \"%s\", expected \"linfold-stats\"", f->path, format);
@@ -207,17 +207,18 @@ cleanup:
     return err;
 }
 
-lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m,
-                       const char *model_name, lf_stats_t **out)
+/* Reads and validates the whole statistics file in this process. */
+static lf_err_t read_stats_here(const char *path, const lf_model_t *m, const char *model_name,
+                                lf_stats_t **out)
 {
     lf_err_t err = LF_OK;
     lf__h5_file_t f = LF__H5_FILE_NONE;
     lf_stats_t *s = NULL;
     *out = NULL;
-    LF_CALL(lf__h5_open_file(comm, path, &f));
+    LF_CALL(lf__h5_open_file_serial(path, &f));
     int64_t samples = 0;
-    LF_CALL(read_header(comm, &f, m, model_name, &samples));
-    LF_CALL(lf_comm_agree(comm, lf_stats_create(m, &s)));
+    LF_CALL(read_header(&f, m, model_name, &samples));
+    LF_CALL(lf_stats_create(m, &s));
     s->samples = samples;
     bool sums = false;
     for (int i = 0; i < m->n_layers; i++)
@@ -227,6 +228,114 @@ lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m,
     s = NULL;
 cleanup:
     lf_stats_destroy(&s);
-    lf__h5_close(&f.id); /* read-only: nothing to flush, nothing to report */
+    lf__h5_close(&f.id);
+    return err;
+}
+
+/* ---------------------------------------------------------------- through a reader process
+ *
+ * The wire: int64 samples, uint8 with_sums, then per layer positive, negative (int64), zmin,
+ * zmax (float) and, with sums, out_sum (double), n_out of each. Sizes come from the model, which
+ * the parent already holds: nothing the file says sizes an allocation here. */
+
+typedef struct {
+    const char *path, *model_name;
+    const lf_model_t *model;
+} stats_job_t;
+
+static lf_err_t stats_reader(void *ctx)
+{
+    const stats_job_t *job = ctx;
+    lf_stats_t *s = NULL;
+    lf_err_t err = read_stats_here(job->path, job->model, job->model_name, &s);
+    lf__sandbox_send_status(err);
+    if (err != LF_OK)
+        return err;
+    uint8_t sums = s->with_sums;
+    bool ok = lf__sandbox_write(&s->samples, sizeof s->samples) &&
+              lf__sandbox_write(&sums, sizeof sums);
+    for (int i = 0; ok && i < s->n_layers; i++) {
+        const lf_layer_stats_t *ls = &s->layers[i];
+        size_t n = (size_t)ls->n_out;
+        ok = lf__sandbox_write(ls->positive, n * sizeof *ls->positive) &&
+             lf__sandbox_write(ls->negative, n * sizeof *ls->negative) &&
+             lf__sandbox_write(ls->zmin, n * sizeof *ls->zmin) &&
+             lf__sandbox_write(ls->zmax, n * sizeof *ls->zmax) &&
+             (!sums || lf__sandbox_write(ls->out_sum, n * sizeof *ls->out_sum));
+    }
+    lf_stats_destroy(&s);
+    return ok ? LF_OK : LF_ERR_IO;
+}
+
+static lf_err_t receive_stats(lf__sandbox_t *sb, lf_stats_t *s)
+{
+    lf_err_t err = LF_OK;
+    uint8_t sums = 0;
+    LF_CALL(lf__sandbox_read(sb, &s->samples, sizeof s->samples));
+    LF_CALL(lf__sandbox_read(sb, &sums, sizeof sums));
+    s->with_sums = sums != 0;
+    for (int i = 0; i < s->n_layers; i++) {
+        lf_layer_stats_t *ls = &s->layers[i];
+        size_t n = (size_t)ls->n_out;
+        LF_CALL(lf__sandbox_read(sb, ls->positive, n * sizeof *ls->positive));
+        LF_CALL(lf__sandbox_read(sb, ls->negative, n * sizeof *ls->negative));
+        LF_CALL(lf__sandbox_read(sb, ls->zmin, n * sizeof *ls->zmin));
+        LF_CALL(lf__sandbox_read(sb, ls->zmax, n * sizeof *ls->zmax));
+        if (s->with_sums)
+            LF_CALL(lf__sandbox_read(sb, ls->out_sum, n * sizeof *ls->out_sum));
+    }
+cleanup:
+    return err;
+}
+
+/* Rank 0: the statistics through a reader process, checked again here. */
+static lf_err_t read_through_reader(const char *path, const lf_model_t *m,
+                                    const char *model_name, lf_stats_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf__sandbox_t *sb = NULL;
+    lf_stats_t *s = NULL;
+    int64_t size = 0;
+    *out = NULL;
+    LF_CALL(lf__h5_check_readable(path, &size));
+    LF_CALL(lf_stats_create(m, &s));
+    lf__sandbox_limits_t limits = lf__sandbox_limits_for(size);
+    stats_job_t job = {.path = path, .model_name = model_name, .model = m};
+    LF_CALL(lf__sandbox_start(path, &limits, stats_reader, &job, &sb));
+    LF_CALL(lf__sandbox_receive_status(sb));
+    LF_CALL(receive_stats(sb, s));
+    LF_CALL(lf__sandbox_finish(&sb));
+    LF_CHECK(s->samples >= 1, LF_ERR_FORMAT, "%s: samples = %lld, expected >= 1", path,
+             (long long)s->samples);
+    for (int i = 0; i < m->n_layers; i++) {
+        char gpath[64];
+        snprintf(gpath, sizeof gpath, "/layers/%d", i);
+        for (int64_t j = 0; j < s->layers[i].n_out; j++)
+            LF_CALL(check_neuron(path, gpath, &s->layers[i], j, s->samples, s->with_sums,
+                                 m->layers[i].act));
+    }
+    *out = s;
+    s = NULL;
+cleanup:
+    lf__sandbox_finish(&sb);
+    lf_stats_destroy(&s);
+    return err;
+}
+
+lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m,
+                       const char *model_name, lf_stats_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_stats_t *s = NULL;
+    int rank = 0;
+    *out = NULL;
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL(lf_comm_agree(comm, rank == 0 ? read_through_reader(path, m, model_name, &s)
+                                          : lf_stats_create(m, &s)));
+    LF_CALL(lf_stats_bcast(comm, 0, s));
+    *out = s;
+    s = NULL;
+cleanup:
+    lf_stats_destroy(&s);
     return err;
 }

@@ -163,7 +163,7 @@ START_TEST(test_dataset_errors)
         snprintf(spec, sizeof spec, "%s%s", path, cases[k].obj);
         ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, cases[k].kind, &ds),
                          cases[k].code);
-        ck_assert_msg(strstr(lf_error_message(), cases[k].text), "case %zu: %s", k,
+        ck_assert_msg(lf_test_any_message(cases[k].text), "case %zu: %s", k,
                       lf_error_message());
         lf_error_clear();
     }
@@ -173,7 +173,7 @@ START_TEST(test_dataset_errors)
     /* A directory and a FIFO are not files: the FIFO would block the signature check. */
     snprintf(spec, sizeof spec, "%s:/x", tmpdir);
     ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, LF_DATA_SAMPLES, &ds), LF_ERR_IO);
-    ck_assert_ptr_nonnull(strstr(lf_error_message(), "not a regular file"));
+    ck_assert(lf_test_any_message("not a regular file"));
     lf_error_clear();
 }
 END_TEST
@@ -386,8 +386,7 @@ START_TEST(test_hostile_models)
         ck_assert_msg(got == cases[k].code, "case %zu: %s: %s", k, lf_err_name(got),
                       lf_error_message());
         if (cases[k].text)
-            ck_assert_msg(strstr(lf_error_message(), cases[k].text) &&
-                              strstr(lf_error_message(), path),
+            ck_assert_msg(lf_test_any_message(cases[k].text) && lf_test_any_message(path),
                           "case %zu: %s", k, lf_error_message());
         ck_assert(got != LF_OK || (m && m->n_layers == 2 && m->n_in == 3));
         lf_error_clear();
@@ -443,9 +442,14 @@ START_TEST(test_corrupt_string_heap)
         lf_err_t got = lf_h5io_read_model(LF_TEST_COMM, path, &m);
         ck_assert_msg(got == LF_ERR_FORMAT, "case %zu: %s: %s", k, lf_err_name(got),
                       lf_error_message());
-        ck_assert_msg(strstr(lf_error_message(), path) && strstr(lf_error_message(), "'format'"),
-                      "case %zu: %s", k, lf_error_message());
+        /* Either HDF5 reports the damage ('format' cannot be read or is wrong) or the reader
+         * process dies of it ("the file is corrupt"): both name the file. */
+        bool named = lf_test_any_message(path) &&
+                     (lf_test_any_message("'format'") || lf_test_any_message("file is corrupt"));
+        char msg[1100];
+        snprintf(msg, sizeof msg, "%s", lf_error_message());
         lf_error_clear();
+        ck_assert_msg(named, "case %zu: %s", k, msg);
         ck_assert_ptr_null(m);
     }
 }
@@ -512,8 +516,7 @@ START_TEST(test_hostile_data)
         snprintf(spec, sizeof spec, "%s:%s", path, objs[k]);
         ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, LF_DATA_SAMPLES, &ds),
                          LF_ERR_FORMAT);
-        ck_assert_msg(strstr(lf_error_message(), texts[k]), "case %d: %s", k,
-                      lf_error_message());
+        ck_assert_msg(lf_test_any_message(texts[k]), "case %d: %s", k, lf_error_message());
         lf_error_clear();
     }
 }

@@ -16,6 +16,7 @@
 #ifndef LINFOLD_MODEL_H
 #define LINFOLD_MODEL_H
 
+#include <mpi.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +127,11 @@ void lf_model_block_path(char *buf, size_t cap, int i, int src);
  * Not collective.
  * `name` (a file path) prefixes the messages. LF_ERR_FORMAT, LF_ERR_SHAPE or LF_ERR_VALUE. */
 lf_err_t lf_model_validate(const lf_model_t *m, const char *name);
+
+/* Gives every rank root's model: *m on root, a new model (caller destroys) elsewhere.
+ * Collective on comm.
+ * *m must be NULL on the other ranks. */
+lf_err_t lf_model_bcast(MPI_Comm comm, int root, lf_model_t **m);
 
 /* Returns a 64-bit FNV-1a hash over the structure and all values.
  * Not collective.

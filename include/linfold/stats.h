@@ -78,6 +78,10 @@ lf_err_t lf_stats_reduce(MPI_Comm comm, lf_stats_t *s);
  * does not fit m, LF_ERR_USAGE when it has no rows. */
 lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
                           const lf_batch_opts_t *opts, bool with_sums, lf_stats_t **out);
+/* Gives every rank root's figures (samples, with_sums, counts, extremes, sums); s must have the
+ * same shape on every rank (lf_stats_create of the same model).
+ * Collective on comm. */
+lf_err_t lf_stats_bcast(MPI_Comm comm, int root, lf_stats_t *s);
 /* Returns count(z > 0) / samples of neuron j of layer i (0 when there are no samples).
  * Not collective. */
 double lf_stats_rate(const lf_stats_t *s, int layer, int64_t j);
