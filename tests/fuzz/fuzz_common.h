@@ -9,6 +9,7 @@
 
 #include <hdf5.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -106,6 +107,13 @@ static void lf_fuzz_setup(void)
     struct sigaction saved[sizeof signals / sizeof signals[0]];
     for (size_t k = 0; k < sizeof signals / sizeof signals[0]; k++)
         sigaction(signals[k], NULL, &saved[k]);
+    /* The threads MPI and libFuzzer start inherit a blocked SIGPROF; the first input unblocks
+     * it in this thread only, so that the CPU time limit is delivered here and its report shows
+     * where the input was spinning. */
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &prof, NULL);
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized && MPI_Init(NULL, NULL) != MPI_SUCCESS)
@@ -184,6 +192,14 @@ static lf_err_t lf_fuzz_verdict(const char *what, lf_err_t err)
 /* Before every input: starts the CPU time limit. */
 static void lf_fuzz_begin_input(void)
 {
+    static int unblocked = 0;
+    if (!unblocked) {
+        sigset_t prof;
+        sigemptyset(&prof);
+        sigaddset(&prof, SIGPROF);
+        pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
+        unblocked = 1;
+    }
     if (lf_fuzz_cpu_limit > 0)
         lf_fuzz_set_cpu_timer(lf_fuzz_cpu_limit);
 }

@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 
-SKIP = re.compile(r"^(__interceptor_|__asan|__sanitizer|__ubsan|__lsan|fuzzer::|__libc_|lf_fuzz_|_start$|"
+SKIP = re.compile(r"^(__interceptor_|__asan|__sanitizer|__ubsan|__lsan|fuzzer::|__libc_|__pthread_kill|lf_fuzz_|_start$|"
                   r"main$|abort$|raise$|gsignal$|malloc$|calloc$|realloc$|free$|memcpy$|"
                   r"memmove$|memset$|LLVMFuzzerTestOneInput$)")
 FRAME = re.compile(r"^\s*#(\d+) 0x[0-9a-f]+ (?:in (\S+)(?: (\S+))?)?\s*(?:\((\S+?)\+(0x[0-9a-f]+)\))?")
