@@ -168,7 +168,8 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
     float *xbuf = NULL;
     int64_t *ybuf = NULL;
     int rank = 0, size = 1;
-    lf_batch_pass_t pass = {.models = models, .n_models = n_models,
+    lf_batch_pass_t pass = {.models = models,
+                            .n_models = n_models,
                             .threads = opts->threads > 1 ? opts->threads : 1,
                             .source = lf_h5io_dataset_spec(x)};
     LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
@@ -195,7 +196,8 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
     double t0 = now_seconds(), last = t0;
     for (int64_t it = 0; it < iters; it++) {
         int64_t b0 = first_block + it * per_batch;
-        int64_t b1 = b0 + per_batch < first_block + n_blocks ? b0 + per_batch : first_block + n_blocks;
+        int64_t b1 =
+            b0 + per_batch < first_block + n_blocks ? b0 + per_batch : first_block + n_blocks;
         int64_t lo = b0 * R > begin ? b0 * R : begin, hi = b1 * R < end ? b1 * R : end;
         int64_t valid = hi > lo && b1 > b0 ? hi - lo : 0;
         int64_t first = valid ? lo - b0 * R : 0, rows = (b1 > b0 ? b1 - b0 : 0) * R;
@@ -207,12 +209,18 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
          * batch's agreement instead of leaving the loop alone. */
         local = lf_h5io_dataset_read_rows(x, valid ? lo : 0, valid, xbuf + first * cols);
         if (labels) {
-            lf_err_t read_labels = lf_h5io_dataset_read_rows(labels, valid ? lo : 0, valid,
-                                                             ybuf + first);
+            lf_err_t read_labels =
+                lf_h5io_dataset_read_rows(labels, valid ? lo : 0, valid, ybuf + first);
             local = local != LF_OK ? local : read_labels;
         }
-        lf_batch_t io = {.x = xbuf, .labels = ybuf, .rows = rows, .first = first, .valid = valid,
-                         .cols = cols, .row0 = b0 * R, .pass = &pass};
+        lf_batch_t io = {.x = xbuf,
+                         .labels = ybuf,
+                         .rows = rows,
+                         .first = first,
+                         .valid = valid,
+                         .cols = cols,
+                         .row0 = b0 * R,
+                         .pass = &pass};
         if (local == LF_OK)
             local = check_finite(xbuf + first * cols, valid, cols, lo, lf_h5io_dataset_spec(x));
         if (local == LF_OK && valid > 0) {
@@ -236,8 +244,9 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
     }
     double elapsed = now_seconds() - t0;
     if (opts->what) /* unnamed passes (inside searches) stay quiet */
-        lf_log(LF_LOG_INFO, comm, "%s: %lld rows in %.3f s (%.0f rows/s) on %d rank%s x %d thread%s",
-               opts->what, (long long)n, elapsed, elapsed > 0 ? (double)n / elapsed : 0.0, size,
+        lf_log(LF_LOG_INFO, comm,
+               "%s: %lld rows in %.3f s (%.0f rows/s) on %d rank%s x %d thread%s", opts->what,
+               (long long)n, elapsed, elapsed > 0 ? (double)n / elapsed : 0.0, size,
                size == 1 ? "" : "s", pass.threads, pass.threads > 1 ? "s" : "");
 cleanup:
     pass_free(&pass);

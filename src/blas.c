@@ -19,11 +19,12 @@ static int kernel_rank(const char *name)
         const char *name;
         int rank;
     } known[] = {
-        {"Prescott", 0}, {"Core2", 0}, {"Penryn", 0}, {"Dunnington", 0}, {"Nehalem", 0},
-        {"Atom", 0}, {"Katmai", 0}, {"Coppermine", 0}, {"Northwood", 0}, {"Banias", 0},
-        {"Barcelona", 0}, {"Opteron", 0}, {"Sandybridge", 1}, {"Bulldozer", 1}, {"Piledriver", 1},
-        {"Steamroller", 1}, {"Excavator", 1}, {"Haswell", 2}, {"Zen", 2}, {"SkylakeX", 3},
-        {"Cooperlake", 3}, {"SapphireRapids", 3},
+        {"Prescott", 0},    {"Core2", 0},          {"Penryn", 0},     {"Dunnington", 0},
+        {"Nehalem", 0},     {"Atom", 0},           {"Katmai", 0},     {"Coppermine", 0},
+        {"Northwood", 0},   {"Banias", 0},         {"Barcelona", 0},  {"Opteron", 0},
+        {"Sandybridge", 1}, {"Bulldozer", 1},      {"Piledriver", 1}, {"Steamroller", 1},
+        {"Excavator", 1},   {"Haswell", 2},        {"Zen", 2},        {"SkylakeX", 3},
+        {"Cooperlake", 3},  {"SapphireRapids", 3},
     };
     for (size_t k = 0; k < sizeof known / sizeof *known; k++)
         if (strcasecmp(name, known[k].name) == 0)

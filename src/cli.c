@@ -32,10 +32,21 @@
 typedef enum { F_STRING, F_DECIMAL, F_INT, F_BOOL } flag_kind_t;
 
 enum {
-    M_MODEL = 1 << 0, M_DATA = 1 << 1, M_LABELS = 1 << 2, M_STATS = 1 << 3, M_OUT = 1 << 4,
-    M_REFERENCE = 1 << 5, M_THRESHOLD = 1 << 6, M_RULE = 1 << 7, M_PRUNE = 1 << 8,
-    M_JSON = 1 << 9, M_BATCH = 1 << 10, M_COMMON = 1 << 11, M_SUMS = 1 << 12,
-    M_SEARCH = 1 << 13, M_PROVABLE = 1 << 14,
+    M_MODEL = 1 << 0,
+    M_DATA = 1 << 1,
+    M_LABELS = 1 << 2,
+    M_STATS = 1 << 3,
+    M_OUT = 1 << 4,
+    M_REFERENCE = 1 << 5,
+    M_THRESHOLD = 1 << 6,
+    M_RULE = 1 << 7,
+    M_PRUNE = 1 << 8,
+    M_JSON = 1 << 9,
+    M_BATCH = 1 << 10,
+    M_COMMON = 1 << 11,
+    M_SUMS = 1 << 12,
+    M_SEARCH = 1 << 13,
+    M_PROVABLE = 1 << 14,
 };
 
 /* The valid interval of a number flag, open at an end when *_open; hi_inf: no upper bound. */
@@ -70,8 +81,10 @@ typedef struct {
 static const flag_t flags[] = {
     {"--model", F_STRING, OFF(model), M_MODEL, "IN.h5", "model file (format v1)", NULL},
     {"--data", F_STRING, OFF(data), M_DATA, "F.h5:/x", "samples, 2-D float dataset (n, d)", NULL},
-    {"--labels", F_STRING, OFF(labels), M_LABELS, "F.h5:/y", "labels, 1-D integer dataset (n)", NULL},
-    {"--stats", F_STRING, OFF(stats), M_STATS, "STATS.h5", "statistics from `linfold calibrate`", NULL},
+    {"--labels", F_STRING, OFF(labels), M_LABELS, "F.h5:/y", "labels, 1-D integer dataset (n)",
+     NULL},
+    {"--stats", F_STRING, OFF(stats), M_STATS, "STATS.h5", "statistics from `linfold calibrate`",
+     NULL},
     {"--out", F_STRING, OFF(out), M_OUT, "OUT.h5", "output file (written atomically)", NULL},
     {"--reference", F_STRING, OFF(reference), M_REFERENCE, "ORIG.h5",
      "compare outputs with this model", NULL},
@@ -83,12 +96,14 @@ static const flag_t flags[] = {
      "choose the set of layers to fold: greedy, or optimal (fewest parameters, exact)", NULL},
     {"--prune-fraction", F_DECIMAL, OFF(prune_fraction), M_RULE, "P",
      "first remove this share of hidden neurons with the lowest activation rates, adding their "
-     "mean outputs to the next biases; in [0, 1), rounded to the nearest neuron count", &SHARE},
+     "mean outputs to the next biases; in [0, 1), rounded to the nearest neuron count",
+     &SHARE},
     {"--prune-scope", F_STRING, OFF(prune_scope), M_RULE, "layer|global",
      "--prune-fraction per layer (default) or over the whole network at once", NULL},
     {"--sweep", F_STRING, OFF(sweep_text), M_SEARCH, "T1,T2,...",
      "one calibration, one row per threshold (no model written)", NULL},
-    {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV", NULL},
+    {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV",
+     NULL},
     {"--target-ratio", F_DECIMAL, OFF(target_ratio), M_SEARCH, "R",
      "the largest threshold whose model has at most R x the original parameters (R > 0)",
      &POSITIVE},
@@ -98,7 +113,8 @@ static const flag_t flags[] = {
      &UNIT},
     {"--search-fractions", F_STRING, OFF(fractions_text), M_SEARCH, "P1,P2,...",
      "importance-pruning shares the accuracy search tries (default: the largest share within "
-     "the budget, found by bisection, and 0.05 and 0.10 below it)", NULL},
+     "the budget, found by bisection, and 0.05 and 0.10 below it)",
+     NULL},
     {"--eval-data", F_STRING, OFF(eval_data), M_SEARCH, "F.h5:/x",
      "evaluation samples for --sweep and --max-accuracy-drop", NULL},
     {"--eval-labels", F_STRING, OFF(eval_labels), M_SEARCH, "F.h5:/y", "evaluation labels", NULL},
@@ -248,8 +264,7 @@ static lf_err_t parse_list(const char *flag, const char *text, const range_t *ra
         lf_error_clear();
         LF_CHECK(parsed, LF_ERR_USAGE, "%s: '%s' is not a comma-separated list of numbers", flag,
                  text);
-        LF_CHECK(in_range(range, v), LF_ERR_USAGE, "%s: %s is outside %s", flag, item,
-                 range->text);
+        LF_CHECK(in_range(range, v), LF_ERR_USAGE, "%s: %s is outside %s", flag, item, range->text);
         LF_CHECK(*n < LF_CLI_LIST_MAX, LF_ERR_USAGE, "%s: more than %d values", flag,
                  LF_CLI_LIST_MAX);
         values[(*n)++] = v;
@@ -266,15 +281,16 @@ cleanup:
 
 /* A flag the chosen mode would ignore is a usage error, never silently dropped. */
 #define REFUSE(o, flag, context, why)                                                              \
-    LF_CHECK(!lf__cli_given(o, flag), LF_ERR_USAGE, "%s has no effect with %s: %s", flag,        \
-             context, why)
+    LF_CHECK(!lf__cli_given(o, flag), LF_ERR_USAGE, "%s has no effect with %s: %s", flag, context, \
+             why)
 
 static lf_err_t check_modes(const lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     if (o->sweep_text) {
         REFUSE(o, "--threshold", "--sweep", "the sweep sets the thresholds");
-        REFUSE(o, "--out", "--sweep", "a sweep writes no model (--sweep-out F.csv writes the table)");
+        REFUSE(o, "--out", "--sweep",
+               "a sweep writes no model (--sweep-out F.csv writes the table)");
     } else if (o->target) {
         REFUSE(o, "--threshold", "--target-ratio", "the search chooses the threshold");
     } else if (o->budget) {
@@ -308,12 +324,13 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     int modes = (o->sweep_text != NULL) + o->target + o->budget;
     LF_CHECK(modes <= 1, LF_ERR_USAGE,
              "--sweep, --target-ratio and --max-accuracy-drop exclude each other");
-    LF_CHECK(o->sweep_text || o->out, LF_ERR_USAGE, "compress: missing required option --out OUT.h5");
+    LF_CHECK(o->sweep_text || o->out, LF_ERR_USAGE,
+             "compress: missing required option --out OUT.h5");
     LF_CHECK(!o->sweep_out || o->sweep_text, LF_ERR_USAGE, "--sweep-out goes with --sweep");
     LF_CHECK(!o->fractions_text || o->budget, LF_ERR_USAGE,
              "--search-fractions goes with --max-accuracy-drop");
-    LF_CHECK(!(o->eval_data || o->eval_labels) || o->sweep_text || o->budget,
-             LF_ERR_USAGE, "--eval-data and --eval-labels go with --sweep or --max-accuracy-drop");
+    LF_CHECK(!(o->eval_data || o->eval_labels) || o->sweep_text || o->budget, LF_ERR_USAGE,
+             "--eval-data and --eval-labels go with --sweep or --max-accuracy-drop");
     LF_CHECK(!o->eval_labels || o->eval_data, LF_ERR_USAGE, "--eval-labels needs --eval-data");
     LF_CHECK(!o->budget || (o->eval_data && o->eval_labels), LF_ERR_USAGE,
              "--max-accuracy-drop needs --eval-data and --eval-labels");
@@ -376,8 +393,8 @@ static lf_err_t parse_args(const command_t *c, int argc, char **argv, lf__cli_op
     for (int k = 2; k < argc; k++) {
         const char *arg = argv[k];
         if (arg[0] != '-' || arg[1] == '\0') {
-            LF_CHECK(c->positional_file && !o->file, LF_ERR_USAGE,
-                     "%s: unexpected argument '%s'", c->name, arg);
+            LF_CHECK(c->positional_file && !o->file, LF_ERR_USAGE, "%s: unexpected argument '%s'",
+                     c->name, arg);
             o->file = arg;
             continue;
         }
@@ -424,8 +441,8 @@ static lf_err_t check_files(const lf__cli_opts_t *o, bool probe)
     lf_atomic_named_t inputs[8];
     int n = 0;
     for (int k = 0; k < 4; k++)
-        if (specs[k] && lf_h5io_split_spec(specs[k], files[k], sizeof files[k], obj, sizeof obj) ==
-                            LF_OK)
+        if (specs[k] &&
+            lf_h5io_split_spec(specs[k], files[k], sizeof files[k], obj, sizeof obj) == LF_OK)
             inputs[n++] = (lf_atomic_named_t){spec_flags[k], files[k]};
     inputs[n++] = (lf_atomic_named_t){"--model", o->model};
     inputs[n++] = (lf_atomic_named_t){"--stats", o->stats};
@@ -469,10 +486,10 @@ static void command_text(int argc, char **argv, char *buf, size_t cap)
     size_t n = 0;
     buf[0] = '\0';
     for (int k = 1; k < argc && n + 1 < cap; k++) {
-        bool plain = argv[k][0] != '\0' && strspn(argv[k], "abcdefghijklmnopqrstuvwxyz"
-                                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                           "0123456789-_=./:,+@%") ==
-                                               strlen(argv[k]);
+        bool plain =
+            argv[k][0] != '\0' && strspn(argv[k], "abcdefghijklmnopqrstuvwxyz"
+                                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                  "0123456789-_=./:,+@%") == strlen(argv[k]);
         int w = snprintf(buf + n, cap - n, plain ? "%s%s" : "%s'%s'", k > 1 ? " " : "", argv[k]);
         n = w > 0 && (size_t)w < cap - n ? n + (size_t)w : cap - 1;
     }
@@ -511,8 +528,9 @@ static void log_peak_memory(MPI_Comm comm)
     } mine = {(double)ru.ru_maxrss / 1024.0, lf__cli_rank(comm)}, hi, lo;
     MPI_Allreduce(&mine, &hi, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm);
     MPI_Allreduce(&mine, &lo, 1, MPI_DOUBLE_INT, MPI_MINLOC, comm);
-    lf_log(LF_LOG_DEBUG, comm, "peak memory per rank: max %.1f MiB (rank %d), min %.1f MiB (rank %d)",
-           hi.mib, hi.rank, lo.mib, lo.rank);
+    lf_log(LF_LOG_DEBUG, comm,
+           "peak memory per rank: max %.1f MiB (rank %d), min %.1f MiB (rank %d)", hi.mib, hi.rank,
+           lo.mib, lo.rank);
 }
 
 /* The exit status of an agreed error: 2 usage, 128 + N after signal N, 1 otherwise. Prints the
@@ -589,8 +607,9 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
         if (strcmp(argv[1], commands[k].name) == 0)
             return run_command(comm, &commands[k], argc, argv);
     if (rank == 0)
-        fprintf(stderr, "linfold: error: unknown command '%s' (expected compress, calibrate, "
-                        "eval, predict or inspect; see linfold --help) (LF_ERR_USAGE)\n",
+        fprintf(stderr,
+                "linfold: error: unknown command '%s' (expected compress, calibrate, "
+                "eval, predict or inspect; see linfold --help) (LF_ERR_USAGE)\n",
                 argv[1]);
     return 2;
 }

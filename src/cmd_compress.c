@@ -147,8 +147,7 @@ static void print_point(const lf_search_point_t *pt, const char *mark)
            dec(pt->opts.threshold, tau, sizeof tau),
            rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead ? "yes" : "no",
            dec(pt->opts.prune_fraction, share, sizeof share),
-           pt->opts.prune_global ? "global" : "layer",
-           (long long)(pt->params - pt->skip_params),
+           pt->opts.prune_global ? "global" : "layer", (long long)(pt->params - pt->skip_params),
            (long long)pt->skip_params, (long long)pt->params, pt->ratio);
     if (pt->evaluated)
         printf(" %9.4f %9.4f", pt->accuracy, pt->agreement);
@@ -167,8 +166,8 @@ static lf_err_t write_csv(const char *tmp, const char *path, const void *ctx)
     FILE *f = fopen(tmp, "w");
     LF_CHECK(f != NULL, LF_ERR_IO, "%s: cannot open %s (%s)", path, tmp, strerror(errno));
     static const char *const header[] = {
-        "threshold", "rule", "prune_dead", "prune_fraction", "params_layers", "params_skip",
-        "params_total", "ratio", "accuracy", "top1_agreement", "prune_scope"};
+        "threshold",    "rule",  "prune_dead", "prune_fraction", "params_layers", "params_skip",
+        "params_total", "ratio", "accuracy",   "top1_agreement", "prune_scope"};
     LF_CALL(lf_report_csv_row(f, header, (int)(sizeof header / sizeof *header)));
     for (int k = 0; k < t->n; k++) {
         const lf_search_point_t *pt = &t->pts[k];
@@ -230,8 +229,8 @@ static lf_err_t run_target(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
     bool found = false;
     char ratio[48], tau[48];
     dec(o->target_ratio, ratio, sizeof ratio);
-    LF_CALL(lf_comm_agree(comm, lf_search_target_ratio(m, stats, popts, o->target_ratio, &found,
-                                                       &pt)));
+    LF_CALL(
+        lf_comm_agree(comm, lf_search_target_ratio(m, stats, popts, o->target_ratio, &found, &pt)));
     dec(pt.opts.threshold, tau, sizeof tau);
     LF_CHECK(found, LF_ERR_ARG,
              "no threshold reaches %s x the original parameters: the smallest plan (threshold "
@@ -276,8 +275,8 @@ static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_mode
                            const lf_search_eval_t *eval)
 {
     lf_err_t err = LF_OK;
-    lf_budget_opts_t bopts = {.max_drop = o->max_drop, .fractions = o->fractions,
-                              .n_fractions = o->n_fractions};
+    lf_budget_opts_t bopts = {
+        .max_drop = o->max_drop, .fractions = o->fractions, .n_fractions = o->n_fractions};
     lf_budget_result_t res = {0};
     LF_CALL(lf_search_accuracy_budget(comm, m, stats, popts, &bopts, eval, &res));
     bool talk = lf__cli_rank(comm) == 0 && !o->quiet;
@@ -334,9 +333,11 @@ static lf_err_t plan_options(const lf__cli_opts_t *o, lf_plan_opts_t *popts, boo
 {
     lf_err_t err = LF_OK;
     bool searching = o->target || o->budget;
-    *popts = (lf_plan_opts_t){.threshold = o->threshold, .prune_dead = o->prune_dead,
-                              .prune_fraction = o->prune_fraction,
-                              .prune_global = o->prune_scope && strcmp(o->prune_scope, "global") == 0};
+    *popts =
+        (lf_plan_opts_t){.threshold = o->threshold,
+                         .prune_dead = o->prune_dead,
+                         .prune_fraction = o->prune_fraction,
+                         .prune_global = o->prune_scope && strcmp(o->prune_scope, "global") == 0};
     if (o->select)
         LF_CALL(lf_plan_parse_select(o->select, &popts->rule));
     else if (o->layer_rule)

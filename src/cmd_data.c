@@ -103,4 +103,3 @@ cleanup:
     lf_model_destroy(&m);
     return err;
 }
-

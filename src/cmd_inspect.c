@@ -68,8 +68,7 @@ lf_err_t lf__cmd_inspect(MPI_Comm comm, const lf__cli_opts_t *o)
         printf("  layer %d: %lld neurons, %s", i, (long long)L->n_out, lf_act_name(L->act));
         if (L->act == LF_ACT_LEAKY_RELU)
             printf(" (alpha %g)", (double)L->alpha);
-        printf(", weight (%lld, %lld)", (long long)L->n_out,
-               (long long)lf_model_width(m, i - 1));
+        printf(", weight (%lld, %lld)", (long long)L->n_out, (long long)lf_model_width(m, i - 1));
         for (int b = 0; b < L->n_blocks - 1; b++) {
             int src = L->blocks[b].src;
             if (src == LF_SRC_INPUT)
@@ -89,4 +88,3 @@ cleanup:
     lf_model_destroy(&m);
     return err;
 }
-

@@ -85,8 +85,8 @@ lf_err_t lf_decimal_parse(const char *text, lf_decimal_t *out)
         p = end;
     }
     LF_CHECK(*p == '\0', LF_ERR_USAGE, "'%s' is not a decimal number", text);
-    LF_CHECK(e >= -2 * EXPONENT_MAX && e <= EXPONENT_MAX, LF_ERR_USAGE,
-             "'%s' is out of range", text);
+    LF_CHECK(e >= -2 * EXPONENT_MAX && e <= EXPONENT_MAX, LF_ERR_USAGE, "'%s' is out of range",
+             text);
     *out = lf_decimal_make(m, e);
 cleanup:
     return err;

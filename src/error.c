@@ -32,12 +32,10 @@ const char *lf_err_name(lf_err_t err)
 {
     switch (err) {
 #define LF__ERR_NAME(name, msg)                                                                    \
-    case LF_ERR_##name:                                                                            \
-        return "LF_ERR_" #name;
+    case LF_ERR_##name: return "LF_ERR_" #name;
         LF_ERR_MAP(LF__ERR_NAME)
 #undef LF__ERR_NAME
-    default:
-        return "LF_ERR_UNKNOWN";
+    default: return "LF_ERR_UNKNOWN";
     }
 }
 
@@ -45,12 +43,10 @@ const char *lf_strerror(lf_err_t err)
 {
     switch (err) {
 #define LF__ERR_MSG(name, msg)                                                                     \
-    case LF_ERR_##name:                                                                            \
-        return msg;
+    case LF_ERR_##name: return msg;
         LF_ERR_MAP(LF__ERR_MSG)
 #undef LF__ERR_MSG
-    default:
-        return "unknown error";
+    default: return "unknown error";
     }
 }
 

@@ -74,14 +74,15 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
                      lf_eval_result_t *res)
 {
     lf_err_t err = LF_OK;
-    eval_ctx_t e = {.m = m, .ref = reference,
+    eval_ctx_t e = {.m = m,
+                    .ref = reference,
                     .labels_spec = labels ? lf_h5io_dataset_spec(labels) : "",
                     .threads = opts->threads > 1 ? opts->threads : 1};
     const lf_model_t *models[2] = {m, reference};
     LF_CHECK(lf_h5io_dataset_rows(x) >= 1, LF_ERR_USAGE,
              "%s has no rows: there is nothing to evaluate", lf_h5io_dataset_spec(x));
-    LF_CHECK(!reference || (reference->n_in == m->n_in && lf_model_n_out(reference) ==
-                                                               lf_model_n_out(m)),
+    LF_CHECK(!reference ||
+                 (reference->n_in == m->n_in && lf_model_n_out(reference) == lf_model_n_out(m)),
              LF_ERR_SHAPE,
              "the reference model maps %lld inputs to %lld outputs, the model %lld to %lld",
              (long long)(reference ? reference->n_in : 0),
@@ -153,8 +154,7 @@ lf_err_t lf_eval_predict(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *x, co
     /* Before the output file exists: a mismatch must not leave a temporary behind. */
     LF_CALL(lf_batch_check(x, NULL, &m, 1, opts));
     LF_CALL(lf_comm_agree(comm, lf_malloc((size_t)lf_batch_io_rows(n, opts->batch_rows),
-                                          (size_t)lf_model_n_out(m) * sizeof *p.y,
-                                          (void **)&p.y)));
+                                          (size_t)lf_model_n_out(m) * sizeof *p.y, (void **)&p.y)));
     LF_CALL(lf_h5io_output_create(comm, path, "/outputs", n, lf_model_n_out(m), &p.out));
     LF_CALL(lf_batch_run(comm, x, NULL, &m, 1, opts, predict_block, predict_write, &p));
     LF_CALL(lf_h5io_output_commit(&p.out));

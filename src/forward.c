@@ -78,8 +78,7 @@ void lf_forward_activate(lf_act_t act, float alpha, float *z, int64_t rows, int6
         for (int64_t k = 0; k < total; k++)
             z[k] = z[k] > 0.0f ? z[k] : alpha * z[k];
         break;
-    case LF_ACT_IDENTITY:
-        break;
+    case LF_ACT_IDENTITY: break;
     case LF_ACT_SIGMOID:
         for (int64_t k = 0; k < total; k++)
             z[k] = 1.0f / (1.0f + expf(-z[k]));
@@ -134,9 +133,8 @@ static lf_err_t report_non_finite(const lf_forward_t *fw, int i, const float *z,
         LF_FAIL(LF_ERR_VALUE,
                 "%s%srow %lld: the pre-activation of layer %d, neuron %lld is %s although the "
                 "inputs are finite (the model overflows float32 on this row)",
-                fw->source ? fw->source : "", fw->source ? ": " : "",
-                (long long)(fw->row0 + k / n), i, (long long)(k % n),
-                isnan(z[k]) ? "NaN" : "infinite");
+                fw->source ? fw->source : "", fw->source ? ": " : "", (long long)(fw->row0 + k / n),
+                i, (long long)(k % n), isnan(z[k]) ? "NaN" : "infinite");
     }
 cleanup:
     return err;

@@ -189,8 +189,8 @@ int64_t lf_h5io_dataset_cols(const lf_dataset_t *ds) { return ds->cols; }
 const char *lf_h5io_dataset_spec(const lf_dataset_t *ds) { return ds->spec; }
 const char *lf_h5io_dataset_file(const lf_dataset_t *ds) { return ds->file; }
 
-lf_err_t lf__h5_select_rows(hid_t file_space, int ndims, int64_t row0, int64_t count,
-                            int64_t cols, hid_t *mem_space)
+lf_err_t lf__h5_select_rows(hid_t file_space, int ndims, int64_t row0, int64_t count, int64_t cols,
+                            hid_t *mem_space)
 {
     lf_err_t err = LF_OK;
     hsize_t start[2] = {(hsize_t)row0, 0}, len[2] = {(hsize_t)count, (hsize_t)cols};

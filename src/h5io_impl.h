@@ -78,8 +78,7 @@ lf_err_t lf__h5_close_file(hid_t *file, const char *path);
 int lf__h5_exists(const lf__h5_file_t *f, const char *path, lf_err_t *err);
 /* Opens the group or dataset at path after the checks above; "missing <kind> path" when absent.
  * Not collective (a metadata read; every rank of a collective open may call it). */
-lf_err_t lf__h5_open_object(const lf__h5_file_t *f, const char *path, H5O_type_t type,
-                            hid_t *out);
+lf_err_t lf__h5_open_object(const lf__h5_file_t *f, const char *path, H5O_type_t type, hid_t *out);
 
 /* What a dataset must be: its class and rank, and the words that describe it in messages
  * ("a float dataset (weights are float32 or float64)"). */
@@ -110,8 +109,8 @@ lf_err_t lf__h5_read_number_attr(hid_t obj, const char *name, const char *where,
 
 /* Selects rows [row0, row0 + count) of a (rows, cols) or (rows) file space and makes the
  * matching memory space; count 0 selects nothing (a rank with no rows still takes part). */
-lf_err_t lf__h5_select_rows(hid_t file_space, int ndims, int64_t row0, int64_t count,
-                            int64_t cols, hid_t *mem_space);
+lf_err_t lf__h5_select_rows(hid_t file_space, int ndims, int64_t row0, int64_t count, int64_t cols,
+                            hid_t *mem_space);
 
 /* ---- string attributes (h5io_strings.c); run in a reader process only ---- */
 enum { LF__STR_MAX = 64 };

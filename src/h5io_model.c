@@ -148,8 +148,8 @@ static lf_err_t list_skips(const lf__h5_file_t *f, int i, hid_t skip, int *srcs,
         LF_CALL_H5(len, "%s: /layers/%d/skip entry %llu", f->path, i, (unsigned long long)k);
         int src = 0;
         LF_CHECK(len < (ssize_t)sizeof link && parse_src(link, &src), LF_ERR_FORMAT,
-                 "%s: /layers/%d/skip/%s: skip source must be 'input' or a layer index", f->path,
-                 i, link);
+                 "%s: /layers/%d/skip/%s: skip source must be 'input' or a layer index", f->path, i,
+                 link);
         LF_CHECK(src < i - 1, LF_ERR_FORMAT,
                  "%s: /layers/%d/skip/%s: a skip block of layer %d may read %s (layer %d feeds its "
                  "weight; later layers are not computed yet)",
@@ -239,16 +239,15 @@ static lf_err_t read_header(const lf__h5_file_t *f, int64_t *count)
     LF_CHECK(strcmp(value, "linfold-mlp") == 0, LF_ERR_FORMAT,
              "%s: attribute 'format' is \"%s\", expected \"linfold-mlp\"", f->path, value);
     int64_t version = 0;
-    LF_CALL(lf__h5_read_number_attr(f->id, "format_version", f->path, H5T_INTEGER,
-                                    H5T_NATIVE_INT64, &version));
+    LF_CALL(lf__h5_read_number_attr(f->id, "format_version", f->path, H5T_INTEGER, H5T_NATIVE_INT64,
+                                    &version));
     LF_CHECK(version == 1, LF_ERR_FORMAT, "%s: format_version is %lld, this linfold reads 1",
              f->path, (long long)version);
     LF_CALL(lf__h5_open_object(f, "/layers", H5O_TYPE_GROUP, &layers));
     snprintf(where, sizeof where, "%s: /layers", f->path);
     LF_CALL(lf__h5_read_number_attr(layers, "count", where, H5T_INTEGER, H5T_NATIVE_INT64, count));
     LF_CHECK(*count >= 1 && *count <= LAYERS_MAX, LF_ERR_FORMAT,
-             "%s: /layers count is %lld, expected 1 to %d", f->path, (long long)*count,
-             LAYERS_MAX);
+             "%s: /layers count is %lld, expected 1 to %d", f->path, (long long)*count, LAYERS_MAX);
 cleanup:
     lf__h5_close(&layers);
     return err;
@@ -380,9 +379,9 @@ static lf_err_t receive_values(lf__sandbox_t *sb, lf_model_t *m)
         lf_layer_t *L = &m->layers[i];
         LF_CALL(lf__sandbox_read(sb, L->bias, (size_t)L->n_out * sizeof(float)));
         for (int b = 0; b < L->n_blocks; b++)
-            LF_CALL(lf__sandbox_read(
-                sb, L->blocks[b].w,
-                (size_t)(L->n_out * lf_model_width(m, L->blocks[b].src)) * sizeof(float)));
+            LF_CALL(lf__sandbox_read(sb, L->blocks[b].w,
+                                     (size_t)(L->n_out * lf_model_width(m, L->blocks[b].src)) *
+                                         sizeof(float)));
     }
 cleanup:
     return err;

@@ -111,8 +111,8 @@ lf_err_t lf__h5_string_value(const lf__str_attr_t *item, const char *file, const
     case LF__STR_NOT_STRING:
         LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' is not a string", file, obj, name);
     case LF__STR_NOT_SCALAR:
-        LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' is not a single string (an array?)", file,
-                obj, name);
+        LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' is not a single string (an array?)", file, obj,
+                name);
     case LF__STR_TOO_LONG:
         LF_FAIL(LF_ERR_FORMAT, "%s:%s attribute '%s' is %d bytes or longer", file, obj, name,
                 LF__STR_MAX);

@@ -259,8 +259,7 @@ static lf_err_t check_storage(const lf__h5_file_t *f, const char *path, hid_t dc
     H5D_layout_t layout = H5Pget_layout(dcpl);
     LF_CALL_H5(layout, "%s: %s layout", f->path, path);
     LF_CHECK(layout != H5D_VIRTUAL, LF_ERR_FORMAT,
-             "%s: %s is a virtual dataset (its data lives in other files); refused", f->path,
-             path);
+             "%s: %s is a virtual dataset (its data lives in other files); refused", f->path, path);
     int external = H5Pget_external_count(dcpl);
     LF_CALL_H5(external, "%s: %s storage", f->path, path);
     if (external > 0) {
@@ -281,8 +280,8 @@ static lf_err_t check_storage(const lf__h5_file_t *f, const char *path, hid_t dc
         unsigned flags = 0, config = 0;
         size_t n_values = 0;
         char name[64] = "";
-        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)k, &flags, &n_values, NULL, sizeof name,
-                                         name, &config);
+        H5Z_filter_t id =
+            H5Pget_filter2(dcpl, (unsigned)k, &flags, &n_values, NULL, sizeof name, name, &config);
         LF_CALL_H5(id, "%s: %s filter %d", f->path, path, k);
         htri_t avail = H5Zfilter_avail(id);
         H5Eclear2(H5E_DEFAULT);
@@ -324,15 +323,14 @@ static lf_err_t check_size(const lf__h5_file_t *f, const char *path, hid_t dset,
              f->path, path, (long long)need, (long long)stored, (long long)f->size);
     if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS && stored > 0) {
         LF_CHECK(filters > 0 || stored == (int64_t)need, LF_ERR_FORMAT,
-                 "%s: %s stores %lld bytes, its shape needs %lld", f->path, path,
-                 (long long)stored, (long long)need);
+                 "%s: %s stores %lld bytes, its shape needs %lld", f->path, path, (long long)stored,
+                 (long long)need);
         haddr_t offset = H5Dget_offset(dset);
         H5Eclear2(H5E_DEFAULT);
-        LF_CHECK(offset == HADDR_UNDEF || (offset <= (haddr_t)f->size &&
-                                           (int64_t)offset + stored <= f->size),
-                 LF_ERR_FORMAT,
-                 "%s: %s extends past the end of the file (%lld bytes; truncated?)", f->path, path,
-                 (long long)f->size);
+        LF_CHECK(offset == HADDR_UNDEF ||
+                     (offset <= (haddr_t)f->size && (int64_t)offset + stored <= f->size),
+                 LF_ERR_FORMAT, "%s: %s extends past the end of the file (%lld bytes; truncated?)",
+                 f->path, path, (long long)f->size);
     }
 cleanup:
     return err;
@@ -359,8 +357,8 @@ static bool standard_type(hid_t type, H5T_class_t cls)
 
 /* A chunked dataset's chunks must be no larger than what the file can hold for them, and their
  * rank must be the dataset's. */
-static lf_err_t check_chunk_shape(const lf__h5_file_t *f, const char *path, hid_t dcpl,
-                                  hid_t type, int rank, int filters)
+static lf_err_t check_chunk_shape(const lf__h5_file_t *f, const char *path, hid_t dcpl, hid_t type,
+                                  int rank, int filters)
 {
     lf_err_t err = LF_OK;
     if (H5Pget_layout(dcpl) != H5D_CHUNKED)
@@ -373,7 +371,8 @@ static lf_err_t check_chunk_shape(const lf__h5_file_t *f, const char *path, hid_
     u128 bytes = H5Tget_size(type);
     for (int d = 0; d < rank; d++)
         bytes *= chunk[d];
-    int64_t held = f->size, cap = UNSTORED_BYTES_MAX + held * (filters > 0 ? FILTER_EXPANSION_MAX : 1);
+    int64_t held = f->size,
+            cap = UNSTORED_BYTES_MAX + held * (filters > 0 ? FILTER_EXPANSION_MAX : 1);
     LF_CHECK(bytes <= (u128)cap, LF_ERR_FORMAT,
              "%s: %s has chunks of %.0f bytes, more than the file (%lld bytes) can hold", f->path,
              path, (double)bytes, (long long)f->size);
@@ -449,8 +448,8 @@ lf_err_t lf__h5_check_chunks(const lf__h5_file_t *f, const char *path, hid_t dse
         unsigned mask = 0;
         haddr_t addr = HADDR_UNDEF;
         hsize_t size = 0;
-        LF_CALL_H5(H5Dget_chunk_info_by_coord(dset, at, &mask, &addr, &size),
-                   "%s: %s chunk index", f->path, path);
+        LF_CALL_H5(H5Dget_chunk_info_by_coord(dset, at, &mask, &addr, &size), "%s: %s chunk index",
+                   f->path, path);
         LF_CHECK(addr == HADDR_UNDEF ||
                      (addr < (haddr_t)f->size && (int64_t)size <= f->size - (int64_t)addr &&
                       (filters > 0 || (int64_t)size == chunk_bytes)),

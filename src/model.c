@@ -12,7 +12,8 @@
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
 
-static const char *const act_names[] = {"relu", "leaky_relu", "identity", "sigmoid", "tanh", "softmax"};
+static const char *const act_names[] = {"relu",    "leaky_relu", "identity",
+                                        "sigmoid", "tanh",       "softmax"};
 
 const char *lf_act_name(lf_act_t act)
 {
@@ -52,8 +53,8 @@ lf_err_t lf_model_create(int64_t n_in, int n_layers, lf_model_t **out)
     lf_err_t err = LF_OK;
     lf_model_t *m = NULL;
     *out = NULL;
-    LF_CHECK(n_in >= 1 && n_layers >= 1, LF_ERR_ARG, "model needs n_in >= 1 and layers >= 1, got %lld and %d",
-             (long long)n_in, n_layers);
+    LF_CHECK(n_in >= 1 && n_layers >= 1, LF_ERR_ARG,
+             "model needs n_in >= 1 and layers >= 1, got %lld and %d", (long long)n_in, n_layers);
     LF_CALL(lf_calloc(1, sizeof *m, (void **)&m));
     LF_CALL(lf_calloc((size_t)n_layers, sizeof *m->layers, (void **)&m->layers));
     m->n_in = n_in;
@@ -300,8 +301,8 @@ lf_err_t lf_model_validate(const lf_model_t *m, const char *name)
              (long long)m->n_in);
     for (int i = 0; i < m->n_layers; i++) {
         const lf_layer_t *L = &m->layers[i];
-        LF_CHECK(L->n_out >= 1, LF_ERR_SHAPE, "%s: /layers/%d has %lld neurons, expected >= 1", name,
-                 i, (long long)L->n_out);
+        LF_CHECK(L->n_out >= 1, LF_ERR_SHAPE, "%s: /layers/%d has %lld neurons, expected >= 1",
+                 name, i, (long long)L->n_out);
         LF_CHECK(L->n_blocks >= 1 && L->blocks[L->n_blocks - 1].src == i - 1, LF_ERR_FORMAT,
                  "%s: /layers/%d has no weight block", name, i);
         for (int b = 0; b < L->n_blocks; b++) {
@@ -352,8 +353,7 @@ uint64_t lf_model_fingerprint(const lf_model_t *m)
         for (int b = 0; b < L->n_blocks; b++) {
             int32_t src = L->blocks[b].src;
             h = fnv(h, &src, sizeof src);
-            h = fnv(h, L->blocks[b].w,
-                    (size_t)(L->n_out * lf_model_width(m, src)) * sizeof(float));
+            h = fnv(h, L->blocks[b].w, (size_t)(L->n_out * lf_model_width(m, src)) * sizeof(float));
         }
     }
     return h;
@@ -433,9 +433,8 @@ lf_err_t lf_model_bcast(MPI_Comm comm, int root, lf_model_t **m)
     LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
     LF_CALL(lf_comm_agree(comm, rank == root ? pack_structure(*m, &structure, &n) : LF_OK));
     LF_CALL_MPI(MPI_Bcast(&n, 1, MPI_INT, root, comm));
-    LF_CALL(lf_comm_agree(comm, rank == root ? LF_OK
-                                             : lf_malloc((size_t)n, sizeof *structure,
-                                                         (void **)&structure)));
+    LF_CALL(lf_comm_agree(
+        comm, rank == root ? LF_OK : lf_malloc((size_t)n, sizeof *structure, (void **)&structure)));
     LF_CALL_MPI(MPI_Bcast(structure, n, MPI_INT64_T, root, comm));
     LF_CALL(lf_comm_agree(comm, rank == root ? LF_OK : unpack_structure(structure, m)));
     lf_model_t *mm = *m;

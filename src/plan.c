@@ -107,9 +107,7 @@ static lf_err_t rule_says_fold(const lf_layer_rule_t *r, int64_t n_linear, int64
         *fold = n_linear > 0 && n_linear > lf_decimal_mul_floor(r->fraction, n_out);
         break;
     case LF_RULE_GREEDY:
-    case LF_RULE_OPTIMAL: /* set rules are decided by decide_set() */
-        *fold = false;
-        break;
+    case LF_RULE_OPTIMAL: /* set rules are decided by decide_set() */ *fold = false; break;
     case LF_RULE_BENEFIT:
         *fold = false;
         if (n_linear == 0)

@@ -52,8 +52,12 @@ lf_err_t lf_pool_run(int threads, int n_tasks, lf_pool_task_t task, void *ctx)
     LF_CALL(lf_calloc((size_t)threads, sizeof *w, (void **)&w));
     LF_CALL(lf_calloc((size_t)threads, sizeof *ids, (void **)&ids));
     for (int t = 0; t < threads; t++) {
-        w[t] = (worker_t){.tid = t, .threads = threads, .n_tasks = n_tasks, .task = task,
-                          .ctx = ctx, .failed_task = n_tasks};
+        w[t] = (worker_t){.tid = t,
+                          .threads = threads,
+                          .n_tasks = n_tasks,
+                          .task = task,
+                          .ctx = ctx,
+                          .failed_task = n_tasks};
         /* Thread 0's share runs on the calling thread. */
         if (t > 0) {
             LF_CHECK(pthread_create(&ids[t], NULL, work, &w[t]) == 0, LF_ERR_NOMEM,

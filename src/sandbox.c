@@ -80,8 +80,9 @@ lf__sandbox_limits_t lf__sandbox_limits_for(int64_t file_bytes)
         .memory_bytes = justified < cap ? justified : cap,
         .cpu_seconds = 60.0 + (double)file_bytes / 1e7,
     };
-    l.memory_bytes = (int64_t)(env_number("LINFOLD_READ_MEMORY_MB",
-                                          (double)l.memory_bytes / (1 << 20)) * (1 << 20));
+    l.memory_bytes =
+        (int64_t)(env_number("LINFOLD_READ_MEMORY_MB", (double)l.memory_bytes / (1 << 20)) *
+                  (1 << 20));
     l.cpu_seconds = env_number("LINFOLD_READ_CPU_SECONDS", l.cpu_seconds);
     l.wall_seconds = 20.0 * l.cpu_seconds;
     return l;
@@ -114,7 +115,8 @@ void lf__sandbox_send_status(lf_err_t err)
         msg = lf_strerror(err);
         len = (uint32_t)strlen(msg);
     }
-    if (lf__sandbox_write(&code, sizeof code) && err != LF_OK && lf__sandbox_write(&len, sizeof len))
+    if (lf__sandbox_write(&code, sizeof code) && err != LF_OK &&
+        lf__sandbox_write(&len, sizeof len))
         lf__sandbox_write(msg, len);
 }
 
@@ -144,8 +146,8 @@ _Noreturn static void child_main(int fd, const lf__sandbox_limits_t *limits, lf_
 
 /* ---------------------------------------------------------------- the parent */
 
-lf_err_t lf__sandbox_start(const char *what, const lf__sandbox_limits_t *limits,
-                           lf__sandbox_fn fn, void *ctx, lf__sandbox_t **out)
+lf_err_t lf__sandbox_start(const char *what, const lf__sandbox_limits_t *limits, lf__sandbox_fn fn,
+                           void *ctx, lf__sandbox_t **out)
 {
     lf_err_t err = LF_OK;
     lf__sandbox_t *sb = NULL;

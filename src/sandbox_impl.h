@@ -48,8 +48,8 @@ typedef struct lf__sandbox lf__sandbox_t;
 
 /* Forks a child that runs fn(ctx). what (a file path) names the work in messages.
  * Not collective. */
-lf_err_t lf__sandbox_start(const char *what, const lf__sandbox_limits_t *limits,
-                           lf__sandbox_fn fn, void *ctx, lf__sandbox_t **out);
+lf_err_t lf__sandbox_start(const char *what, const lf__sandbox_limits_t *limits, lf__sandbox_fn fn,
+                           void *ctx, lf__sandbox_t **out);
 /* Child side: writes n bytes to the parent. Returns false when the parent is gone. */
 bool lf__sandbox_write(const void *buf, size_t n);
 /* Parent side: reads exactly n bytes from the child, watching its limits. A child that died,

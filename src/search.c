@@ -281,14 +281,25 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
     res->samples = r.samples;
     res->original_correct = r.correct;
     res->original_accuracy = (double)r.correct / (double)r.samples;
-    res->best = (lf_search_point_t){.opts = *base, .params = lf_model_params(m), .ratio = 1.0,
-                                    .evaluated = true, .samples = r.samples, .correct = r.correct,
-                                    .accuracy = res->original_accuracy, .agreement = 1.0};
+    res->best = (lf_search_point_t){.opts = *base,
+                                    .params = lf_model_params(m),
+                                    .ratio = 1.0,
+                                    .evaluated = true,
+                                    .samples = r.samples,
+                                    .correct = r.correct,
+                                    .accuracy = res->original_accuracy,
+                                    .agreement = 1.0};
     res->best.params_after_prune = res->best.params;
     int64_t n_taus = 0;
     LF_CALL(lf_comm_agree(comm, lf_search_thresholds(m, s, &taus, &n_taus)));
-    budget_t b = {.comm = comm, .m = m, .s = s, .eval = eval, .opts = opts, .taus = taus,
-                  .n_taus = n_taus, .res = res};
+    budget_t b = {.comm = comm,
+                  .m = m,
+                  .s = s,
+                  .eval = eval,
+                  .opts = opts,
+                  .taus = taus,
+                  .n_taus = n_taus,
+                  .res = res};
     /* Families: dead-neuron pruning off and on, importance pruning per layer and global. */
     for (int fam = 0; fam < 4; fam++) {
         lf_plan_opts_t family = *base;

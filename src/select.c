@@ -19,8 +19,7 @@
 #include "linfold/alloc.h"
 #include "linfold/interrupt.h"
 
-lf_err_t lf_select_cost(const lf_shape_t *pruned, const int64_t *a, const bool *fold,
-                        int64_t *cost)
+lf_err_t lf_select_cost(const lf_shape_t *pruned, const int64_t *a, const bool *fold, int64_t *cost)
 {
     lf_err_t err = LF_OK;
     lf_shape_t *s = NULL;

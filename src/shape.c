@@ -136,4 +136,3 @@ void lf_shape_fold(lf_shape_t *s, int i, int64_t count)
     }
     s->n_out[i] -= count;
 }
-

@@ -67,8 +67,8 @@ static inline void xsum_add(lf_xsum_t *x, float v)
     uint32_t m = (u & 0x7FFFFFu) | (normal << 23); /* implicit leading bit of normal numbers */
     e += !normal;                                  /* subnormals: m * 2^(1 - 150) */
     lf_i128 t = (lf_i128)m << (e & 31u);
-    lf_i128 sign = -(lf_i128)(u >> 31);            /* 0 or -1 */
-    x->bin[e >> 5] += (t ^ sign) - sign;           /* t or -t */
+    lf_i128 sign = -(lf_i128)(u >> 31);  /* 0 or -1 */
+    x->bin[e >> 5] += (t ^ sign) - sign; /* t or -t */
 }
 
 void lf_xsum_add(lf_xsum_t *x, float v) { xsum_add(x, v); }

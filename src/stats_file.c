@@ -52,8 +52,8 @@ static lf_err_t write_stats_file(const char *tmp, const char *path, const void *
     LF_CALL(lf__h5_write_string_attr(file, "format", "linfold-stats"));
     LF_CALL(lf__h5_write_scalar_attr(file, "format_version", H5T_STD_I64LE, H5T_NATIVE_INT64,
                                      &version));
-    LF_CALL(lf__h5_write_scalar_attr(file, "samples", H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                     &s->samples));
+    LF_CALL(
+        lf__h5_write_scalar_attr(file, "samples", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->samples));
     LF_CALL(lf__h5_write_string_attr(file, "model_fingerprint", fp));
     LF_CALL(lf__h5_create_group(file, "layers", &layers));
     LF_CALL(lf__h5_write_scalar_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
@@ -169,8 +169,8 @@ cleanup:
 }
 
 /* The root: format, fingerprint, version, samples, count. */
-static lf_err_t read_header(const lf__h5_file_t *f, const lf_model_t *m,
-                            const char *model_name, int64_t *samples)
+static lf_err_t read_header(const lf__h5_file_t *f, const lf_model_t *m, const char *model_name,
+                            int64_t *samples)
 {
     lf_err_t err = LF_OK;
     hid_t layers = H5I_INVALID_HID;
@@ -184,19 +184,19 @@ static lf_err_t read_header(const lf__h5_file_t *f, const lf_model_t *m,
     LF_CHECK(strcmp(format, "linfold-stats") == 0, LF_ERR_FORMAT,
              "%s: attribute 'format' is \"%s\", expected \"linfold-stats\"", f->path, format);
     int64_t version = 0, count = 0;
-    LF_CALL(lf__h5_read_number_attr(f->id, "format_version", f->path, H5T_INTEGER,
-                                    H5T_NATIVE_INT64, &version));
+    LF_CALL(lf__h5_read_number_attr(f->id, "format_version", f->path, H5T_INTEGER, H5T_NATIVE_INT64,
+                                    &version));
     LF_CHECK(version == 1, LF_ERR_FORMAT, "%s: format_version is %lld, this linfold reads 1",
              f->path, (long long)version);
-    LF_CALL(lf__h5_read_number_attr(f->id, "samples", f->path, H5T_INTEGER, H5T_NATIVE_INT64,
-                                    samples));
+    LF_CALL(
+        lf__h5_read_number_attr(f->id, "samples", f->path, H5T_INTEGER, H5T_NATIVE_INT64, samples));
     LF_CHECK(*samples >= 1, LF_ERR_FORMAT, "%s: samples = %lld, expected >= 1", f->path,
              (long long)*samples);
     LF_CALL(lf__h5_string_value(&items[1], f->path, &fingerprint));
     snprintf(expected, sizeof expected, "%016llx", (unsigned long long)lf_model_fingerprint(m));
     LF_CHECK(strcmp(fingerprint, expected) == 0, LF_ERR_ARG,
-             "%s: statistics were computed for another model (fingerprint %s); %s has %s",
-             f->path, fingerprint, model_name ? model_name : "this model", expected);
+             "%s: statistics were computed for another model (fingerprint %s); %s has %s", f->path,
+             fingerprint, model_name ? model_name : "this model", expected);
     LF_CALL(lf__h5_open_object(f, "/layers", H5O_TYPE_GROUP, &layers));
     snprintf(where, sizeof where, "%s: /layers", f->path);
     LF_CALL(lf__h5_read_number_attr(layers, "count", where, H5T_INTEGER, H5T_NATIVE_INT64, &count));
@@ -252,8 +252,8 @@ static lf_err_t stats_reader(void *ctx)
     if (err != LF_OK)
         return err;
     uint8_t sums = s->with_sums;
-    bool ok = lf__sandbox_write(&s->samples, sizeof s->samples) &&
-              lf__sandbox_write(&sums, sizeof sums);
+    bool ok =
+        lf__sandbox_write(&s->samples, sizeof s->samples) && lf__sandbox_write(&sums, sizeof sums);
     for (int i = 0; ok && i < s->n_layers; i++) {
         const lf_layer_stats_t *ls = &s->layers[i];
         size_t n = (size_t)ls->n_out;
@@ -289,8 +289,8 @@ cleanup:
 }
 
 /* Rank 0: the statistics through a reader process, checked again here. */
-static lf_err_t read_through_reader(const char *path, const lf_model_t *m,
-                                    const char *model_name, lf_stats_t **out)
+static lf_err_t read_through_reader(const char *path, const lf_model_t *m, const char *model_name,
+                                    lf_stats_t **out)
 {
     lf_err_t err = LF_OK;
     lf__sandbox_t *sb = NULL;
@@ -322,8 +322,8 @@ cleanup:
     return err;
 }
 
-lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m,
-                       const char *model_name, lf_stats_t **out)
+lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, const char *model_name,
+                       lf_stats_t **out)
 {
     lf_err_t err = LF_OK;
     lf_stats_t *s = NULL;

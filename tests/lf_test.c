@@ -224,8 +224,8 @@ void lf_test_shape_layer(lf_model_t *m, int i, int64_t n_linear, int64_t n_dead,
             }
     }
     for (int64_t j = 0; j < n_linear + n_dead; j++)
-        L->bias[j] = j < n_linear ? lf_rng_uniform(&rng, 0.0f, 0.1f)
-                                  : -lf_rng_uniform(&rng, 0.05f, 0.1f);
+        L->bias[j] =
+            j < n_linear ? lf_rng_uniform(&rng, 0.0f, 0.1f) : -lf_rng_uniform(&rng, 0.05f, 0.1f);
 }
 
 bool lf_test_files_equal(const char *a, const char *b)
@@ -245,8 +245,7 @@ bool lf_test_files_equal(const char *a, const char *b)
     return same;
 }
 
-lf_stats_t *lf_test_stats_with(const lf_model_t *m, int64_t samples,
-                               const int64_t *const *positive)
+lf_stats_t *lf_test_stats_with(const lf_model_t *m, int64_t samples, const int64_t *const *positive)
 {
     lf_stats_t *s = NULL;
     ck_assert_int_eq(lf_stats_create(m, &s), LF_OK);

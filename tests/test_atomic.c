@@ -72,8 +72,7 @@ START_TEST(test_publish_and_fail)
     ck_assert(lf_test_all(stat(out, &st) == 0 && (st.st_mode & 0777) == 0644 && st.st_size == 6));
     char failed[300];
     snprintf(failed, sizeof failed, "%s/failed.txt", tmpdir);
-    ck_assert_int_eq(lf_atomic_write_rank0(LF_TEST_COMM, failed, write_then_fail, NULL),
-                     LF_ERR_IO);
+    ck_assert_int_eq(lf_atomic_write_rank0(LF_TEST_COMM, failed, write_then_fail, NULL), LF_ERR_IO);
     lf_error_clear();
     ck_assert(lf_test_all(access(failed, F_OK) != 0));
     /* Nothing else is left in the directory: no temporary survives either run. */
@@ -125,8 +124,8 @@ START_TEST(test_outputs_never_replace_inputs)
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         lf_atomic_named_t out[] = {{"--out", cases[k].out}, {"--sweep-out", cases[k].sweep_out}};
         /* Rank 0 alone probes the directory: agree, as the command line does. */
-        lf_err_t got = lf_comm_agree(LF_TEST_COMM,
-                                     lf_atomic_check_outputs(in, 2, out, 2, my_rank() == 0));
+        lf_err_t got =
+            lf_comm_agree(LF_TEST_COMM, lf_atomic_check_outputs(in, 2, out, 2, my_rank() == 0));
         ck_assert_msg(got == cases[k].code, "case %zu: %s", k, lf_err_name(got));
         if (cases[k].text)
             ck_assert_msg(lf_test_any_message(cases[k].text), "case %zu: %s", k,

@@ -53,8 +53,8 @@ START_TEST(test_signal_stops_every_rank)
     ck_assert_int_eq(lf_stats_collect(LF_TEST_COMM, m, ds, &bo, false, &s), LF_ERR_INTERRUPTED);
     ck_assert_ptr_null(s);
     if (rank == size - 1) {
-        ck_assert_ptr_nonnull(strstr(lf_error_message(),
-                                     "interrupted by SIGTERM during calibrate at batch 1 of"));
+        ck_assert_ptr_nonnull(
+            strstr(lf_error_message(), "interrupted by SIGTERM during calibrate at batch 1 of"));
     }
     ck_assert_int_eq(lf_interrupt_agree(LF_TEST_COMM), SIGTERM);
     lf_error_clear();

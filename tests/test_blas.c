@@ -55,8 +55,8 @@ static double sgemm_error(int m, int n, int k, bool transpose_b, uint64_t seed)
 }
 
 static const int shapes[][3] = {
-    {1, 1, 1}, {7, 13, 5}, {256, 64, 64}, {256, 10, 256}, {33, 10, 82}, {3, 2, 1000},
-    {256, 1024, 784}, {100, 100, 100},
+    {1, 1, 1},    {7, 13, 5},   {256, 64, 64},    {256, 10, 256},
+    {33, 10, 82}, {3, 2, 1000}, {256, 1024, 784}, {100, 100, 100},
 };
 
 START_TEST(test_child_sgemm)
@@ -100,8 +100,8 @@ START_TEST(test_child_forward)
 {
     const int64_t widths[] = {9, 8, 7, 6, 5, 4};
     lf_model_t *m = lf_test_mlp(6, widths, 6, -0.7f, 0.7f, -0.2f, 0.2f, 5);
-    const lf_act_t acts[] = {LF_ACT_RELU, LF_ACT_LEAKY_RELU, LF_ACT_TANH, LF_ACT_SIGMOID,
-                             LF_ACT_IDENTITY, LF_ACT_SOFTMAX};
+    const lf_act_t acts[] = {LF_ACT_RELU,    LF_ACT_LEAKY_RELU, LF_ACT_TANH,
+                             LF_ACT_SIGMOID, LF_ACT_IDENTITY,   LF_ACT_SOFTMAX};
     for (int i = 0; i < 6; i++) {
         m->layers[i].act = acts[i];
         m->layers[i].alpha = 0.1f;
@@ -147,7 +147,10 @@ START_TEST(test_child_forward)
                 case LF_ACT_LEAKY_RELU: v = v > 0 ? v : 0.1 * v; break;
                 case LF_ACT_TANH: v = tanh(v); break;
                 case LF_ACT_SIGMOID: v = 1.0 / (1.0 + exp(-v)); break;
-                case LF_ACT_SOFTMAX: v = exp(v - mx); sum += v; break;
+                case LF_ACT_SOFTMAX:
+                    v = exp(v - mx);
+                    sum += v;
+                    break;
                 case LF_ACT_IDENTITY: break;
                 }
                 act[i + 1][j] = v;
@@ -231,8 +234,8 @@ END_TEST
 START_TEST(test_reexecution)
 {
     char kernel[128];
-    ck_assert_int_eq(run_child("env -u OPENBLAS_CORETYPE LINFOLD_BLAS_ASSUME_LOADED=Prescott", kernel,
-                               sizeof kernel),
+    ck_assert_int_eq(run_child("env -u OPENBLAS_CORETYPE LINFOLD_BLAS_ASSUME_LOADED=Prescott",
+                               kernel, sizeof kernel),
                      0);
     const char *best = lf_blas_best_kernel();
     if (strcmp(best, "Prescott") != 0)

@@ -60,8 +60,8 @@
 
 /* ---------------------------------------------------------------- temporary directories */
 
-static char g_root[256];  /* per TCase, made by the unchecked setup (parent process) */
-static char g_dir[512];   /* per test, made by the checked setup (forked child) */
+static char g_root[256]; /* per TCase, made by the unchecked setup (parent process) */
+static char g_dir[512];  /* per test, made by the checked setup (forked child) */
 /* Paths inside g_dir; the fixtures below always use these names. */
 static char g_model[640], g_data[640], g_out[640], g_stats[640];
 
@@ -365,8 +365,8 @@ static void assert_stderr_has(const char *what, const char *fragment)
 {
     char want[1024];
     expand(fragment, want, sizeof want);
-    ck_assert_msg(strstr(g_run.err, want) != NULL,
-                  "%s: stderr lacks \"%s\"\n$ %s\nstderr:\n%s", what, want, g_run.cmd, g_run.err);
+    ck_assert_msg(strstr(g_run.err, want) != NULL, "%s: stderr lacks \"%s\"\n$ %s\nstderr:\n%s",
+                  what, want, g_run.cmd, g_run.err);
 }
 
 static int count_lines_starting(const char *text, const char *prefix)
@@ -403,8 +403,8 @@ static bool is_error_line(const char *line)
     const char *p = line + 9;
     if (*p == '[') {
         int r = -1, size = -1, len = 0;
-        if (sscanf(p, "[rank %d/%d]%n", &r, &size, &len) != 2 || len == 0 || r < 0 ||
-            r >= size || p[len] != ' ')
+        if (sscanf(p, "[rank %d/%d]%n", &r, &size, &len) != 2 || len == 0 || r < 0 || r >= size ||
+            p[len] != ' ')
             return false;
         p += len + 1;
     }
@@ -430,7 +430,8 @@ static int count_error_lines(const char *text)
 static bool from_other_rank(const char *line)
 {
     int r = 0;
-    return (sscanf(line, "linfold: [rank %d/", &r) == 1 || sscanf(line, "linfold: [%d/", &r) == 1) &&
+    return (sscanf(line, "linfold: [rank %d/", &r) == 1 ||
+            sscanf(line, "linfold: [%d/", &r) == 1) &&
            r != 0;
 }
 
@@ -485,9 +486,9 @@ static void assert_failed_run(const char *what, const char *command, int np, int
     ck_assert_msg(count_error_lines(g_run.err) == 1,
                   "%s: expected exactly one error line, got %d:\n$ %s\n%s", what,
                   count_error_lines(g_run.err), g_run.cmd, g_run.err);
-    ck_assert_msg(linfold_line(g_run.err, 0, line, sizeof line) && is_header_line(line, command, np),
-                  "%s: the first line is not the log header:\n$ %s\n%s", what, g_run.cmd,
-                  g_run.err);
+    ck_assert_msg(
+        linfold_line(g_run.err, 0, line, sizeof line) && is_header_line(line, command, np),
+        "%s: the first line is not the log header:\n$ %s\n%s", what, g_run.cmd, g_run.err);
     ck_assert_msg(count_lines_starting(g_run.err, "linfold: version ") == 1,
                   "%s: the header appears more than once:\n%s", what, g_run.err);
     snprintf(want, sizeof want, "linfold: %s stopped after ", command);
@@ -514,15 +515,14 @@ static void assert_ok_run(const char *what, const char *command, int np)
     assert_status(what, 0);
     ck_assert_msg(count_error_lines(g_run.err) == 0, "%s: error lines on success:\n%s", what,
                   g_run.err);
-    ck_assert_msg(linfold_line(g_run.err, 0, line, sizeof line) && is_header_line(line, command, np),
-                  "%s: the first line is not the log header:\n$ %s\n%s", what, g_run.cmd,
-                  g_run.err);
+    ck_assert_msg(
+        linfold_line(g_run.err, 0, line, sizeof line) && is_header_line(line, command, np),
+        "%s: the first line is not the log header:\n$ %s\n%s", what, g_run.cmd, g_run.err);
     snprintf(want, sizeof want, "linfold: %s finished in ", command);
-    ck_assert_msg(linfold_line(g_run.err, -1, line, sizeof line) &&
-                      strncmp(line, want, strlen(want)) == 0 &&
-                      strcmp(line + strlen(line) - 2, " s") == 0,
-                  "%s: the last line is not \"%sX s\":\n$ %s\n%s", what, want, g_run.cmd,
-                  g_run.err);
+    ck_assert_msg(
+        linfold_line(g_run.err, -1, line, sizeof line) && strncmp(line, want, strlen(want)) == 0 &&
+            strcmp(line + strlen(line) - 2, " s") == 0,
+        "%s: the last line is not \"%sX s\":\n$ %s\n%s", what, want, g_run.cmd, g_run.err);
 }
 
 /* A usage error found while parsing: status 2 and one error line, nothing else (no header: the
@@ -538,9 +538,9 @@ static void assert_usage_run(const char *what)
 /* No lines of a crash: a signal report from the shell, MPI or a sanitizer. */
 static void assert_no_crash(const char *what)
 {
-    static const char *const words[] = {"Segmentation fault", "exited on signal", "Signal: ",
-                                        "core dumped", "Aborted", "AddressSanitizer",
-                                        "HDF5-DIAG"};
+    static const char *const words[] = {
+        "Segmentation fault", "exited on signal", "Signal: ", "core dumped", "Aborted",
+        "AddressSanitizer",   "HDF5-DIAG"};
     for (size_t k = 0; k < sizeof words / sizeof *words; k++)
         ck_assert_msg(strstr(g_run.err, words[k]) == NULL && strstr(g_run.out, words[k]) == NULL,
                       "%s: output mentions \"%s\":\n$ %s\n%s", what, words[k], g_run.cmd,
@@ -626,8 +626,7 @@ static void h5_f32(hid_t loc, const char *name, int rank, const hsize_t *dims, c
     h5_dataset(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, rank, dims, data);
 }
 
-static void h5_attr(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
-                    const void *value)
+static void h5_attr(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, const void *value)
 {
     hid_t space = H5Screate(H5S_SCALAR);
     ck_assert_int_ge(space, 0);
@@ -874,9 +873,8 @@ static void write_model(const char *path, defect_t d)
         snprintf(name, sizeof name, "%d", i);
         bool one = i == 1, two = i == 2;
         if (one && d == D_LAYER_ELINK) {
-            ck_assert_int_ge(H5Lcreate_external(target, "/layers/1", layers, name, H5P_DEFAULT,
-                                                H5P_DEFAULT),
-                             0);
+            ck_assert_int_ge(
+                H5Lcreate_external(target, "/layers/1", layers, name, H5P_DEFAULT, H5P_DEFAULT), 0);
             continue; /* the link target holds a valid layer 1 */
         }
         hid_t g = h5_group(layers, name);
@@ -932,8 +930,8 @@ static void write_model(const char *path, defect_t d)
             /* Optional: HDF5 stores the data unfiltered but records the filter. */
             ck_assert_int_ge(H5Pset_filter(dcpl, 32000, H5Z_FLAG_OPTIONAL, 0, NULL), 0);
             hid_t space = H5Screate_simple(2, wdims, NULL);
-            hid_t dset = H5Dcreate2(g, "weight", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
-                                    H5P_DEFAULT);
+            hid_t dset =
+                H5Dcreate2(g, "weight", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
             ck_assert_int_ge(dset, 0);
             ck_assert_int_ge(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w), 0);
             H5Dclose(dset);
@@ -1120,8 +1118,7 @@ static const model_case_t model_cases[] = {
      "has 2 entries; a skip block of layer 1 may read 'input' only", false},
     {"skip from predecessor only", D_SKIP_PRED_ONLY, "/layers/1/skip/0",
      "a skip block of layer 1 may read 'input' only", false},
-    {"skip from itself", D_SKIP_FROM_SELF, "/layers/2/skip/2",
-     "may read 'input'", false},
+    {"skip from itself", D_SKIP_FROM_SELF, "/layers/2/skip/2", "may read 'input'", false},
     {"skip named foo", D_SKIP_FOO, "/layers/2/skip/foo", "must be 'input' or a layer index", true},
     {"skip shape", D_SKIP_SHAPE, "/layers/2/skip/0", "has shape (2, 5), expected (2, 3)", false},
     /* Hostile files. */
@@ -1140,8 +1137,7 @@ static const model_case_t model_cases[] = {
     {"bias stored in /etc/passwd", D_BIAS_EXTERNAL, "/layers/1/bias",
      "keeps its data in the external file '/etc/passwd'; refused", true},
     {"virtual weight", D_WEIGHT_VIRTUAL, "/layers/1/weight", "is a virtual dataset", true},
-    {"layer is an external link", D_LAYER_ELINK, "/layers/1",
-     "is an external link to", true},
+    {"layer is an external link", D_LAYER_ELINK, "/layers/1", "is an external link to", true},
     {"weight of 1e6 x 1e6", D_WEIGHT_HUGE, "/layers/1/weight",
      "has a shape that needs 4000000000000 bytes", true},
     {"filter not built in", D_WEIGHT_FILTER, "/layers/1/weight",
@@ -1255,54 +1251,107 @@ END_TEST
 
 typedef struct {
     const char *name;
-    const char *args;       /* {M}: valid model, {D}: data fixture, {O}: output */
+    const char *args; /* {M}: valid model, {D}: data fixture, {O}: output */
     int status;
-    bool parsed;            /* refused while parsing: no header, nothing but the error line */
-    const char *expect[3];  /* fragments of the message */
+    bool parsed;           /* refused while parsing: no header, nothing but the error line */
+    const char *expect[3]; /* fragments of the message */
 } data_case_t;
 
 static const data_case_t data_cases[] = {
-    {"missing dataset", "compress --model {M} --data {D}:/nope --out {O}", 1, false,
+    {"missing dataset",
+     "compress --model {M} --data {D}:/nope --out {O}",
+     1,
+     false,
      {"{D}", "/nope", "missing dataset"}},
-    {"missing data file", "compress --model {M} --data {D}.missing:/x --out {O}", 1, false,
+    {"missing data file",
+     "compress --model {M} --data {D}.missing:/x --out {O}",
+     1,
+     false,
      {"{D}.missing", "no such file"}},
-    {"1-D samples", "compress --model {M} --data {D}:/v --out {O}", 1, false,
+    {"1-D samples",
+     "compress --model {M} --data {D}:/v --out {O}",
+     1,
+     false,
      {"{D}", "/v", "has 1 dimension, expected 2"}},
-    {"integer samples", "compress --model {M} --data {D}:/xi --out {O}", 1, false,
+    {"integer samples",
+     "compress --model {M} --data {D}:/xi --out {O}",
+     1,
+     false,
      {"{D}", "/xi", "not a float dataset"}},
     /* Without ":/" the argument cannot be split into file and dataset: a usage error. */
-    {"spec without :/", "compress --model {M} --data {D} --out {O}", 2, true,
+    {"spec without :/",
+     "compress --model {M} --data {D} --out {O}",
+     2,
+     true,
      {"{D}", "is not of the form FILE.h5:/path"}},
-    {"feature count", "compress --model {M} --data {D}:/x5 --out {O}", 1, false,
+    {"feature count",
+     "compress --model {M} --data {D}:/x5 --out {O}",
+     1,
+     false,
      {"{D}:/x5", "has 5 features per row, the model expects 3"}},
-    {"NaN in data", "compress --model {M} --data {D}:/xnan --out {O}", 1, false,
+    {"NaN in data",
+     "compress --model {M} --data {D}:/xnan --out {O}",
+     1,
+     false,
      {"{D}:/xnan", "row 7, column 2 is NaN"}},
-    {"NaN in data, predict", "predict --model {M} --data {D}:/xnan --out {O}", 1, false,
+    {"NaN in data, predict",
+     "predict --model {M} --data {D}:/xnan --out {O}",
+     1,
+     false,
      {"{D}:/xnan", "row 7, column 2 is NaN"}},
-    {"label out of range", "eval --model {M} --data {D}:/x --labels {D}:/ybad", 1, false,
+    {"label out of range",
+     "eval --model {M} --data {D}:/x --labels {D}:/ybad",
+     1,
+     false,
      {"{D}:/ybad", "row 4 has label 5", "expected 0 to 1"}},
-    {"label row count", "eval --model {M} --data {D}:/x --labels {D}:/yshort", 1, false,
+    {"label row count",
+     "eval --model {M} --data {D}:/x --labels {D}:/yshort",
+     1,
+     false,
      {"{D}:/yshort", "has 9 rows", "{D}:/x has 10"}},
-    {"float labels", "eval --model {M} --data {D}:/x --labels {D}:/x", 1, false,
+    {"float labels",
+     "eval --model {M} --data {D}:/x --labels {D}:/x",
+     1,
+     false,
      {"{D}", "/x", "not an integer dataset"}},
     /* Nothing to evaluate is a usage error, found once the data is open. */
-    {"eval on 0 rows", "eval --model {M} --data {D}:/x0 --labels {D}:/y0", 2, false,
+    {"eval on 0 rows",
+     "eval --model {M} --data {D}:/x0 --labels {D}:/y0",
+     2,
+     false,
      {"{D}:/x0", "has no rows: there is nothing to evaluate"}},
     {"accuracy budget on 0 rows",
      "compress --model {M} --data {D}:/x --max-accuracy-drop 0.1 --eval-data {D}:/x0 "
      "--eval-labels {D}:/y0 --out {O}",
-     2, false, {"{D}:/x0", "has no rows: there is nothing to evaluate"}},
-    {"calibration on 0 rows", "calibrate --model {M} --data {D}:/x0 --out {O}", 2, false,
+     2,
+     false,
+     {"{D}:/x0", "has no rows: there is nothing to evaluate"}},
+    {"calibration on 0 rows",
+     "calibrate --model {M} --data {D}:/x0 --out {O}",
+     2,
+     false,
      {"{D}:/x0", "has no rows"}},
     /* Hostile data files. */
-    {"samples are an external link", "compress --model {M} --data {D}:/xlink --out {O}", 1, false,
+    {"samples are an external link",
+     "compress --model {M} --data {D}:/xlink --out {O}",
+     1,
+     false,
      {"{D}", "/xlink is an external link to", "refused"}},
-    {"samples are an external link, predict", "predict --model {M} --data {D}:/xlink --out {O}", 1,
-     false, {"{D}", "/xlink is an external link to", "refused"}},
-    {"samples stored in /etc/passwd", "predict --model {M} --data {D}:/xext --out {O}", 1, false,
+    {"samples are an external link, predict",
+     "predict --model {M} --data {D}:/xlink --out {O}",
+     1,
+     false,
+     {"{D}", "/xlink is an external link to", "refused"}},
+    {"samples stored in /etc/passwd",
+     "predict --model {M} --data {D}:/xext --out {O}",
+     1,
+     false,
      {"{D}", "/xext keeps its data in the external file '/etc/passwd'", "refused"}},
-    {"samples of 1e6 rows never written", "calibrate --model {M} --data {D}:/xhuge --out {O}", 1,
-     false, {"{D}", "/xhuge has a shape that needs 12000000 bytes", "refused"}},
+    {"samples of 1e6 rows never written",
+     "calibrate --model {M} --data {D}:/xhuge --out {O}",
+     1,
+     false,
+     {"{D}", "/xhuge has a shape that needs 12000000 bytes", "refused"}},
 };
 enum { N_DATA_CASES = (int)(sizeof data_cases / sizeof *data_cases) };
 
@@ -1392,18 +1441,24 @@ typedef struct {
 static const stats_case_t stats_cases[] = {
     {"NaN output sum", S_SUM_NAN, {"{S}: /layers/1/output_sum[0] is NaN"}},
     {"infinite output sum", S_SUM_INF, {"{S}: /layers/1/output_sum[0] is infinite"}},
-    {"negative relu output sum", S_SUM_NEG,
+    {"negative relu output sum",
+     S_SUM_NEG,
      {"{S}: /layers/1/output_sum[0] = -1 is outside [0, ", "for a relu neuron"}},
-    {"NaN extreme", S_ZMAX_NAN,
+    {"NaN extreme",
+     S_ZMAX_NAN,
      {"{S}: /layers/1 neuron 0 has extremes zmin = ", "zmax = nan; expected finite, zmin <= zmax"}},
-    {"zmin above zmax", S_ZMIN_ABOVE,
+    {"zmin above zmax",
+     S_ZMIN_ABOVE,
      {"{S}: /layers/1 neuron 0 has extremes zmin = 5, zmax = 4; expected finite, zmin <= zmax"}},
-    {"more positive rows than samples", S_COUNT_BIG,
+    {"more positive rows than samples",
+     S_COUNT_BIG,
      {"{S}: /layers/1 neuron 0 has 11 positive and", "rows of 10 samples"}},
-    {"counts disagree with the extremes", S_DISAGREE,
+    {"counts disagree with the extremes",
+     S_DISAGREE,
      {"{S}: /layers/1 neuron 0: counts 1 positive, 1 negative of 10 disagree with its range "
       "[1, 2]"}},
-    {"statistics of another model", S_OTHER_MODEL,
+    {"statistics of another model",
+     S_OTHER_MODEL,
      {"{S}: statistics were computed for another model"}},
 };
 enum { N_STATS_CASES = (int)(sizeof stats_cases / sizeof *stats_cases) };
@@ -1553,8 +1608,8 @@ static const usage_case_t usage_cases[] = {
     /* Number flags say their own range: unparsable values and values outside it. */
     {"threshold abc", C_DATA "--out {O} --threshold abc",
      "--threshold expects a number in (0, 1], got 'abc'", NULL},
-    {"threshold empty", C_DATA "--out {O} --threshold=",
-     "--threshold expects a number in (0, 1], got ''", NULL},
+    {"threshold empty",
+     C_DATA "--out {O} --threshold=", "--threshold expects a number in (0, 1], got ''", NULL},
     {"threshold nan", C_DATA "--out {O} --threshold nan",
      "--threshold expects a number in (0, 1], got 'nan'", NULL},
     {"threshold inf", C_DATA "--out {O} --threshold inf",
@@ -1586,8 +1641,7 @@ static const usage_case_t usage_cases[] = {
      "--max-accuracy-drop -1 is outside [0, 1]", NULL},
     {"max-accuracy-drop 1.5", C_DATA "--out {O} --max-accuracy-drop 1.5",
      "--max-accuracy-drop 1.5 is outside [0, 1]", NULL},
-    {"batch 0", C_DATA "--out {O} --batch 0", "--batch expects a whole number >= 1, got '0'",
-     NULL},
+    {"batch 0", C_DATA "--out {O} --batch 0", "--batch expects a whole number >= 1, got '0'", NULL},
     {"batch abc", C_DATA "--out {O} --batch abc", "--batch expects a whole number >= 1, got 'abc'",
      NULL},
     {"batch 1.5", C_DATA "--out {O} --batch 1.5", "--batch expects a whole number >= 1, got '1.5'",
@@ -1605,7 +1659,8 @@ static const usage_case_t usage_cases[] = {
      "--layer-rule 'foo' is not one of benefit, all, count:K, fraction:F", "greedy"},
     {"layer-rule greedy", C_DATA "--out {O} --layer-rule greedy",
      "--layer-rule 'greedy' is not one of benefit, all, count:K, fraction:F (greedy and optimal "
-     "choose a set of layers: --select)", NULL},
+     "choose a set of layers: --select)",
+     NULL},
     {"layer-rule count:abc", C_DATA "--out {O} --layer-rule count:abc",
      "count:K needs a whole number K >= 0", NULL},
     {"layer-rule count:-1", C_DATA "--out {O} --layer-rule count:-1",
@@ -1821,7 +1876,8 @@ START_TEST(test_log_lines)
     run_linfold_env(1, "SLURM_JOB_ID=4243", "inspect {M}");
     assert_ok_run("SLURM job without array", "inspect", 1);
     linfold_line(g_run.err, 0, line, sizeof line);
-    ck_assert_msg(strcmp(line + strlen(line) - strlen(" | SLURM job 4243"), " | SLURM job 4243") == 0,
+    ck_assert_msg(strcmp(line + strlen(line) - strlen(" | SLURM job 4243"), " | SLURM job 4243") ==
+                      0,
                   "header:\n%s", line);
 
     run_linfold(2, "compress --model {M} --data {D}:/x --out {O}");
@@ -1875,15 +1931,17 @@ static const same_file_case_t same_file_cases[] = {
      "is the same file as --model {M}"},
     {"predict --out is --data", "predict --model {M} --data {D}:/x --out {D}", "{D}",
      "--out {D} is the same file as --data {D}"},
-    {"calibrate --out is --data via a link", "calibrate --model {M} --data {D}:/x --out {G}/dlink.h5",
-     "{D}", "--out {G}/dlink.h5 is the same file as --data {D}"},
+    {"calibrate --out is --data via a link",
+     "calibrate --model {M} --data {D}:/x --out {G}/dlink.h5", "{D}",
+     "--out {G}/dlink.h5 is the same file as --data {D}"},
     {"--sweep-out is --model", C_DATA "--sweep 1,0.9 --sweep-out {M}", "{M}",
      "--sweep-out {M} is the same file as --model {M}"},
     {"--sweep-out is --data", C_DATA "--sweep 1,0.9 --sweep-out ./data.h5", "{D}",
      "--sweep-out ./data.h5 is the same file as --data {D}"},
-    {"--out is --eval-data", C_DATA "--max-accuracy-drop 0.1 --eval-data {G}/eval.h5:/x "
-     "--eval-labels {G}/eval.h5:/y --out {G}/eval.h5", "{G}/eval.h5",
-     "--out {G}/eval.h5 is the same file as --eval-data {G}/eval.h5"},
+    {"--out is --eval-data",
+     C_DATA "--max-accuracy-drop 0.1 --eval-data {G}/eval.h5:/x "
+            "--eval-labels {G}/eval.h5:/y --out {G}/eval.h5",
+     "{G}/eval.h5", "--out {G}/eval.h5 is the same file as --eval-data {G}/eval.h5"},
     {"--out is --stats", "compress --model {M} --stats {S} --out {S}", "{S}",
      "--out {S} is the same file as --stats {S}"},
 };
@@ -1943,13 +2001,13 @@ START_TEST(test_out_is_input)
     assert_failed_run(c->name, command, 1, 2);
     ck_assert_msg(strstr(g_run.err, want) != NULL, "%s: stderr lacks \"%s\":\n%s", c->name, want,
                   g_run.err);
-    ck_assert_msg(strstr(g_run.err, "refusing to overwrite an input") != NULL, "%s:\n%s",
-                  c->name, g_run.err);
+    ck_assert_msg(strstr(g_run.err, "refusing to overwrite an input") != NULL, "%s:\n%s", c->name,
+                  g_run.err);
 
     unsigned char *after = slurp(input, &after_n);
     ck_assert_int_eq(stat(input, &st1), 0);
-    ck_assert_msg(after_n == before_n && memcmp(before, after, before_n) == 0,
-                  "%s: %s changed", c->name, input);
+    ck_assert_msg(after_n == before_n && memcmp(before, after, before_n) == 0, "%s: %s changed",
+                  c->name, input);
     ck_assert_msg(st0.st_ino == st1.st_ino && st0.st_mtim.tv_sec == st1.st_mtim.tv_sec &&
                       st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec,
                   "%s: %s was replaced or touched", c->name, input);
@@ -2015,7 +2073,7 @@ START_TEST(test_out_uncreatable)
         run_linfold(runs[k].np, runs[k].args);
         assert_failed_run(runs[k].args, command, runs[k].np, 1);
         assert_stderr_has(runs[k].args, "/proc/linfold-test-cli.h5: cannot create a temporary "
-                                         "file in /proc");
+                                        "file in /proc");
         assert_no_crash(runs[k].args);
     }
 }
@@ -2042,8 +2100,12 @@ START_TEST(test_digits_compress_eval)
                       strcmp(g_run.out + strlen(g_run.out) - 2, "}\n") == 0,
                   "--json should print one JSON object on one line:\n%s", g_run.out);
     static const char *const keys[] = {
-        "{\"samples\": 360, \"params\": ", ", \"correct\": ", ", \"accuracy\": 0.",
-        ", \"reference_params\": 130378, ", "\"reference_correct\": ", ", \"reference_accuracy\": 0.",
+        "{\"samples\": 360, \"params\": ",
+        ", \"correct\": ",
+        ", \"accuracy\": 0.",
+        ", \"reference_params\": 130378, ",
+        "\"reference_correct\": ",
+        ", \"reference_accuracy\": 0.",
         ", \"agree\": 360, \"top1_agreement\": 1.0, \"max_abs_diff\": "};
     const char *p = g_run.out;
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
@@ -2131,8 +2193,10 @@ START_TEST(test_tiny_threshold)
         if (i < n - 1) {
             ck_assert_msg(r->linear + r->dead == r->neurons,
                           "layer %d: at 1e-12 every neuron is linear or dead:\n%s", i, g_run.out);
-            ck_assert_msg(r->folded == r->linear, "layer %d: --layer-rule all folds every linear "
-                          "neuron:\n%s", i, g_run.out);
+            ck_assert_msg(r->folded == r->linear,
+                          "layer %d: --layer-rule all folds every linear "
+                          "neuron:\n%s",
+                          i, g_run.out);
             /* Dead neurons are never folded: they stay, as kept. */
             ck_assert_msg(r->kept == r->dead && r->folded <= r->neurons - r->dead,
                           "layer %d: dead neurons counted as folded:\n%s", i, g_run.out);
@@ -2149,7 +2213,8 @@ START_TEST(test_tiny_threshold)
     assert_ok_run("inspect", "inspect", 1);
     int layers = 0;
     ck_assert_msg(sscanf(strstr(g_run.out, ": ") ? strstr(g_run.out, ": ") + 2 : "", "%d layers",
-                         &layers) == 1 && layers == expected_layers,
+                         &layers) == 1 &&
+                      layers == expected_layers,
                   "inspect shows %d layers, expected %d:\n%s", layers, expected_layers, g_run.out);
 }
 END_TEST

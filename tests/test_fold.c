@@ -128,7 +128,8 @@ START_TEST(test_middle_layer_collapse)
     char spec[600];
     write_samples("x", N_ROWS, 3, 8, spec, sizeof spec);
     lf_stats_t *s = lf_test_collect(m, spec, 1000, true);
-    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_FRACTION, .fraction = LF_DECIMAL(99, -2)}};
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_FRACTION, .fraction = LF_DECIMAL(99, -2)}};
     lf_plan_t *p = NULL;
     lf_model_t *f = NULL;
     int *where = NULL;
@@ -162,7 +163,8 @@ START_TEST(test_benefit_rule_arithmetic)
     const int64_t widths[] = {6, 5, 3};
     for (int a = 2; a <= 3; a++) {
         lf_model_t *m = lf_test_mlp(4, widths, 3, -0.5f, -0.1f, -0.2f, -0.1f, 41);
-        lf_test_shape_layer(m, 0, a, 0, 5); /* others: all-negative weights and bias, never active */
+        lf_test_shape_layer(m, 0, a, 0,
+                            5); /* others: all-negative weights and bias, never active */
         char spec[600];
         write_samples("x", N_ROWS, 4, 10, spec, sizeof spec);
         lf_stats_t *s = lf_test_collect(m, spec, 7, true);
@@ -202,7 +204,8 @@ START_TEST(test_prune_dead_is_exact)
     char spec[600];
     write_samples("x", N_ROWS, 4, 12, spec, sizeof spec);
     lf_stats_t *s = lf_test_collect(m, spec, 32, true);
-    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_BENEFIT}, .prune_dead = true};
+    lf_plan_opts_t o = {
+        .threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_BENEFIT}, .prune_dead = true};
     lf_plan_t *p = NULL;
     lf_model_t *f = NULL;
     compress(m, s, &o, &p, &f);
@@ -239,7 +242,8 @@ START_TEST(test_fold_into_skip_readers)
     for (int64_t k = 0; k < 4 * 3; k++)
         skip->w[k] = lf_rng_uniform(&rng, 0.0f, 0.5f);
     lf_test_shape_layer(m, 0, 6, 0, 14); /* all of layer 0 is linear: it disappears */
-    lf_test_shape_layer(m, 2, 2, 0, 15); /* layer 2 has two linear neurons and a skip from the input */
+    lf_test_shape_layer(m, 2, 2, 0,
+                        15); /* layer 2 has two linear neurons and a skip from the input */
     char spec[600];
     write_samples("x", N_ROWS, 3, 14, spec, sizeof spec);
     lf_stats_t *s = lf_test_collect(m, spec, 50, true);
@@ -301,7 +305,8 @@ START_TEST(test_fewer_rows_than_ranks)
     ck_assert_int_eq(s->samples, 2);
     ck_assert_int_ge(s->layers[0].positive[0], 2);
     ck_assert_int_eq(s->layers[0].positive[2], 0);
-    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_ALL}, .prune_dead = true};
+    lf_plan_opts_t o = {
+        .threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_ALL}, .prune_dead = true};
     lf_plan_t *p = NULL;
     lf_model_t *f = NULL;
     compress(m, s, &o, &p, &f);

@@ -163,8 +163,7 @@ START_TEST(test_dataset_errors)
         snprintf(spec, sizeof spec, "%s%s", path, cases[k].obj);
         ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, cases[k].kind, &ds),
                          cases[k].code);
-        ck_assert_msg(lf_test_any_message(cases[k].text), "case %zu: %s", k,
-                      lf_error_message());
+        ck_assert_msg(lf_test_any_message(cases[k].text), "case %zu: %s", k, lf_error_message());
         lf_error_clear();
     }
     snprintf(spec, sizeof spec, "%s/none.h5:/x", tmpdir);
@@ -185,17 +184,17 @@ typedef enum {
     H_VLEN,                 /* activations as variable-length strings (what h5py writes): valid */
     H_ACT_ARRAY_FIXED_1000, /* activation: an array of 1000 fixed-length strings */
     H_ACT_ARRAY_FIXED_5000,
-    H_ACT_ARRAY_VLEN_3000,  /* an array of 3000 variable-length strings (48 KB of references:
+    H_ACT_ARRAY_VLEN_3000, /* an array of 3000 variable-length strings (48 KB of references:
                                the most a compact attribute holds) */
-    H_ACT_LONG,             /* a 100-byte activation */
-    H_ACT_INT,              /* an integer activation */
-    H_BIAS_EXTERNAL,        /* /layers/1/bias stored in an external file */
-    H_WEIGHT_VIRTUAL,       /* /layers/1/weight a virtual dataset */
-    H_LAYER_ELINK,          /* /layers/1 an external link */
-    H_WEIGHT_FILTER,        /* /layers/1/weight compressed with a filter HDF5 lacks */
-    H_WEIGHT_HUGE,          /* /layers/0/weight claims (1e6, 1e6) in a small file */
-    H_SKIP_MANY,            /* /layers/1/skip with more entries than layer 1 can read */
-    H_WEIGHT_DEFLATE,       /* /layers/1/weight chunked and deflated: valid */
+    H_ACT_LONG,            /* a 100-byte activation */
+    H_ACT_INT,             /* an integer activation */
+    H_BIAS_EXTERNAL,       /* /layers/1/bias stored in an external file */
+    H_WEIGHT_VIRTUAL,      /* /layers/1/weight a virtual dataset */
+    H_LAYER_ELINK,         /* /layers/1 an external link */
+    H_WEIGHT_FILTER,       /* /layers/1/weight compressed with a filter HDF5 lacks */
+    H_WEIGHT_HUGE,         /* /layers/0/weight claims (1e6, 1e6) in a small file */
+    H_SKIP_MANY,           /* /layers/1/skip with more entries than layer 1 can read */
+    H_WEIGHT_DEFLATE,      /* /layers/1/weight chunked and deflated: valid */
 } hostile_t;
 
 static void str_attr(hid_t loc, const char *name, const char *value, bool variable)
@@ -293,8 +292,10 @@ static void write_hostile(const char *path, hostile_t h)
             else if (one && h == H_ACT_ARRAY_VLEN_3000)
                 array_attr(g, "activation", 3000, true);
             else if (one && h == H_ACT_LONG)
-                str_attr(g, "activation", "relu_relu_relu_relu_relu_relu_relu_relu_relu_relu_relu_"
-                                          "relu_relu_relu_relu_relu_relu_relu_relu", vlen);
+                str_attr(g, "activation",
+                         "relu_relu_relu_relu_relu_relu_relu_relu_relu_relu_relu_"
+                         "relu_relu_relu_relu_relu_relu_relu_relu",
+                         vlen);
             else if (one && h == H_ACT_INT)
                 i64_attr(g, "activation", 7);
             else
@@ -306,7 +307,8 @@ static void write_hostile(const char *path, hostile_t h)
                 H5Pset_chunk(dcpl, 2, chunk);
                 f32(g, "weight", 2, huge, NULL, dcpl); /* declared, never written */
             } else if (one && h == H_WEIGHT_VIRTUAL) {
-                hid_t vspace = H5Screate_simple(2, wd, NULL), sspace = H5Screate_simple(2, wd, NULL);
+                hid_t vspace = H5Screate_simple(2, wd, NULL),
+                      sspace = H5Screate_simple(2, wd, NULL);
                 H5Pset_virtual(dcpl, vspace, side, "/w", sspace);
                 f32(g, "weight", 2, wd, NULL, dcpl);
                 H5Sclose(vspace);
@@ -363,18 +365,22 @@ START_TEST(test_hostile_models)
         {H_NONE, LF_OK, NULL},
         {H_VLEN, LF_OK, NULL},
         {H_WEIGHT_DEFLATE, LF_OK, NULL},
-        {H_ACT_ARRAY_FIXED_1000, LF_ERR_FORMAT, "/layers/1: attribute 'activation' is not a single"},
-        {H_ACT_ARRAY_FIXED_5000, LF_ERR_FORMAT, "/layers/1: attribute 'activation' is not a single"},
+        {H_ACT_ARRAY_FIXED_1000, LF_ERR_FORMAT,
+         "/layers/1: attribute 'activation' is not a single"},
+        {H_ACT_ARRAY_FIXED_5000, LF_ERR_FORMAT,
+         "/layers/1: attribute 'activation' is not a single"},
         {H_ACT_ARRAY_VLEN_3000, LF_ERR_FORMAT, "/layers/1: attribute 'activation' is not a single"},
         {H_ACT_LONG, LF_ERR_FORMAT, "'activation' is 64 bytes or longer"},
         {H_ACT_INT, LF_ERR_FORMAT, "'activation' is not a string"},
-        {H_BIAS_EXTERNAL, LF_ERR_FORMAT, "/layers/1/bias keeps its data in the external file "
-                                         "'/etc/passwd'"},
+        {H_BIAS_EXTERNAL, LF_ERR_FORMAT,
+         "/layers/1/bias keeps its data in the external file "
+         "'/etc/passwd'"},
         {H_WEIGHT_VIRTUAL, LF_ERR_FORMAT, "/layers/1/weight is a virtual dataset"},
         {H_LAYER_ELINK, LF_ERR_FORMAT, "/layers/1 is an external link"},
         {H_WEIGHT_FILTER, LF_ERR_FORMAT, "/layers/1/weight is compressed with HDF5 filter 32004"},
-        {H_WEIGHT_HUGE, LF_ERR_FORMAT, "/layers/0/weight has a shape that needs 4000000000000 "
-                                       "bytes"},
+        {H_WEIGHT_HUGE, LF_ERR_FORMAT,
+         "/layers/0/weight has a shape that needs 4000000000000 "
+         "bytes"},
         {H_SKIP_MANY, LF_ERR_FORMAT, "/layers/1/skip has 2 entries"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

@@ -25,7 +25,8 @@ static void write_rows(const char *path, int64_t n)
     float *buf = malloc((size_t)CHUNK * D * sizeof *buf);
     lf_rng_t rng = {42};
     for (int64_t r0 = 0; r0 < n; r0 += CHUNK) {
-        hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)(n - r0 < CHUNK ? n - r0 : CHUNK), D};
+        hsize_t start[2] = {(hsize_t)r0, 0},
+                count[2] = {(hsize_t)(n - r0 < CHUNK ? n - r0 : CHUNK), D};
         for (hsize_t k = 0; k < count[0] * D; k++)
             buf[k] = lf_rng_uniform(&rng, 0.0f, 1.0f);
         hid_t mem = H5Screate_simple(2, count, NULL);
@@ -43,9 +44,10 @@ static void write_rows(const char *path, int64_t n)
 static double peak_mib(const char *path)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "%s calibrate -v --model %s/tests/data/digits/model.h5 --data %s:/x --out %s/s.h5 2>&1",
-             LF_BINARY, LF_SOURCE_DIR, path, dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s calibrate -v --model %s/tests/data/digits/model.h5 --data %s:/x --out %s/s.h5 2>&1",
+        LF_BINARY, LF_SOURCE_DIR, path, dir);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     char line[512];

@@ -76,7 +76,8 @@ START_TEST(test_validate_errors)
     m->layers[1].bias[1] = 0.0f;
     lf_model_block(m, 0, LF_SRC_INPUT)->w[3] = INFINITY;
     ck_assert_int_eq(lf_model_validate(m, "m.h5"), LF_ERR_VALUE);
-    ck_assert_ptr_nonnull(strstr(lf_error_message(), "/layers/0/weight has an infinite value at [1, 1]"));
+    ck_assert_ptr_nonnull(
+        strstr(lf_error_message(), "/layers/0/weight has an infinite value at [1, 1]"));
     lf_error_clear();
     lf_model_destroy(&m);
 }

@@ -35,8 +35,9 @@ START_TEST(test_rule_parsing)
     ck_assert_int_eq(lf_plan_parse_select("optimal", &r), LF_OK);
     ck_assert_int_eq(r.kind, LF_RULE_OPTIMAL);
     /* Each parser lists its own values: set rules are not layer rules and vice versa. */
-    const char *bad[] = {"", "count:", "count:-1", "count:2x", "fraction:1", "fraction:-0.1",
-                         "fraction:", "greedy", "optimal"};
+    const char *bad[] = {"",          "count:",     "count:-1",
+                         "count:2x",  "fraction:1", "fraction:-0.1",
+                         "fraction:", "greedy",     "optimal"};
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         ck_assert_int_eq(lf_plan_parse_layer_rule(bad[k], &r), LF_ERR_USAGE);
         ck_assert_ptr_null(strstr(lf_error_message(), "greedy or optimal"));
@@ -95,8 +96,8 @@ START_TEST(test_threshold_decisions_are_exact)
         lf_test_u128 scale = 1, mn = (lf_test_u128)t.m * (uint64_t)n;
         for (int k = 0; k < -t.e; k++)
             scale *= 10;
-        bool inside = t.e <= 0 && mn <= (lf_test_u128)c * scale &&
-                      mn > (lf_test_u128)(c - 1) * scale;
+        bool inside =
+            t.e <= 0 && mn <= (lf_test_u128)c * scale && mn > (lf_test_u128)(c - 1) * scale;
         wrong += !inside || lf_plan_need(t, n) != c;
         char buf[64];
         lf_decimal_t back;
@@ -123,10 +124,10 @@ START_TEST(test_prune_share_rounds_to_nearest)
 {
     ck_assert_int_eq(lf_plan_share(LF_DECIMAL(29, -2), 100), 29);
     ck_assert_int_eq(lf_plan_share(LF_DECIMAL(57, -2), 100), 57); /* 56.99999999999999 as doubles */
-    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(5, -1), 3), 1);   /* 1.5: a half keeps the neuron */
-    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(25, -2), 10), 2); /* 2.5 */
-    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(75, -2), 10), 7); /* 7.5 */
-    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(251, -3), 10), 3); /* 2.51 */
+    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(5, -1), 3), 1);     /* 1.5: a half keeps the neuron */
+    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(25, -2), 10), 2);   /* 2.5 */
+    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(75, -2), 10), 7);   /* 7.5 */
+    ck_assert_int_eq(lf_plan_share(LF_DECIMAL(251, -3), 10), 3);  /* 2.51 */
     ck_assert_int_eq(lf_plan_share(LF_DECIMAL(0, 0), 1000), 0);
     /* In a plan: 29 of 100 neurons of a layer go. */
     const int64_t widths[] = {100, 2};
@@ -137,7 +138,8 @@ START_TEST(test_prune_share_rounds_to_nearest)
     const int64_t *pos[] = {p0, NULL};
     lf_stats_t *s = lf_test_stats_with(m, 10, pos);
     s->with_sums = true;
-    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_COUNT, .count = 1000},
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_COUNT, .count = 1000},
                         .prune_fraction = LF_DECIMAL(29, -2)};
     lf_plan_t *p = NULL;
     ck_assert_int_eq(lf_plan_create(m, s, &o, &p), LF_OK);
@@ -170,7 +172,8 @@ START_TEST(test_importance_pruning_compensates)
         s->layers[0].out_sum[j] = j == 2 ? 7.5 : 1.0; /* mean of neuron 2: 0.75 */
     /* A share of 0.3333 of 6 (1.9998): the nearest count is 2, the two lowest rates (neurons 3, 1). */
     /* count:100 folds nothing, so layer 1's bias changes by the compensation alone. */
-    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_COUNT, .count = 100},
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_COUNT, .count = 100},
                         .prune_fraction = LF_DECIMAL(3333, -4)};
     lf_plan_t *p = NULL;
     lf_model_t *f = NULL;
@@ -178,7 +181,7 @@ START_TEST(test_importance_pruning_compensates)
     ck_assert_int_eq(p->n_pruned[0], 2);
     ck_assert_int_eq(p->fate[0][3], LF_NEURON_PRUNE); /* rate 0.8 */
     ck_assert_int_eq(p->fate[0][1], LF_NEURON_PRUNE); /* rate 0.9 */
-    ck_assert_int_eq(p->fate[0][2], LF_NEURON_KEEP); /* rate 1.0: linear, not pruned */
+    ck_assert_int_eq(p->fate[0][2], LF_NEURON_KEEP);  /* rate 1.0: linear, not pruned */
     ck_assert_double_eq(p->shift[0][3], 0.1);
     ck_assert_double_eq(p->shift[0][1], 0.1);
     ck_assert_int_eq(lf_fold_apply(LF_TEST_COMM, m, p, &f, NULL), LF_OK);
@@ -214,7 +217,8 @@ START_TEST(test_pruning_a_constant_neuron_is_exact)
     lf_stats_t *s = lf_test_stats_with(m, 10, pos);
     s->with_sums = true;
     s->layers[0].out_sum[1] = 6.25;
-    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_COUNT, .count = 100},
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_COUNT, .count = 100},
                         .prune_fraction = LF_DECIMAL(2, -1)};
     lf_plan_t *p = NULL;
     lf_model_t *f = NULL;
@@ -261,8 +265,8 @@ START_TEST(test_provable_linearity)
     m->layers[1].bias[2] = 0.1f;
     bool **lin = NULL;
     ck_assert_int_eq(lf_plan_provable(m, false, &lin), LF_OK);
-    ck_assert(!lin[0][0]);           /* the input may be negative */
-    ck_assert(lin[1][2]);            /* relu outputs are >= 0 */
+    ck_assert(!lin[0][0]);               /* the input may be negative */
+    ck_assert(lin[1][2]);                /* relu outputs are >= 0 */
     ck_assert(!lin[2][0] && !lin[2][1]); /* the output layer is never listed */
     lf_plan_provable_free(m, &lin);
     ck_assert_int_eq(lf_plan_provable(m, true, &lin), LF_OK);

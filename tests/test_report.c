@@ -10,9 +10,15 @@
 
 START_TEST(test_eval_json_parses_back)
 {
-    lf_eval_result_t r = {.samples = 360, .params = 28783, .has_labels = true, .correct = 350,
-                          .has_reference = true, .ref_params = 130378, .ref_correct = 349,
-                          .agree = 359, .max_abs_diff = 0.1};
+    lf_eval_result_t r = {.samples = 360,
+                          .params = 28783,
+                          .has_labels = true,
+                          .correct = 350,
+                          .has_reference = true,
+                          .ref_params = 130378,
+                          .ref_correct = 349,
+                          .agree = 359,
+                          .max_abs_diff = 0.1};
     char *text = NULL;
     ck_assert_int_eq(lf_report_eval_json(&r, &text), LF_OK);
     ck_assert_ptr_null(strchr(text, '\n'));

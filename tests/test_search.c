@@ -37,7 +37,7 @@ START_TEST(test_target_ratio_is_largest_threshold)
     for (int k = 1; k < n; k++)
         ck_assert_int_lt(lf_decimal_cmp(taus[k], taus[k - 1]), 0);
     const lf_decimal_t ratios[] = {LF_DECIMAL(95, -2), LF_DECIMAL(8, -1), LF_DECIMAL(6, -1),
-                                   LF_DECIMAL(4, -1), LF_DECIMAL(2, -1), LF_DECIMAL(1, -2)};
+                                   LF_DECIMAL(4, -1),  LF_DECIMAL(2, -1), LF_DECIMAL(1, -2)};
     for (size_t r = 0; r < sizeof ratios / sizeof *ratios; r++) {
         lf_plan_opts_t base = {.rule = {.kind = LF_RULE_OPTIMAL}};
         lf_search_point_t pt;
@@ -96,10 +96,10 @@ START_TEST(test_budget_choices)
     lf_model_t *m = NULL;
     lf_dataset_t *x = NULL, *y = NULL;
     ck_assert_int_eq(lf_h5io_read_model(LF_TEST_COMM, DIGITS "/model.h5", &m), LF_OK);
-    ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, DIGITS "/data.h5:/val/x",
-                                          LF_DATA_SAMPLES, &x), LF_OK);
-    ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, DIGITS "/data.h5:/val/y", LF_DATA_LABELS,
-                                          &y), LF_OK);
+    ck_assert_int_eq(
+        lf_h5io_dataset_open(LF_TEST_COMM, DIGITS "/data.h5:/val/x", LF_DATA_SAMPLES, &x), LF_OK);
+    ck_assert_int_eq(
+        lf_h5io_dataset_open(LF_TEST_COMM, DIGITS "/data.h5:/val/y", LF_DATA_LABELS, &y), LF_OK);
     lf_stats_t *s = lf_test_collect(m, DIGITS "/data.h5:/val/x", 1024, true);
     lf_search_eval_t eval = {.x = x, .labels = y, .batch = {.batch_rows = 1024}};
     lf_plan_opts_t base = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_OPTIMAL}};
@@ -125,8 +125,8 @@ START_TEST(test_budget_choices)
             ck_assert_int_eq(lf_eval_run(LF_TEST_COMM, f, NULL, x, y, &eval.batch, &r), LF_OK);
             ck_assert_int_eq(r.correct, pt->correct);
             ck_assert_int_eq(lf_model_params(f), pt->params);
-            bool within = res.original_correct - r.correct <=
-                          lf_decimal_mul_floor(budgets[b], r.samples);
+            bool within =
+                res.original_correct - r.correct <= lf_decimal_mul_floor(budgets[b], r.samples);
             ck_assert(within == lf_search_within_budget(res.original_correct, pt->correct,
                                                         res.samples, budgets[b]));
             if (within && pt->params < smallest)

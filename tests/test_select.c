@@ -65,8 +65,9 @@ START_TEST(test_optimal_equals_brute_force)
         for (int i = 2; i < L; i++) /* some existing skips */
             if (lf_rng_next(&rng) % 3 == 0) {
                 lf_block_t *b = NULL;
-                ck_assert_int_eq(lf_model_block_ensure(m, i, (int)(lf_rng_next(&rng) % (uint64_t)i) - 1, &b),
-                                 LF_OK);
+                ck_assert_int_eq(
+                    lf_model_block_ensure(m, i, (int)(lf_rng_next(&rng) % (uint64_t)i) - 1, &b),
+                    LF_OK);
             }
         for (int i = 0; i < L - 1; i++)
             a[i] = (int64_t)(lf_rng_next(&rng) % (uint64_t)(widths[i] + 1));

@@ -16,7 +16,7 @@ jobs=${LF_JOBS:-$(nproc)}
 
 # Debian 12 packages linfold builds and tests with.
 packages=(
-  gcc make cmake pkg-config
+  gcc make cmake pkg-config clang-format
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets (tests/fuzz)
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools

@@ -24,12 +24,12 @@ typedef struct {
     int64_t samples;
     int64_t params;
     bool has_labels;
-    int64_t correct;      /* with labels */
+    int64_t correct; /* with labels */
     bool has_reference;
     int64_t ref_params;
-    int64_t ref_correct;  /* with labels and a reference */
-    int64_t agree;        /* rows whose predicted class equals the reference's */
-    double max_abs_diff;  /* largest |output - reference output| over all rows and outputs */
+    int64_t ref_correct; /* with labels and a reference */
+    int64_t agree;       /* rows whose predicted class equals the reference's */
+    double max_abs_diff; /* largest |output - reference output| over all rows and outputs */
 } lf_eval_result_t;
 
 /* Returns the predicted class of one output row of width n (see above).

@@ -6,7 +6,12 @@
 #include <mpi.h>
 #include <stdbool.h>
 
-typedef enum { LF_LOG_ERROR = 0, LF_LOG_WARN = 1, LF_LOG_INFO = 2, LF_LOG_DEBUG = 3 } lf_log_level_t;
+typedef enum {
+    LF_LOG_ERROR = 0,
+    LF_LOG_WARN = 1,
+    LF_LOG_INFO = 2,
+    LF_LOG_DEBUG = 3
+} lf_log_level_t;
 
 /* Sets the highest level that prints, for this process.
  * Not collective.

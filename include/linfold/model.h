@@ -42,8 +42,8 @@ typedef struct {
 typedef struct {
     int64_t n_out;
     lf_act_t act;
-    float alpha;        /* negative slope, leaky_relu only */
-    float *bias;        /* (n_out) */
+    float alpha; /* negative slope, leaky_relu only */
+    float *bias; /* (n_out) */
     int n_blocks;
     lf_block_t *blocks; /* sorted by src, ascending; the last one is the predecessor block */
 } lf_layer_t;

@@ -40,12 +40,12 @@ typedef enum {
 
 typedef struct {
     lf_rule_kind_t kind;
-    int64_t count;   /* LF_RULE_COUNT: fold when more than count neurons are linear */
+    int64_t count;         /* LF_RULE_COUNT: fold when more than count neurons are linear */
     lf_decimal_t fraction; /* LF_RULE_FRACTION: fold when the linear share exceeds fraction */
 } lf_layer_rule_t;
 
 typedef struct {
-    lf_decimal_t threshold;      /* in (0, 1] */
+    lf_decimal_t threshold; /* in (0, 1] */
     lf_layer_rule_t rule;
     bool prune_dead;             /* remove relu neurons never active on the calibration data */
     lf_decimal_t prune_fraction; /* in [0, 1): also remove this share of every hidden relu or

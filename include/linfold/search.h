@@ -29,9 +29,9 @@ typedef struct {
 } lf_search_eval_t;
 
 typedef struct {
-    lf_plan_opts_t opts;      /* the plan this point describes */
+    lf_plan_opts_t opts; /* the plan this point describes */
     int64_t params, skip_params, params_after_prune;
-    double ratio;             /* params / original params */
+    double ratio; /* params / original params */
     bool evaluated;
     int64_t samples, correct; /* evaluation rows, and rows classified right (labels required) */
     double accuracy;          /* correct / samples */

@@ -38,7 +38,6 @@ lf_err_t lf_select_greedy(const lf_shape_t *pruned, const int64_t *a, bool *fold
  * lower bound that later folds cannot undercut (docs/algorithm.md has the proof). Ties keep the
  * first set found (folds tried first). LF_ERR_ARG beyond LF_SELECT_OPTIMAL_MAX candidate
  * layers. */
-lf_err_t lf_select_optimal(const lf_shape_t *pruned, const int64_t *a, bool *fold,
-                           int64_t *nodes);
+lf_err_t lf_select_optimal(const lf_shape_t *pruned, const int64_t *a, bool *fold, int64_t *nodes);
 
 #endif /* LINFOLD_SELECT_H */

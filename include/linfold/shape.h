@@ -25,8 +25,8 @@
 typedef struct {
     int n_layers;
     int64_t n_in;
-    int64_t *n_out;   /* (n_layers); 0 once removed */
-    bool *has_block;  /* (n_layers)(n_layers + 1): has_block[i * (L + 1) + src + 1] */
+    int64_t *n_out;  /* (n_layers); 0 once removed */
+    bool *has_block; /* (n_layers)(n_layers + 1): has_block[i * (L + 1) + src + 1] */
 } lf_shape_t;
 
 /* Creates the shape of model m.

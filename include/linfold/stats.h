@@ -107,7 +107,7 @@ lf_err_t lf_stats_write(MPI_Comm comm, const char *path, const lf_stats_t *s);
  * Collective on comm.
  * It must describe model m (same fingerprint), else LF_ERR_ARG; model_name (a path, or NULL)
  * names m in that message. */
-lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m,
-                       const char *model_name, lf_stats_t **out);
+lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, const char *model_name,
+                       lf_stats_t **out);
 
 #endif /* LINFOLD_STATS_H */

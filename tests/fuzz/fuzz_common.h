@@ -35,17 +35,15 @@ const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stackt
 
 static MPI_Comm lf_fuzz_comm = MPI_COMM_NULL;
 static char lf_fuzz_dir[512];
-static int lf_fuzz_verbose = 0; /* LF_FUZZ_VERBOSE=1: print each reader's verdict (triage) */
+static int lf_fuzz_verbose = 0;     /* LF_FUZZ_VERBOSE=1: print each reader's verdict (triage) */
 static long lf_fuzz_cpu_limit = 10; /* LF_FUZZ_CPU_LIMIT: CPU seconds per input; 0: no limit */
 
 /* The HDF5 id types a reader creates, and how many of each exist between inputs (the library's
  * predefined types and default property lists). */
-static const H5I_type_t lf_fuzz_id_types[] = {H5I_FILE,      H5I_GROUP,    H5I_DATATYPE,
-                                              H5I_DATASPACE, H5I_DATASET,  H5I_ATTR,
-                                              H5I_GENPROP_LST};
-static const char *const lf_fuzz_id_names[] = {"file",      "group",     "datatype",
-                                               "dataspace", "dataset",   "attribute",
-                                               "property list"};
+static const H5I_type_t lf_fuzz_id_types[] = {H5I_FILE,    H5I_GROUP, H5I_DATATYPE,   H5I_DATASPACE,
+                                              H5I_DATASET, H5I_ATTR,  H5I_GENPROP_LST};
+static const char *const lf_fuzz_id_names[] = {"file",    "group",     "datatype",     "dataspace",
+                                               "dataset", "attribute", "property list"};
 #define LF_FUZZ_N_ID_TYPES (sizeof lf_fuzz_id_types / sizeof lf_fuzz_id_types[0])
 static hsize_t lf_fuzz_id_base[LF_FUZZ_N_ID_TYPES];
 

@@ -86,7 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lf_stats_t *s = NULL;
     lf_fuzz_begin_input();
     lf_fuzz_write_file(in_path, data, size);
-    if (lf_fuzz_verdict("statistics", lf_stats_read(lf_fuzz_comm, in_path, model, NULL, &s)) == LF_OK) {
+    if (lf_fuzz_verdict("statistics", lf_stats_read(lf_fuzz_comm, in_path, model, NULL, &s)) ==
+        LF_OK) {
         if (s->n_layers != model->n_layers || s->samples < 1)
             lf_fuzz_die("accepted statistics have %d layers and %lld samples", s->n_layers,
                         (long long)s->samples);
