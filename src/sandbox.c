@@ -27,6 +27,11 @@ struct lf__sandbox {
 
 static int child_fd = -1; /* the pipe's write end, in the child only */
 
+/* Present in sanitizer builds only (tests, fuzzing): the callback a sanitizer calls before it
+ * ends a process. libFuzzer sets one that saves the current input as a crash of the fuzzer; in
+ * a reader process a report is a handled error of the parent's, so the child drops it. */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -124,6 +129,8 @@ _Noreturn static void child_main(int fd, const lf__sandbox_limits_t *limits, lf_
                                  void *ctx)
 {
     child_fd = fd;
+    if (__sanitizer_set_death_callback)
+        __sanitizer_set_death_callback(NULL);
     /* Ctrl-C reaches the whole process group: the child just dies, the parent reports. */
     for (int sig = 1; sig < 32; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
