@@ -1,14 +1,12 @@
 /* HDF5 reading helpers: errors, ids, checked file/object/dataset opening, numeric attributes.
  * See h5io_impl.h for what every read is checked for and why. */
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "h5io_impl.h"
-#include "linfold/alloc.h"
 #include "linfold/comm.h"
 #include "linfold/h5io.h"
 #include "linfold/interrupt.h"
