@@ -26,6 +26,7 @@ struct lf_dataset {
     int64_t rows, cols;
     int fd;      /* this rank's own descriptor of the file, for the size check */
     int64_t end; /* the file must reach this many bytes for the dataset to be whole */
+    lf__h5_chunk_check_t *chunks; /* filtered chunks, decoded once before HDF5 does */
     char spec[LF_PATH_MAX + 1024];
 };
 
@@ -177,6 +178,8 @@ lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t ki
     LF_CALL_H5(ds->dxpl, "transfer list");
     LF_CALL(independent_for_chunks(ds));
     LF_CALL(lf_comm_agree(comm, open_descriptor(ds)));
+    LF_CALL(lf_comm_agree(
+        comm, lf__h5_chunk_check_create(ds->dset, ds->spec, ds->fd, ds->f.size, &ds->chunks)));
     *out = ds;
     ds = NULL;
 cleanup:
@@ -229,6 +232,10 @@ lf_err_t lf_h5io_dataset_read_rows(lf_dataset_t *ds, int64_t row0, int64_t count
     lf_err_t err = LF_OK;
     hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
     LF_ASSERT(row0 >= 0 && count >= 0 && row0 + count <= ds->rows);
+    /* Only chunked datasets have a check, and they are read with independent transfers: a rank
+     * that fails it here leaves no collective call waiting for it. */
+    if (ds->chunks)
+        LF_CALL(lf__h5_chunk_check_rows(ds->chunks, row0, count));
     fspace = H5Dget_space(ds->dset);
     LF_CALL_H5(fspace, "%s: space", ds->spec);
     int ndims = ds->kind == LF_DATA_SAMPLES ? 2 : 1;
@@ -248,6 +255,7 @@ void lf_h5io_dataset_close(lf_dataset_t **ds)
 {
     if (!ds || !*ds)
         return;
+    lf__h5_chunk_check_free(&(*ds)->chunks);
     if ((*ds)->fd >= 0)
         close((*ds)->fd);
     lf__h5_close(&(*ds)->dxpl);

@@ -96,6 +96,17 @@ lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf_
  * and of exactly its size when unfiltered. A B-tree lookup per chunk: run in a reader process.
  * Not collective. */
 lf_err_t lf__h5_check_chunks(const lf__h5_file_t *f, const char *path, hid_t dset);
+/* Decodes the filtered chunks a rank is about to read before HDF5 does (h5io_chunk_check.c):
+ * HDF5 1.10.8 trusts a filter's output size. None (*out NULL) for unfiltered datasets. dset, spec
+ * and fd (a descriptor of the file, for raw reads) are borrowed.
+ * Not collective. */
+typedef struct lf__h5_chunk_check lf__h5_chunk_check_t;
+lf_err_t lf__h5_chunk_check_create(hid_t dset, const char *spec, int fd, int64_t file_size,
+                                   lf__h5_chunk_check_t **out);
+/* Checks every chunk that holds one of rows [row0, row0 + count), each chunk row once.
+ * Not collective. */
+lf_err_t lf__h5_chunk_check_rows(lf__h5_chunk_check_t *cc, int64_t row0, int64_t count);
+void lf__h5_chunk_check_free(lf__h5_chunk_check_t **cc);
 /* The byte offset up to which the file must extend for dset to be read whole: offset + size of
  * contiguous storage, or the file size at open for other layouts.
  * Not collective. */

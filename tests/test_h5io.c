@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "lf_test.h"
 #include "linfold/alloc.h"
@@ -578,6 +579,114 @@ START_TEST(test_sparse_chunks)
 }
 END_TEST
 
+/* Filtered chunks whose raw bytes were written directly (H5Dwrite_chunk), as a corrupted or
+ * hostile file holds them. HDF5 1.10.8 copies a whole chunk out of whatever its filters produce:
+ * each bad chunk sits in the middle (rows 16 to 23), where the preflight's first and last rows do
+ * not reach, so only the per-chunk decoding check stands between it and the library. */
+enum { FC_ROWS = 32, FC_COLS = 5, FC_CHUNK = 8, FC_BYTES = FC_CHUNK * FC_COLS * 4 };
+
+typedef enum {
+    FC_VALID,       /* shuffle + deflate; chunk 2 skips deflate by its filter mask */
+    FC_SHORT,       /* deflate: chunk 2 inflates to 3 bytes fewer than a chunk */
+    FC_BOMB,        /* deflate: chunk 2 inflates to 1 MiB */
+    FC_GARBAGE,     /* deflate: chunk 2 is not a deflate stream */
+    FC_CUT,         /* deflate: chunk 2's stream is cut in half */
+    FC_NO_CHECKSUM, /* Fletcher-32: chunk 2 is 3 bytes, shorter than its checksum */
+} filtered_case_t;
+
+static void write_filtered(const char *path, filtered_case_t c, const float *x)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[2] = {FC_ROWS, FC_COLS}, chunk[2] = {FC_CHUNK, FC_COLS};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 2, chunk);
+    if (c == FC_VALID)
+        H5Pset_shuffle(dcpl);
+    if (c == FC_NO_CHECKSUM)
+        H5Pset_fletcher32(dcpl);
+    else
+        H5Pset_deflate(dcpl, 6);
+    hid_t space = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5Dcreate2(f, "x", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), 0);
+    /* Chunk 2's raw bytes. */
+    static unsigned char raw[1 << 21], plain[1 << 20];
+    uLongf len = sizeof raw;
+    uint32_t mask = 0;
+    const unsigned char *rows = (const unsigned char *)(x + 2 * FC_CHUNK * FC_COLS);
+    switch (c) {
+    case FC_VALID: /* shuffled 4-byte elements, deflate skipped (bit 1) */
+        for (size_t j = 0; j < 4; j++)
+            for (size_t i = 0; i < FC_BYTES / 4; i++)
+                raw[j * (FC_BYTES / 4) + i] = rows[i * 4 + j];
+        len = FC_BYTES;
+        mask = 1u << 1;
+        break;
+    case FC_SHORT: ck_assert_int_eq(compress2(raw, &len, rows, FC_BYTES - 3, 6), Z_OK); break;
+    case FC_BOMB: ck_assert_int_eq(compress2(raw, &len, plain, sizeof plain, 9), Z_OK); break;
+    case FC_GARBAGE:
+        memset(raw, 0x5a, 64);
+        len = 64;
+        break;
+    case FC_CUT:
+        ck_assert_int_eq(compress2(raw, &len, rows, FC_BYTES, 6), Z_OK);
+        len /= 2;
+        break;
+    case FC_NO_CHECKSUM: len = 3; break;
+    }
+    hsize_t at[2] = {2 * FC_CHUNK, 0};
+    ck_assert_int_ge(H5Dwrite_chunk(d, H5P_DEFAULT, mask, at, len, raw), 0);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    H5Fclose(f);
+}
+
+START_TEST(test_filtered_chunks)
+{
+    int rank = my_rank(), size = 1;
+    MPI_Comm_size(LF_TEST_COMM, &size);
+    float x[FC_ROWS * FC_COLS], buf[FC_ROWS * FC_COLS];
+    lf_test_fill(x, FC_ROWS * FC_COLS, -1.0f, 1.0f, 91);
+    const char *texts[] = {
+        NULL,
+        "the chunk of rows 16 to 23, columns 0 to 4 (",
+        "inflates to more bytes than a chunk holds",
+        "is not a valid deflate stream",
+        "ends before its deflate stream does",
+        "is shorter than its Fletcher-32 checksum",
+    };
+    for (int c = FC_VALID; c <= FC_NO_CHECKSUM; c++) {
+        char path[300], spec[320];
+        snprintf(path, sizeof path, "%s/filtered-%d.h5", tmpdir, c);
+        snprintf(spec, sizeof spec, "%s:/x", path);
+        if (rank == 0)
+            write_filtered(path, c, x);
+        MPI_Barrier(LF_TEST_COMM);
+        lf_dataset_t *ds = NULL;
+        ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, LF_DATA_SAMPLES, &ds), LF_OK);
+        int64_t begin = 0, count = 0;
+        lf_comm_shard(FC_ROWS, rank, size, &begin, &count);
+        /* Twice: the second pass finds the chunk rows already checked. */
+        lf_err_t rc = LF_OK;
+        for (int pass = 0; pass < 2 && rc == LF_OK; pass++)
+            rc = lf_h5io_dataset_read_rows(ds, begin, count, buf);
+        if (c == FC_VALID) {
+            ck_assert(
+                lf_test_all(rc == LF_OK && memcmp(buf, x + begin * FC_COLS,
+                                                  (size_t)(count * FC_COLS) * sizeof *x) == 0));
+        } else {
+            bool owns_chunk = begin < 3 * FC_CHUNK && begin + count > 2 * FC_CHUNK;
+            ck_assert(lf_test_all(owns_chunk ? rc == LF_ERR_FORMAT : rc == LF_OK));
+            ck_assert_msg(lf_test_any_message(texts[c]), "case %d: %s", c, lf_error_message());
+            ck_assert(lf_test_any_message("; the file is corrupt"));
+        }
+        lf_error_clear();
+        lf_h5io_dataset_close(&ds);
+    }
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("h5io");
@@ -592,6 +701,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_truncated_while_reading);
     tcase_add_test(tc, test_hostile_data);
     tcase_add_test(tc, test_sparse_chunks);
+    tcase_add_test(tc, test_filtered_chunks);
     suite_add_tcase(s, tc);
     return s;
 }
