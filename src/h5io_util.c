@@ -16,6 +16,10 @@
 #define FILTER_EXPANSION_MAX 1032
 /* Slack allowed on top of the stored bytes: fill values of small unwritten datasets. */
 #define UNSTORED_BYTES_MAX ((int64_t)1 << 20)
+/* Decoded chunks kept per open data file (HDF5's raw data chunk cache), and its hash slots: a
+ * prime about 100 times the number of 1024 x 784 float chunks that fit, as HDF5 advises. */
+#define CHUNK_CACHE_BYTES ((size_t)64 << 20)
+#define CHUNK_CACHE_SLOTS 2003
 
 __extension__ typedef unsigned __int128 u128;
 
@@ -115,6 +119,12 @@ lf_err_t lf__h5_open_file(MPI_Comm comm, const char *path, lf__h5_file_t *f)
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     LF_CALL_H5(fapl, "%s: H5Pcreate", path);
     LF_CALL_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), "%s: MPI-IO driver", path);
+    /* HDF5 keeps 1 MiB of decoded chunks by default: a batch that covers part of a larger
+     * compressed chunk (or of two, where a rank's shard starts mid-chunk) would make it inflate
+     * the chunk again for every batch. Entries are allocated as chunks are read, so a file of
+     * small or unfiltered chunks costs nothing extra. */
+    LF_CALL_H5(H5Pset_cache(fapl, 0, CHUNK_CACHE_SLOTS, CHUNK_CACHE_BYTES, 1.0), "%s: chunk cache",
+               path);
     f->id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     LF_CALL_H5(f->id, "%s: cannot open", path);
 cleanup:
