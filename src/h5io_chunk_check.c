@@ -41,7 +41,7 @@ struct lf__h5_chunk_check {
     filter_t filters[MAX_FILTERS];
     unsigned char *checked; /* one bit per chunk row, allocated at the first read */
     unsigned char *raw, *work[2];
-    size_t raw_cap, work_cap;
+    size_t raw_cap, work_cap[2];
 };
 
 static lf_err_t read_pipeline(lf__h5_chunk_check_t *cc, hid_t dcpl)
@@ -132,22 +132,11 @@ static lf_err_t reserve(unsigned char **buf, size_t *cap, size_t need)
     return err;
 }
 
-/* Two buffers the filters alternate between. */
+/* The two buffers the filters alternate between. */
 static lf_err_t reserve_work(lf__h5_chunk_check_t *cc, size_t need)
 {
-    if (need <= cc->work_cap)
-        return LF_OK;
-    size_t cap0 = 0, cap1 = 0;
-    lf_free(cc->work[0]);
-    lf_free(cc->work[1]);
-    cc->work[0] = cc->work[1] = NULL;
-    cc->work_cap = 0;
-    lf_err_t err = reserve(&cc->work[0], &cap0, need);
-    if (err == LF_OK)
-        err = reserve(&cc->work[1], &cap1, need);
-    if (err == LF_OK)
-        cc->work_cap = need;
-    return err;
+    lf_err_t err = reserve(&cc->work[0], &cc->work_cap[0], need);
+    return err == LF_OK ? reserve(&cc->work[1], &cc->work_cap[1], need) : err;
 }
 
 /* The reverse of H5Zshuffle.c's shuffle: byte j of element i was stored at j * n + i; the bytes
@@ -283,10 +272,9 @@ lf_err_t lf__h5_chunk_check_rows(lf__h5_chunk_check_t *cc, int64_t row0, int64_t
                        "%s: chunk index", cc->spec);
             if (addr == HADDR_UNDEF)
                 continue; /* never written: HDF5 reads the fill value */
-            LF_CHECK(addr < (haddr_t)cc->file_size &&
-                         (int64_t)stored <= cc->file_size - (int64_t)addr,
-                     LF_ERR_FORMAT, "%s: a chunk at byte %llu of %llu bytes is outside the file",
-                     cc->spec, (unsigned long long)addr, (unsigned long long)stored);
+            LF_CHECK(lf__h5_chunk_in_file(addr, stored, cc->file_size), LF_ERR_FORMAT,
+                     "%s: a chunk at byte %llu of %llu bytes is outside the file", cc->spec,
+                     (unsigned long long)addr, (unsigned long long)stored);
             LF_CALL(decode_one(cc, r, c, mask, addr, (size_t)stored));
         }
         cc->checked[r / 8] |= (unsigned char)(1u << (r % 8));

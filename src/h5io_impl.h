@@ -22,6 +22,7 @@
 
 #include <hdf5.h>
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -96,6 +97,9 @@ lf_err_t lf__h5_open_dataset(const lf__h5_file_t *f, const char *path, const lf_
  * and of exactly its size when unfiltered. A B-tree lookup per chunk: run in a reader process.
  * Not collective. */
 lf_err_t lf__h5_check_chunks(const lf__h5_file_t *f, const char *path, hid_t dset);
+/* Whether a chunk of size bytes stored at addr lies inside a file of file_size bytes.
+ * Not collective. */
+bool lf__h5_chunk_in_file(haddr_t addr, hsize_t size, int64_t file_size);
 /* Decodes the filtered chunks a rank is about to read before HDF5 does (h5io_chunk_check.c):
  * HDF5 1.10.8 trusts a filter's output size. None (*out NULL) for unfiltered datasets. dset, spec
  * and fd (a descriptor of the file, for raw reads) are borrowed.

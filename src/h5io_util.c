@@ -427,6 +427,11 @@ cleanup:
     return err;
 }
 
+bool lf__h5_chunk_in_file(haddr_t addr, hsize_t size, int64_t file_size)
+{
+    return addr < (haddr_t)file_size && (int64_t)size <= file_size - (int64_t)addr;
+}
+
 lf_err_t lf__h5_check_chunks(const lf__h5_file_t *f, const char *path, hid_t dset)
 {
     lf_err_t err = LF_OK;
@@ -458,9 +463,8 @@ lf_err_t lf__h5_check_chunks(const lf__h5_file_t *f, const char *path, hid_t dse
         hsize_t size = 0;
         LF_CALL_H5(H5Dget_chunk_info_by_coord(dset, at, &mask, &addr, &size), "%s: %s chunk index",
                    f->path, path);
-        LF_CHECK(addr == HADDR_UNDEF ||
-                     (addr < (haddr_t)f->size && (int64_t)size <= f->size - (int64_t)addr &&
-                      (filters > 0 || (int64_t)size == chunk_bytes)),
+        LF_CHECK(addr == HADDR_UNDEF || (lf__h5_chunk_in_file(addr, size, f->size) &&
+                                         (filters > 0 || (int64_t)size == chunk_bytes)),
                  LF_ERR_FORMAT,
                  "%s: %s has a chunk at byte %llu of %llu bytes that does not fit the file (%lld "
                  "bytes) or its shape",
