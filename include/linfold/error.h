@@ -34,6 +34,8 @@
     X(HDF5, "HDF5 call failed")                                                                    \
     X(OVERFLOW, "integer overflow")                                                                \
     X(INTERRUPTED, "interrupted by a signal")                                                      \
+    X(CHECKPOINT, "stopped at a checkpoint; rerun to resume")                                      \
+    X(PARTIAL, "some models of a registry run failed")                                             \
     X(INTERNAL, "internal error (a bug in linfold)")
 
 typedef enum {
