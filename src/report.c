@@ -1,6 +1,8 @@
 /* JSON through jansson and CSV with RFC 4180 quoting; see report.h. */
 #include "linfold/report.h"
 
+#include "report_impl.h"
+
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +13,11 @@ static int set(json_t *obj, const char *key, json_t *value)
     return value ? json_object_set_new(obj, key, value) : -1;
 }
 
-lf_err_t lf_report_eval_json(const lf_eval_result_t *r, char **text)
+json_t *lf__report_eval_object(const lf_eval_result_t *r)
 {
-    lf_err_t err = LF_OK;
     json_t *o = json_object();
     int bad = o ? 0 : -1;
     double n = r->samples > 0 ? (double)r->samples : 1.0;
-    *text = NULL;
     bad |= set(o, "samples", json_integer(r->samples));
     bad |= set(o, "params", json_integer(r->params));
     if (r->has_labels) {
@@ -34,7 +34,19 @@ lf_err_t lf_report_eval_json(const lf_eval_result_t *r, char **text)
         bad |= set(o, "top1_agreement", json_real((double)r->agree / n));
         bad |= set(o, "max_abs_diff", json_real(r->max_abs_diff));
     }
-    LF_CHECK(bad == 0, LF_ERR_NOMEM, "cannot build the JSON result");
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+lf_err_t lf_report_eval_json(const lf_eval_result_t *r, char **text)
+{
+    lf_err_t err = LF_OK;
+    json_t *o = lf__report_eval_object(r);
+    *text = NULL;
+    LF_CHECK(o != NULL, LF_ERR_NOMEM, "cannot build the JSON result");
     /* Insertion order, one line, 17 significant digits: every figure reads back exactly. */
     *text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     LF_CHECK(*text != NULL, LF_ERR_NOMEM, "cannot format the JSON result");

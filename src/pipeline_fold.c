@@ -1,8 +1,8 @@
-/* linfold compress: statistics, then one plan (or a search over plans), fold, write, report.
+/* The fold and search stages of a pipeline: one plan at a threshold, or a search over plans.
  *
- * Modes: a plain compression at --threshold; --sweep (a table, no model); --target-ratio (the
- * largest threshold within a size); --max-accuracy-drop (the smallest model within an accuracy
- * budget). All of them use one set of statistics and the functions of search.h. */
+ * Searches: a sweep (a table, no model); a target ratio (the largest threshold within a size);
+ * an accuracy budget (the smallest model within it). All of them use one set of statistics and
+ * the functions of search.h. The model is written by the runner once every stage succeeded. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "build_info.h"
-#include "cli_impl.h"
+#include "pipeline_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
@@ -29,7 +29,7 @@ static const char *dec(lf_decimal_t d, char *buf, size_t cap)
     return buf;
 }
 
-static const char *rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
+const char *lf__rule_text(const lf_layer_rule_t *r, char *buf, size_t cap)
 {
     switch (r->kind) {
     case LF_RULE_ALL: snprintf(buf, cap, "all"); break;
@@ -78,50 +78,55 @@ static void print_summary(const lf_model_t *m, const lf_model_t *folded, const l
 
 /* ---------------------------------------------------------------- writing */
 
-static lf_err_t write_model(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model_t *model,
-                            const lf_plan_opts_t *popts, int64_t samples, const char *extra_key,
-                            const char *extra_value)
+lf_err_t lf__run_write_model(MPI_Comm comm, const lf__run_t *r)
 {
+    const lf_pipeline_t *p = r->p;
+    const lf_plan_opts_t *popts = &r->result_opts;
     char threshold[48], count[32], rule_buf[64], fraction[48];
     dec(popts->threshold, threshold, sizeof threshold);
-    snprintf(count, sizeof count, "%lld", (long long)samples);
+    snprintf(count, sizeof count, "%lld", (long long)r->stats->samples);
     dec(popts->prune_fraction, fraction, sizeof fraction);
     lf_attr_t attrs[] = {
         {"linfold_version", LF_VERSION},
-        {"source_model", o->model},
-        {"calibration", o->stats ? o->stats : o->data},
+        {"source_model", p->model},
+        {"calibration", p->statistics ? p->statistics : p->calibration},
         {"calibration_samples", count},
         {"threshold", threshold},
-        {"layer_rule", rule_text(&popts->rule, rule_buf, sizeof rule_buf)},
+        {"layer_rule", lf__rule_text(&popts->rule, rule_buf, sizeof rule_buf)},
         {"prune_dead", popts->prune_dead ? "true" : "false"},
         {"prune_fraction", fraction},
         {"prune_scope", popts->prune_global ? "global" : "layer"},
-        {extra_key, extra_value},
+        {r->extra_key, r->extra_value},
     };
-    int n = (int)(sizeof attrs / sizeof *attrs) - (extra_key ? 0 : 1);
-    return lf_h5io_write_model(comm, o->out, model, attrs, n);
+    int n = (int)(sizeof attrs / sizeof *attrs) - (r->extra_key ? 0 : 1);
+    return lf_h5io_write_model(comm, p->out_model, r->write_original ? r->model : r->result, attrs,
+                               n);
 }
 
-/* Plans, folds, writes and summarises one compression. */
-static lf_err_t compress_with(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model_t *m,
-                              const lf_stats_t *stats, const lf_plan_opts_t *popts,
+/* Plans and folds one compression, summarises it and keeps the result in r. */
+static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t *popts,
                               const char *extra_key, const char *extra_value)
 {
     lf_err_t err = LF_OK;
     lf_plan_t *plan = NULL;
     lf_model_t *folded = NULL;
     int *where = NULL;
-    LF_CALL(lf_comm_agree(comm, lf_plan_create(m, stats, popts, &plan)));
+    const lf_model_t *m = r->model;
+    LF_CALL(lf_comm_agree(comm, lf_plan_create(m, r->stats, popts, &plan)));
     LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
-    LF_CALL(write_model(comm, o, folded, popts, stats->samples, extra_key, extra_value));
-    if (lf__cli_rank(comm) == 0 && !o->quiet) {
-        print_summary(m, folded, plan, where, stats->samples);
+    LF_CALL(lf_comm_agree(comm, lf_record_plan(r->record, m, r->stats, plan, popts, folded)));
+    if (r->talk) {
+        print_summary(m, folded, plan, where, r->stats->samples);
         if (plan->search_nodes)
             printf("layer selection: %s, %lld plans priced\n",
                    popts->rule.kind == LF_RULE_OPTIMAL ? "optimal" : "greedy",
                    (long long)plan->search_nodes);
-        printf("wrote %s\n", o->out);
     }
+    r->result = folded;
+    folded = NULL;
+    r->result_opts = *popts;
+    r->extra_key = extra_key;
+    r->extra_value = extra_value;
 cleanup:
     lf_free(where);
     lf_model_destroy(&folded);
@@ -145,8 +150,8 @@ static void print_point(const lf_search_point_t *pt, const char *mark)
     char rule_buf[64], tau[48], share[48];
     printf("%-10s %-8s %-6s %-8s %-6s %12lld %12lld %12lld %8.4f",
            dec(pt->opts.threshold, tau, sizeof tau),
-           rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf), pt->opts.prune_dead ? "yes" : "no",
-           dec(pt->opts.prune_fraction, share, sizeof share),
+           lf__rule_text(&pt->opts.rule, rule_buf, sizeof rule_buf),
+           pt->opts.prune_dead ? "yes" : "no", dec(pt->opts.prune_fraction, share, sizeof share),
            pt->opts.prune_global ? "global" : "layer", (long long)(pt->params - pt->skip_params),
            (long long)pt->skip_params, (long long)pt->params, pt->ratio);
     if (pt->evaluated)
@@ -173,7 +178,7 @@ static lf_err_t write_csv(const char *tmp, const char *path, const void *ctx)
         const lf_search_point_t *pt = &t->pts[k];
         char cells[11][64];
         dec(pt->opts.threshold, cells[0], sizeof cells[0]);
-        rule_text(&pt->opts.rule, cells[1], sizeof cells[1]);
+        lf__rule_text(&pt->opts.rule, cells[1], sizeof cells[1]);
         snprintf(cells[2], sizeof cells[2], "%d", pt->opts.prune_dead);
         dec(pt->opts.prune_fraction, cells[3], sizeof cells[3]);
         snprintf(cells[4], sizeof cells[4], "%lld", (long long)(pt->params - pt->skip_params));
@@ -197,49 +202,51 @@ cleanup:
     return err;
 }
 
-static lf_err_t run_sweep(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model_t *m,
-                          const lf_stats_t *stats, const lf_plan_opts_t *popts,
-                          const lf_search_eval_t *eval)
+static lf_err_t run_sweep(MPI_Comm comm, lf__run_t *r, const lf_search_eval_t *eval)
 {
     lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
     lf_search_point_t *pts = NULL;
-    LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)o->n_sweep, sizeof *pts, (void **)&pts)));
-    LF_CALL(lf_search_sweep(comm, m, stats, popts, o->sweep, o->n_sweep, eval, pts));
-    if (lf__cli_rank(comm) == 0 && !o->quiet) {
-        printf("sweep over %d thresholds; original: %lld parameters\n", o->n_sweep,
-               (long long)lf_model_params(m));
+    LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)p->n_sweep, sizeof *pts, (void **)&pts)));
+    LF_CALL(lf_search_sweep(comm, r->model, r->stats, &r->popts, p->sweep, p->n_sweep, eval, pts));
+    if (r->talk) {
+        printf("sweep over %d thresholds; original: %lld parameters\n", p->n_sweep,
+               (long long)lf_model_params(r->model));
         print_point_header(eval->x != NULL);
-        for (int k = 0; k < o->n_sweep; k++)
+        for (int k = 0; k < p->n_sweep; k++)
             print_point(&pts[k], "");
     }
-    if (o->sweep_out) {
-        sweep_table_t table = {.pts = pts, .n = o->n_sweep};
-        LF_CALL(lf_atomic_write_rank0(comm, o->sweep_out, write_csv, &table));
+    LF_CALL(lf_comm_agree(comm, lf_record_points(r->record, "sweep", pts, p->n_sweep)));
+    if (p->sweep_out) {
+        sweep_table_t table = {.pts = pts, .n = p->n_sweep};
+        LF_CALL(lf_atomic_write_rank0(comm, p->sweep_out, write_csv, &table));
     }
 cleanup:
     lf_free(pts);
     return err;
 }
 
-static lf_err_t run_target(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model_t *m,
-                           const lf_stats_t *stats, const lf_plan_opts_t *popts)
+static lf_err_t run_target(MPI_Comm comm, lf__run_t *r)
 {
     lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    const lf_model_t *m = r->model;
     lf_search_point_t pt;
     bool found = false;
-    char ratio[48], tau[48];
-    dec(o->target_ratio, ratio, sizeof ratio);
-    LF_CALL(
-        lf_comm_agree(comm, lf_search_target_ratio(m, stats, popts, o->target_ratio, &found, &pt)));
+    char tau[48];
+    char *ratio = r->extra_buf;
+    dec(p->target_ratio, ratio, sizeof r->extra_buf);
+    LF_CALL(lf_comm_agree(
+        comm, lf_search_target_ratio(m, r->stats, &r->popts, p->target_ratio, &found, &pt)));
     dec(pt.opts.threshold, tau, sizeof tau);
     LF_CHECK(found, LF_ERR_ARG,
              "no threshold reaches %s x the original parameters: the smallest plan (threshold "
              "%s) has %lld of %lld (%.4f)",
              ratio, tau, (long long)pt.params, (long long)lf_model_params(m), pt.ratio);
-    if (lf__cli_rank(comm) == 0 && !o->quiet)
+    if (r->talk)
         printf("target ratio %s: threshold %s gives %lld parameters (%.4f of the original)\n",
                ratio, tau, (long long)pt.params, pt.ratio);
-    LF_CALL(compress_with(comm, o, m, stats, &pt.opts, "target_ratio", ratio));
+    LF_CALL(compress_with(comm, r, &pt.opts, "target_ratio", ratio));
 cleanup:
     return err;
 }
@@ -252,152 +259,106 @@ static int cmp_params(const void *x, const void *y)
     return a->correct > b->correct ? -1 : (a->correct < b->correct);
 }
 
-static void print_frontier(const lf__cli_opts_t *o, const lf_model_t *m, lf_budget_result_t *res)
+static void print_frontier(const lf_pipeline_t *p, const lf_model_t *m, lf_budget_result_t *res)
 {
     char drop[48];
-    qsort(res->frontier, (size_t)res->n_frontier, sizeof *res->frontier, cmp_params);
     printf("accuracy budget: original accuracy %.4f (%lld of %lld), %lld parameters; allowed "
            "drop %s (%lld rows)\n",
            res->original_accuracy, (long long)res->original_correct, (long long)res->samples,
-           (long long)lf_model_params(m), dec(o->max_drop, drop, sizeof drop),
-           (long long)lf_decimal_mul_floor(o->max_drop, res->samples));
+           (long long)lf_model_params(m), dec(p->max_drop, drop, sizeof drop),
+           (long long)lf_decimal_mul_floor(p->max_drop, res->samples));
     printf("frontier explored (%d plans evaluated; * within budget):\n", res->n_frontier);
     print_point_header(true);
     for (int k = 0; k < res->n_frontier; k++) {
         bool within = lf_search_within_budget(res->original_correct, res->frontier[k].correct,
-                                              res->samples, o->max_drop);
+                                              res->samples, p->max_drop);
         print_point(&res->frontier[k], within ? " *" : "");
     }
 }
 
-static lf_err_t run_budget(MPI_Comm comm, const lf__cli_opts_t *o, const lf_model_t *m,
-                           const lf_stats_t *stats, const lf_plan_opts_t *popts,
-                           const lf_search_eval_t *eval)
+static lf_err_t run_budget(MPI_Comm comm, lf__run_t *r, const lf_search_eval_t *eval)
 {
     lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    const lf_model_t *m = r->model;
     lf_budget_opts_t bopts = {
-        .max_drop = o->max_drop, .fractions = o->fractions, .n_fractions = o->n_fractions};
+        .max_drop = p->max_drop, .fractions = p->fractions, .n_fractions = p->n_fractions};
     lf_budget_result_t res = {0};
-    LF_CALL(lf_search_accuracy_budget(comm, m, stats, popts, &bopts, eval, &res));
-    bool talk = lf__cli_rank(comm) == 0 && !o->quiet;
+    LF_CALL(lf_search_accuracy_budget(comm, m, r->stats, &r->popts, &bopts, eval, &res));
     char drop[48];
-    if (talk)
-        print_frontier(o, m, &res);
+    qsort(res.frontier, (size_t)res.n_frontier, sizeof *res.frontier, cmp_params);
+    if (r->talk)
+        print_frontier(p, m, &res);
+    LF_CALL(
+        lf_comm_agree(comm, lf_record_points(r->record, "frontier", res.frontier, res.n_frontier)));
     if (res.met) {
         const lf_search_point_t *best = &res.best;
         char tau[48], share[48];
         dec(best->opts.threshold, tau, sizeof tau);
         dec(best->opts.prune_fraction, share, sizeof share);
-        if (talk)
+        if (r->talk)
             printf("status: budget met: %lld parameters (%.4f), accuracy %.4f, at threshold %s, "
                    "dead-neuron pruning %s, importance pruning %s (%s)\n",
                    (long long)best->params, best->ratio, best->accuracy, tau,
                    best->opts.prune_dead ? "on" : "off", share,
                    best->opts.prune_global ? "global" : "per layer");
-        LF_CALL(compress_with(comm, o, m, stats, &best->opts, "accuracy_budget", "met"));
+        LF_CALL(compress_with(comm, r, &best->opts, "accuracy_budget", "met"));
     } else {
-        if (talk)
+        if (r->talk)
             printf("status: budget not met: no compressed model within %s of %.4f; writing the "
                    "original model\n",
-                   dec(o->max_drop, drop, sizeof drop), res.original_accuracy);
-        LF_CALL(write_model(comm, o, m, popts, stats->samples, "accuracy_budget", "not met"));
-        if (talk)
-            printf("wrote %s\n", o->out);
+                   dec(p->max_drop, drop, sizeof drop), res.original_accuracy);
+        r->write_original = true;
+        r->result_opts = r->popts;
+        r->extra_key = "accuracy_budget";
+        r->extra_value = "not met";
     }
 cleanup:
     lf_free(res.frontier);
     return err;
 }
 
-/* ---------------------------------------------------------------- entry */
-
-/* Every input is opened and checked against the model before the first pass: a wrong evaluation
- * set must not be found after an hour of calibration. */
-/* The evaluation set against the model; the calibration set is checked by the pass itself,
- * which comes first. */
-static lf_err_t check_eval_inputs(const lf_model_t *m, const lf_search_eval_t *eval)
-{
-    lf_err_t err = LF_OK;
-    if (eval->x) {
-        LF_CALL(lf_batch_check(eval->x, eval->labels, &m, 1, &eval->batch));
-        LF_CHECK(lf_h5io_dataset_rows(eval->x) >= 1, LF_ERR_USAGE,
-                 "%s has no rows: there is nothing to evaluate", lf_h5io_dataset_spec(eval->x));
-    }
-cleanup:
-    return err;
-}
-
-/* Plan options from the flags. Searches default to the exact selection: it makes sizes fall
+/* Plan options from the pipeline. Searches default to the exact selection: it makes sizes fall
  * monotonically with the threshold, which the target-ratio bisection relies on. */
-static lf_err_t plan_options(const lf__cli_opts_t *o, lf_plan_opts_t *popts, bool *need_sums)
+lf_err_t lf__run_plan_options(const lf_pipeline_t *p, lf_plan_opts_t *popts, bool *need_sums)
 {
-    lf_err_t err = LF_OK;
-    bool searching = o->target || o->budget;
-    *popts =
-        (lf_plan_opts_t){.threshold = o->threshold,
-                         .prune_dead = o->prune_dead,
-                         .prune_fraction = o->prune_fraction,
-                         .prune_global = o->prune_scope && strcmp(o->prune_scope, "global") == 0};
-    if (o->select)
-        LF_CALL(lf_plan_parse_select(o->select, &popts->rule));
-    else if (o->layer_rule)
-        LF_CALL(lf_plan_parse_layer_rule(o->layer_rule, &popts->rule));
+    bool searching = p->target || p->budget;
+    *popts = (lf_plan_opts_t){.threshold = p->threshold,
+                              .prune_dead = p->prune_dead,
+                              .prune_fraction = p->prune_fraction,
+                              .prune_global = p->prune_global};
+    if (p->rule_given)
+        popts->rule = p->rule;
     else
         popts->rule.kind = searching ? LF_RULE_OPTIMAL : LF_RULE_BENEFIT;
     /* Importance pruning needs the mean outputs; the accuracy search tries it unless told
      * otherwise. */
-    *need_sums = o->prune_fraction.m > 0 || (o->budget && o->n_fractions == 0);
-    for (int k = 0; o->budget && k < o->n_fractions; k++)
-        *need_sums = *need_sums || o->fractions[k].m > 0;
-cleanup:
-    return err;
+    *need_sums = p->output_sums || p->prune_fraction.m > 0 || (p->budget && p->n_fractions == 0);
+    for (int k = 0; p->budget && k < p->n_fractions; k++)
+        *need_sums = *need_sums || p->fractions[k].m > 0;
+    return LF_OK;
 }
 
-lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
+lf_err_t lf__stage_fold(MPI_Comm comm, lf__run_t *r)
+{
+    return compress_with(comm, r, &r->popts, NULL, NULL);
+}
+
+lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r)
 {
     lf_err_t err = LF_OK;
-    lf_model_t *m = NULL;
-    lf_dataset_t *data = NULL;
-    lf_stats_t *stats = NULL;
-    lf_search_eval_t eval = {.batch = lf__cli_batch_opts(o, NULL)};
-    lf_plan_opts_t popts;
-    bool need_sums = false;
-    LF_CALL(plan_options(o, &popts, &need_sums));
-
-    /* Every input is opened and checked against the model before the first pass: a wrong
-     * evaluation set must not be found after an hour of calibration. */
-    LF_CALL(lf_h5io_read_model(comm, o->model, &m));
-    if (o->data)
-        LF_CALL(lf_h5io_dataset_open(comm, o->data, LF_DATA_SAMPLES, &data));
-    if (o->eval_data)
-        LF_CALL(lf_h5io_dataset_open(comm, o->eval_data, LF_DATA_SAMPLES, &eval.x));
-    if (o->eval_labels)
-        LF_CALL(lf_h5io_dataset_open(comm, o->eval_labels, LF_DATA_LABELS, &eval.labels));
-    LF_CALL(check_eval_inputs(m, &eval));
-    if (o->stats) {
-        LF_CALL(lf_stats_read(comm, o->stats, m, o->model, &stats));
-        LF_CHECK(!need_sums || stats->with_sums, LF_ERR_ARG,
-                 "%s has no output sums, which importance pruning needs: calibrate with "
-                 "--output-sums",
-                 o->stats);
-    } else {
-        lf_batch_opts_t bo = lf__cli_batch_opts(o, "calibrate");
-        LF_CALL(lf_stats_collect(comm, m, data, &bo, need_sums, &stats));
-    }
-
-    if (o->sweep_text)
-        LF_CALL(run_sweep(comm, o, m, stats, &popts, &eval));
-    else if (o->target)
-        LF_CALL(run_target(comm, o, m, stats, &popts));
-    else if (o->budget)
-        LF_CALL(run_budget(comm, o, m, stats, &popts, &eval));
+    const lf_pipeline_t *p = r->p;
+    lf_search_eval_t eval = {.x = r->eval_x, .labels = r->eval_y};
+    eval.batch = (lf_batch_opts_t){.batch_rows = p->search_batch,
+                                   .threads = p->threads,
+                                   .progress = p->progress,
+                                   .what = NULL};
+    if (p->n_sweep > 0)
+        LF_CALL(run_sweep(comm, r, &eval));
+    else if (p->target)
+        LF_CALL(run_target(comm, r));
     else
-        LF_CALL(compress_with(comm, o, m, stats, &popts, NULL, NULL));
+        LF_CALL(run_budget(comm, r, &eval));
 cleanup:
-    lf_h5io_dataset_close(&eval.labels);
-    lf_h5io_dataset_close(&eval.x);
-    lf_stats_destroy(&stats);
-    lf_h5io_dataset_close(&data);
-    lf_model_destroy(&m);
     return err;
 }

@@ -1,0 +1,359 @@
+/* The pipeline runner: open and check every input, run the stages in order, write the outputs
+ * and the run record. See pipeline.h. */
+#include "linfold/pipeline.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "linfold/atomic.h"
+#include "linfold/comm.h"
+#include "linfold/hash.h"
+#include "linfold/interrupt.h"
+#include "linfold/log.h"
+#include "linfold/report.h"
+#include "pipeline_impl.h"
+
+static const char *const stage_names[LF_STAGE__COUNT] = {"calibrate", "prune",    "fold",
+                                                         "search",    "evaluate", "predict"};
+
+/* Where a stage may stand: ranks must not fall along the list. */
+static const int stage_rank[LF_STAGE__COUNT] = {0, 1, 2, 2, 3, 3};
+
+void lf_pipeline_init(lf_pipeline_t *p)
+{
+    *p = (lf_pipeline_t){.threshold = LF_DECIMAL(1, 0),
+                         .calibrate_batch = 1024,
+                         .search_batch = 1024,
+                         .evaluate_batch = 1024,
+                         .predict_batch = 1024,
+                         .threads = 1};
+}
+
+const char *lf_stage_name(lf_stage_t stage)
+{
+    return stage >= 0 && stage < LF_STAGE__COUNT ? stage_names[stage] : "?";
+}
+
+lf_err_t lf_pipeline_add_stage(lf_pipeline_t *p, lf_stage_t stage)
+{
+    lf_err_t err = LF_OK;
+    LF_CHECK(p->n_stages < LF_PIPELINE_STAGES_MAX, LF_ERR_USAGE, "a pipeline has at most %d stages",
+             LF_PIPELINE_STAGES_MAX);
+    p->stages[p->n_stages++] = stage;
+cleanup:
+    return err;
+}
+
+bool lf_pipeline_has(const lf_pipeline_t *p, lf_stage_t stage)
+{
+    for (int k = 0; k < p->n_stages; k++)
+        if (p->stages[k] == stage)
+            return true;
+    return false;
+}
+
+lf_err_t lf_pipeline_check(const lf_pipeline_t *p)
+{
+    lf_err_t err = LF_OK;
+    int seen[LF_STAGE__COUNT] = {0}, last = 0;
+    const char *prev = NULL;
+    for (int k = 0; k < p->n_stages; k++) {
+        lf_stage_t s = p->stages[k];
+        const char *name = lf_stage_name(s);
+        LF_CHECK(!seen[s], LF_ERR_USAGE, "stage %s appears twice", name);
+        LF_CHECK(stage_rank[s] >= last, LF_ERR_USAGE,
+                 "stage %s cannot come after %s (the order is calibrate, prune, fold or "
+                 "search, then evaluate and predict)",
+                 name, prev);
+        seen[s] = 1;
+        last = stage_rank[s];
+        prev = name;
+    }
+    bool planning = seen[LF_STAGE_FOLD] || seen[LF_STAGE_SEARCH];
+    LF_CHECK(!(seen[LF_STAGE_FOLD] && seen[LF_STAGE_SEARCH]), LF_ERR_USAGE,
+             "fold and search exclude each other: a search chooses its own fold");
+    LF_CHECK(p->model, LF_ERR_USAGE, "no model");
+    LF_CHECK(!seen[LF_STAGE_CALIBRATE] || p->calibration, LF_ERR_USAGE,
+             "stage calibrate needs calibration data");
+    LF_CHECK(!(seen[LF_STAGE_CALIBRATE] && p->statistics), LF_ERR_USAGE,
+             "give calibration statistics or a calibrate stage, not both");
+    LF_CHECK(!planning || seen[LF_STAGE_CALIBRATE] || p->statistics, LF_ERR_USAGE,
+             "stage %s needs statistics: a calibrate stage before it, or statistics from an "
+             "earlier calibration",
+             seen[LF_STAGE_FOLD] ? "fold" : "search");
+    LF_CHECK(!seen[LF_STAGE_PRUNE] || planning, LF_ERR_USAGE,
+             "stage prune sets what fold or search removes: add a fold or search stage after it");
+    LF_CHECK(!p->out_stats || seen[LF_STAGE_CALIBRATE], LF_ERR_USAGE,
+             "output statistics need a calibrate stage");
+    bool sweep = p->n_sweep > 0;
+    int modes = sweep + p->target + p->budget;
+    LF_CHECK(!seen[LF_STAGE_SEARCH] || modes == 1, LF_ERR_USAGE,
+             "stage search needs exactly one of sweep, target-ratio and max-accuracy-drop");
+    LF_CHECK(!p->out_model || (planning && !sweep), LF_ERR_USAGE,
+             "an output model needs a fold stage or a search for a target ratio or an accuracy "
+             "budget (a sweep writes no model)");
+    LF_CHECK(!(planning && !sweep) || p->out_model, LF_ERR_USAGE,
+             "stage %s makes a model: name the output model",
+             seen[LF_STAGE_FOLD] ? "fold" : "search");
+    LF_CHECK(!(seen[LF_STAGE_EVALUATE] || seen[LF_STAGE_PREDICT]) || p->eval_data, LF_ERR_USAGE,
+             "stages evaluate and predict need evaluation data");
+    LF_CHECK(!p->budget || (p->eval_data && p->eval_labels), LF_ERR_USAGE,
+             "an accuracy budget needs evaluation data and labels");
+    LF_CHECK(!p->eval_labels || p->eval_data, LF_ERR_USAGE,
+             "evaluation labels need evaluation data");
+    LF_CHECK(!seen[LF_STAGE_PREDICT] || p->predict_out, LF_ERR_USAGE,
+             "stage predict needs its output file");
+    LF_CHECK(!p->sweep_out || sweep, LF_ERR_USAGE, "sweep-out goes with a sweep");
+    LF_CHECK(!p->prune_global || p->prune_fraction.m > 0 || p->budget, LF_ERR_USAGE,
+             "prune scope global has no effect without a prune fraction above 0");
+cleanup:
+    return err;
+}
+
+/* ---------------------------------------------------------------- the run */
+
+static int rank_of(MPI_Comm comm)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    return rank;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const lf_model_t *lf__run_current(const lf__run_t *r) { return r->result ? r->result : r->model; }
+
+static lf_batch_opts_t batch_opts(const lf_pipeline_t *p, int64_t rows, const char *what)
+{
+    return (lf_batch_opts_t){
+        .batch_rows = rows, .threads = p->threads, .progress = p->progress, .what = what};
+}
+
+/* Every input is opened and checked against the model before the first pass: a wrong
+ * evaluation set must not be found after an hour of calibration. */
+static lf_err_t open_inputs(MPI_Comm comm, lf__run_t *r)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    LF_CALL(lf__run_plan_options(p, &r->popts, &r->need_sums));
+    LF_CALL(lf_h5io_read_model(comm, p->model, &r->model));
+    if (p->reference)
+        LF_CALL(lf_h5io_read_model(comm, p->reference, &r->reference));
+    if (lf_pipeline_has(p, LF_STAGE_CALIBRATE))
+        LF_CALL(lf_h5io_dataset_open(comm, p->calibration, LF_DATA_SAMPLES, &r->data));
+    if (p->eval_data)
+        LF_CALL(lf_h5io_dataset_open(comm, p->eval_data, LF_DATA_SAMPLES, &r->eval_x));
+    if (p->eval_labels)
+        LF_CALL(lf_h5io_dataset_open(comm, p->eval_labels, LF_DATA_LABELS, &r->eval_y));
+    if (r->eval_x) {
+        const lf_model_t *models[] = {r->model, r->reference};
+        lf_batch_opts_t bo = batch_opts(p, p->evaluate_batch, NULL);
+        LF_CALL(lf_batch_check(r->eval_x, r->eval_y, models, r->reference ? 2 : 1, &bo));
+        LF_CHECK(lf_h5io_dataset_rows(r->eval_x) >= 1, LF_ERR_USAGE,
+                 "%s has no rows: there is nothing to evaluate", lf_h5io_dataset_spec(r->eval_x));
+    }
+    if (p->statistics) {
+        LF_CALL(lf_stats_read(comm, p->statistics, r->model, p->model, &r->stats));
+        LF_CHECK(!r->need_sums || r->stats->with_sums, LF_ERR_ARG,
+                 "%s has no output sums, which importance pruning needs: calibrate with "
+                 "--output-sums",
+                 p->statistics);
+    }
+cleanup:
+    return err;
+}
+
+static lf_err_t stage_calibrate(MPI_Comm comm, lf__run_t *r)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    lf_batch_opts_t bo = batch_opts(p, p->calibrate_batch, "calibrate");
+    LF_CALL(lf_stats_collect(comm, r->model, r->data, &bo, r->need_sums, &r->stats));
+    LF_CALL(lf_comm_agree(comm,
+                          lf_record_set_int(r->record, "calibration_samples", r->stats->samples)));
+cleanup:
+    return err;
+}
+
+static lf_err_t print_eval(const lf_eval_result_t *res, bool json)
+{
+    lf_err_t err = LF_OK;
+    double n = (double)res->samples;
+    if (json) {
+        char *text = NULL;
+        LF_CALL(lf_report_eval_json(res, &text));
+        printf("%s\n", text);
+        lf_report_free(text);
+        return LF_OK;
+    }
+    printf("samples: %lld\nparams: %lld\n", (long long)res->samples, (long long)res->params);
+    if (res->has_labels)
+        printf("accuracy: %.4f (%lld of %lld)\n", (double)res->correct / n, (long long)res->correct,
+               (long long)res->samples);
+    if (res->has_reference) {
+        printf("reference params: %lld\n", (long long)res->ref_params);
+        if (res->has_labels)
+            printf("reference accuracy: %.4f (%lld of %lld)\n", (double)res->ref_correct / n,
+                   (long long)res->ref_correct, (long long)res->samples);
+        printf("top-1 agreement: %.4f (%lld of %lld)\nmax |difference|: %.6g\n",
+               (double)res->agree / n, (long long)res->agree, (long long)res->samples,
+               res->max_abs_diff);
+    }
+cleanup:
+    return err;
+}
+
+/* Evaluates the current model; a compressed one against the original unless a reference was
+ * named. */
+static lf_err_t stage_evaluate(MPI_Comm comm, lf__run_t *r)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    lf_eval_result_t res;
+    lf_batch_opts_t bo = batch_opts(p, p->evaluate_batch, "evaluate");
+    const lf_model_t *ref = r->reference ? r->reference : (r->result ? r->model : NULL);
+    LF_CALL(lf_eval_run(comm, lf__run_current(r), ref, r->eval_x, r->eval_y, &bo, &res));
+    /* --json is the command's answer, printed also with --quiet (which silences the log). */
+    bool print = rank_of(comm) == 0 && (!p->quiet || p->json);
+    LF_CALL(lf_comm_agree(comm, print ? print_eval(&res, p->json) : LF_OK));
+    LF_CALL(lf_comm_agree(comm, lf_record_eval(r->record, &res)));
+cleanup:
+    return err;
+}
+
+static lf_err_t stage_predict(MPI_Comm comm, lf__run_t *r)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    lf_batch_opts_t bo = batch_opts(p, p->predict_batch, "predict");
+    LF_CALL(lf_eval_predict(comm, lf__run_current(r), r->eval_x, p->predict_out, &bo));
+    lf_log(LF_LOG_INFO, comm, "predict: %lld rows written to %s:/outputs",
+           (long long)lf_h5io_dataset_rows(r->eval_x), p->predict_out);
+cleanup:
+    return err;
+}
+
+static lf_err_t run_stage(MPI_Comm comm, lf__run_t *r, lf_stage_t s)
+{
+    switch (s) {
+    case LF_STAGE_CALIBRATE: return stage_calibrate(comm, r);
+    case LF_STAGE_PRUNE: return LF_OK; /* its options are in r->popts */
+    case LF_STAGE_FOLD: return lf__stage_fold(comm, r);
+    case LF_STAGE_SEARCH: return lf__stage_search(comm, r);
+    case LF_STAGE_EVALUATE: return stage_evaluate(comm, r);
+    case LF_STAGE_PREDICT: return stage_predict(comm, r);
+    case LF_STAGE__COUNT: break;
+    }
+    return LF_OK;
+}
+
+static lf_err_t write_outputs(MPI_Comm comm, lf__run_t *r)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    if (p->out_stats) {
+        LF_CALL(lf_stats_write(comm, p->out_stats, r->stats));
+        lf_log(LF_LOG_INFO, comm, "calibrate: %lld samples, statistics written to %s",
+               (long long)r->stats->samples, p->out_stats);
+    }
+    if (p->out_model && (r->result || r->write_original)) {
+        LF_CALL(lf__run_write_model(comm, r));
+        if (r->talk)
+            printf("wrote %s\n", p->out_model);
+    }
+cleanup:
+    return err;
+}
+
+/* SHA-256 of the model and the calibration file, for the record; rank 0 only. */
+static lf_err_t record_inputs(MPI_Comm comm, lf__run_t *r)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    char hex[LF_SHA256_HEX], file[LF_PATH_MAX], obj[1024];
+    if (!r->record)
+        return LF_OK;
+    LF_CALL(lf_record_set_string(r->record, "pipeline", p->name));
+    LF_CALL(lf_record_set_string(r->record, "model", p->model));
+    LF_CALL(lf_record_set_string(r->record, "calibration",
+                                 p->statistics ? p->statistics : p->calibration));
+    LF_CALL(lf_record_set_string(r->record, "evaluation", p->eval_data));
+    if (rank_of(comm) != 0)
+        return LF_OK;
+    LF_CALL(lf_hash_file(p->model, hex));
+    LF_CALL(lf_record_set_string(r->record, "sha256.model", hex));
+    const char *data = p->statistics ? p->statistics : p->calibration;
+    if (data) {
+        if (p->statistics)
+            snprintf(file, sizeof file, "%s", data);
+        else
+            LF_CALL(lf_h5io_split_spec(data, file, sizeof file, obj, sizeof obj));
+        LF_CALL(lf_hash_file(file, hex));
+        LF_CALL(lf_record_set_string(r->record, "sha256.data", hex));
+    }
+    LF_CALL(lf_record_set_string(r->record, "sha256.pipeline", p->identity));
+cleanup:
+    return err;
+}
+
+int lf_pipeline_exit_status(MPI_Comm comm, lf_err_t agreed)
+{
+    switch (agreed) {
+    case LF_OK: return 0;
+    case LF_ERR_USAGE: return 2;
+    case LF_ERR_PARTIAL: return 3;
+    case LF_ERR_CHECKPOINT: return 75;
+    case LF_ERR_INTERRUPTED: {
+        int sig = lf_interrupt_agree(comm);
+        return sig > 0 ? 128 + sig : 1;
+    }
+    default: return 1;
+    }
+}
+
+lf_err_t lf_pipeline_run(MPI_Comm comm, const lf_pipeline_t *p)
+{
+    lf_err_t err = LF_OK;
+    lf__run_t r = {.p = p, .talk = rank_of(comm) == 0 && !p->quiet};
+    if (p->out_report)
+        LF_CALL(lf_comm_agree(comm, lf_record_create(&r.record)));
+    LF_CALL(lf_comm_agree(comm, record_inputs(comm, &r)));
+    double t = now_seconds();
+    LF_CALL(open_inputs(comm, &r));
+    LF_CALL(lf_record_stage_time(comm, r.record, "read", now_seconds() - t));
+    for (int k = 0; k < p->n_stages; k++) {
+        t = now_seconds();
+        LF_CALL(run_stage(comm, &r, p->stages[k]));
+        LF_CALL(
+            lf_record_stage_time(comm, r.record, lf_stage_name(p->stages[k]), now_seconds() - t));
+    }
+    t = now_seconds();
+    LF_CALL(write_outputs(comm, &r));
+    LF_CALL(lf_record_stage_time(comm, r.record, "write", now_seconds() - t));
+cleanup:
+    err = lf_comm_agree(comm, err);
+    if (r.record) {
+        int status = lf_pipeline_exit_status(comm, err);
+        lf_err_t rec = lf_record_finish(comm, r.record, err, status);
+        rec = lf_comm_agree(comm, rec);
+        if (rec == LF_OK)
+            rec = lf_record_write(comm, r.record, p->out_report);
+        if (err == LF_OK)
+            err = rec;
+    }
+    lf_record_destroy(&r.record);
+    lf_model_destroy(&r.result);
+    lf_stats_destroy(&r.stats);
+    lf_h5io_dataset_close(&r.eval_y);
+    lf_h5io_dataset_close(&r.eval_x);
+    lf_h5io_dataset_close(&r.data);
+    lf_model_destroy(&r.reference);
+    lf_model_destroy(&r.model);
+    return err;
+}

@@ -1,0 +1,53 @@
+/* Shared inside the pipeline runner: the state a run carries from stage to stage. */
+#ifndef LINFOLD_PIPELINE_IMPL_H
+#define LINFOLD_PIPELINE_IMPL_H
+
+#include <mpi.h>
+#include <stdbool.h>
+
+#include "linfold/eval.h"
+#include "linfold/h5io.h"
+#include "linfold/model.h"
+#include "linfold/pipeline.h"
+#include "linfold/plan.h"
+#include "linfold/record.h"
+#include "linfold/stats.h"
+
+typedef struct {
+    const lf_pipeline_t *p;
+    bool talk; /* rank 0, not --quiet: prints the human summary on stdout */
+    lf_model_t *model;
+    lf_model_t *reference;
+    lf_dataset_t *data, *eval_x, *eval_y;
+    lf_stats_t *stats;
+    lf_plan_opts_t popts; /* the plan options the stages so far set */
+    bool need_sums;
+    /* The result of fold or search: a compressed model, or the original one written as such
+     * (an accuracy budget no compressed model meets). */
+    lf_model_t *result;
+    bool write_original;
+    lf_plan_opts_t result_opts;
+    const char *extra_key, *extra_value; /* one more attribute of the written model */
+    char extra_buf[48];
+    lf_record_t *record;
+} lf__run_t;
+
+/* The model the evaluate and predict stages use: the result of fold or search, else the input.
+ * Not collective. */
+const lf_model_t *lf__run_current(const lf__run_t *r);
+
+/* The fold and search stages (pipeline_fold.c).
+ * Collective on comm. */
+lf_err_t lf__stage_fold(MPI_Comm comm, lf__run_t *r);
+lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r);
+/* Writes r->result (or the original model) to p->out_model with its attributes.
+ * Collective on comm. */
+lf_err_t lf__run_write_model(MPI_Comm comm, const lf__run_t *r);
+/* Plan options of the pipeline, and whether the statistics need output sums.
+ * Not collective. */
+lf_err_t lf__run_plan_options(const lf_pipeline_t *p, lf_plan_opts_t *popts, bool *need_sums);
+/* "all", "count:3", "fraction:0.5", ...
+ * Not collective. */
+const char *lf__rule_text(const lf_layer_rule_t *r, char *buf, size_t cap);
+
+#endif /* LINFOLD_PIPELINE_IMPL_H */
