@@ -26,6 +26,7 @@
 #include "linfold/h5io.h"
 #include "linfold/interrupt.h"
 #include "linfold/log.h"
+#include "linfold/pipeline.h"
 #include "linfold/plan.h"
 #include "linfold/pool.h"
 
@@ -47,26 +48,15 @@ enum {
     M_SUMS = 1 << 12,
     M_SEARCH = 1 << 13,
     M_PROVABLE = 1 << 14,
+    M_RUN = 1 << 15,
 };
 
-/* The valid interval of a number flag, open at an end when *_open; hi_inf: no upper bound. */
-typedef struct {
-    lf_decimal_t lo, hi;
-    bool lo_open, hi_open, hi_inf;
-    const char *text;
-} range_t;
-
-/* Plain initialisers ({m, e}): compound literals are not constant expressions in static tables. */
-static const range_t THRESHOLD = {{0, 0}, {1, 0}, true, false, false, "(0, 1]"};
-static const range_t SHARE = {{0, 0}, {1, 0}, false, true, false, "[0, 1)"};
-static const range_t POSITIVE = {{0, 0}, {0, 0}, true, true, true, "(0, inf)"};
-static const range_t UNIT = {{0, 0}, {1, 0}, false, false, false, "[0, 1]"};
-
-static bool in_range(const range_t *r, lf_decimal_t v)
-{
-    int lo = lf_decimal_cmp(v, r->lo), hi = lf_decimal_cmp(v, r->hi);
-    return (r->lo_open ? lo > 0 : lo >= 0) && (r->hi_inf || (r->hi_open ? hi < 0 : hi <= 0));
-}
+typedef lf_decimal_range_t range_t;
+#define THRESHOLD LF_RANGE_THRESHOLD
+#define SHARE LF_RANGE_SHARE
+#define POSITIVE LF_RANGE_POSITIVE
+#define UNIT LF_RANGE_UNIT
+#define in_range lf_decimal_in_range
 
 typedef struct {
     const char *name;
@@ -125,6 +115,14 @@ static const flag_t flags[] = {
      "list neurons linear on every input: weights and bias >= 0 on non-negative inputs", NULL},
     {"--input-nonnegative", F_BOOL, OFF(input_nonnegative), M_PROVABLE, NULL,
      "with --provable: the model input is known to be >= 0", NULL},
+    {"--dry-run", F_BOOL, OFF(dry_run), M_RUN, NULL,
+     "validate, check the files and print the resolved plan; run nothing", NULL},
+    {"--print-config", F_BOOL, OFF(print_config), M_RUN, NULL,
+     "print the effective pipeline (every default filled in) as YAML; run nothing", NULL},
+    {"--set", F_STRING, OFF(sets), M_RUN, "STAGE.KEY=VALUE",
+     "override a value of the pipeline (repeatable), e.g. fold.threshold=0.9", NULL},
+    {"--resume", F_BOOL, OFF(resume), M_RUN, NULL,
+     "continue from the checkpoint of an interrupted run (also the default when one exists)", NULL},
     {"--output-sums", F_BOOL, OFF(output_sums), M_SUMS, NULL,
      "also record exact sums of every neuron's outputs (for --prune-fraction later; slower)", NULL},
     {"--batch", F_INT, OFF(batch), M_BATCH, "N", "rows per batch (default 1024)", NULL},
@@ -174,6 +172,10 @@ static const command_t commands[] = {
      "linfold predict --model M.h5 --data F.h5:/x --out PRED.h5",
      "Write the model's outputs as /outputs (n, n_out), rows in dataset order.", lf__cmd_predict,
      false},
+    {"run", M_RUN, 0, "linfold run PIPELINE.yaml [--dry-run] [--print-config] [--set K=V ...]",
+     "Run a pipeline file (docs/pipeline.md): its model, inputs, stages and outputs. Every\n"
+     "problem of the file is reported at once as FILE:LINE:COLUMN before any work.",
+     lf__cmd_run, true},
     {"inspect", M_PROVABLE, 0, "linfold inspect [--provable [--input-nonnegative]] M.h5",
      "Print layers, activations, skip blocks and parameter counts.", lf__cmd_inspect, true},
 };
@@ -184,10 +186,12 @@ static void print_usage(FILE *f)
             LF_GIT_HASH);
     for (size_t c = 0; c < sizeof commands / sizeof *commands; c++)
         fprintf(f, "  %s\n", commands[c].synopsis);
-    fprintf(f, "\nRun under mpirun/srun to shard the data over ranks. `linfold COMMAND --help` "
-               "for details.\nExit status: 0 success, 1 error, 2 usage error, 128+N stopped by "
-               "signal N\n(130 SIGINT, 143 SIGTERM; also SIGHUP and SIGUSR1), with no partial "
-               "output.\n");
+    fprintf(f,
+            "\nRun under mpirun/srun to shard the data over ranks. `linfold COMMAND --help` "
+            "for details.\nExit status: 0 success, 1 error, 2 usage or configuration error, 3 some "
+            "models of a\nregistry failed, 75 stopped at a checkpoint (rerun to resume), 128+N "
+            "stopped by signal N\n(130 SIGINT, 143 SIGTERM; also SIGHUP and SIGUSR1), with no "
+            "partial output.\n");
 }
 
 static void print_command_help(const command_t *c)
@@ -368,7 +372,8 @@ static lf_err_t parse_flag(const command_t *c, int argc, char **argv, int *k, lf
     LF_CHECK(idx >= 0 && (flags[idx].group & (c->accepts | M_COMMON)), LF_ERR_USAGE,
              "%s: unknown option '%.*s' (see linfold %s --help)", c->name, (int)len, arg, c->name);
     const flag_t *f = &flags[idx];
-    LF_CHECK(!((o->given >> idx) & 1u), LF_ERR_USAGE, "%s is given twice", f->name);
+    bool repeatable = f->offset == offsetof(lf__cli_opts_t, sets);
+    LF_CHECK(repeatable || !((o->given >> idx) & 1u), LF_ERR_USAGE, "%s is given twice", f->name);
     o->given |= (uint64_t)1 << idx;
     if (f->kind == F_BOOL) {
         LF_CHECK(!eq, LF_ERR_USAGE, "%s takes no value", f->name);
@@ -377,7 +382,11 @@ static lf_err_t parse_flag(const command_t *c, int argc, char **argv, int *k, lf
     }
     const char *value = eq ? eq + 1 : (*k + 1 < argc ? argv[++*k] : NULL);
     LF_CHECK(value != NULL, LF_ERR_USAGE, "%s needs a value (%s)", f->name, f->arg);
-    if (f->kind == F_STRING) {
+    if (repeatable) {
+        LF_CHECK(o->n_sets < LF_CLI_LIST_MAX, LF_ERR_USAGE, "%s is given more than %d times",
+                 f->name, LF_CLI_LIST_MAX);
+        o->sets[o->n_sets++] = value;
+    } else if (f->kind == F_STRING) {
         LF_CHECK(value[0] != '\0', LF_ERR_USAGE, "%s needs a non-empty value", f->name);
         *(const char **)((char *)o + f->offset) = value;
     } else {
@@ -408,8 +417,8 @@ static lf_err_t parse_args(const command_t *c, int argc, char **argv, lf__cli_op
             LF_CHECK(v != NULL, LF_ERR_USAGE, "%s: missing required option %s %s", c->name,
                      flags[t].name, flags[t].arg);
         }
-    LF_CHECK(!c->positional_file || o->file, LF_ERR_USAGE, "%s: missing the model file argument",
-             c->name);
+    LF_CHECK(!c->positional_file || o->file, LF_ERR_USAGE, "%s: missing the %s file argument",
+             c->name, strcmp(c->name, "run") == 0 ? "pipeline" : "model");
     LF_CHECK(!(o->verbose && o->quiet), LF_ERR_USAGE, "--verbose and --quiet exclude each other");
     LF_CHECK(!(o->progress && o->no_progress), LF_ERR_USAGE,
              "--progress and --no-progress exclude each other");
@@ -533,19 +542,15 @@ static void log_peak_memory(MPI_Comm comm)
            lo.mib, lo.rank);
 }
 
-/* The exit status of an agreed error: 2 usage, 128 + N after signal N, 1 otherwise. Prints the
- * error once per job. Collective. */
+/* The exit status of an agreed error (lf_pipeline_exit_status). Prints the error once per job.
+ * Collective. */
 static int status_of(MPI_Comm comm, lf_err_t err, const lf__cli_opts_t *o)
 {
     if (err == LF_OK)
         return 0;
     /* A traceback helps with a fault deep in a pass, not with a bad flag. */
     lf_comm_report_error(comm, err, o->verbose && err != LF_ERR_USAGE);
-    if (err == LF_ERR_INTERRUPTED) {
-        int sig = lf_interrupt_agree(comm);
-        return sig > 0 ? 128 + sig : 1;
-    }
-    return err == LF_ERR_USAGE ? 2 : 1;
+    return lf_pipeline_exit_status(comm, err);
 }
 
 /* ---------------------------------------------------------------- entry */
@@ -608,7 +613,7 @@ int lf_cli_main(MPI_Comm comm, int argc, char **argv)
             return run_command(comm, &commands[k], argc, argv);
     if (rank == 0)
         fprintf(stderr,
-                "linfold: error: unknown command '%s' (expected compress, calibrate, "
+                "linfold: error: unknown command '%s' (expected run, compress, calibrate, "
                 "eval, predict or inspect; see linfold --help) (LF_ERR_USAGE)\n",
                 argv[1]);
     return 2;

@@ -23,6 +23,10 @@ typedef struct {
     int64_t batch;
     lf_decimal_t sweep[LF_CLI_LIST_MAX], fractions[LF_CLI_LIST_MAX]; /* parsed lists */
     int n_sweep, n_fractions;
+    bool dry_run, print_config, resume; /* run */
+    const char *shard;
+    const char *sets[LF_CLI_LIST_MAX]; /* run: --set KEY=VALUE, in order */
+    int n_sets;
     uint64_t given; /* bit k: the k-th flag of the flag table was on the command line */
 } lf__cli_opts_t;
 
@@ -36,6 +40,7 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o);
 lf_err_t lf__cmd_calibrate(MPI_Comm comm, const lf__cli_opts_t *o);
 lf_err_t lf__cmd_eval(MPI_Comm comm, const lf__cli_opts_t *o);
 lf_err_t lf__cmd_predict(MPI_Comm comm, const lf__cli_opts_t *o);
+lf_err_t lf__cmd_run(MPI_Comm comm, const lf__cli_opts_t *o);
 lf_err_t lf__cmd_inspect(MPI_Comm comm, const lf__cli_opts_t *o);
 
 #endif /* LINFOLD_CLI_IMPL_H */

@@ -2,6 +2,9 @@
  * it, so that the command line and pipeline files share one code path (pipeline.h). */
 #include "cli_impl.h"
 #include "linfold/pipeline.h"
+#include "linfold/pipeline_config.h"
+
+#include <stdio.h>
 
 /* What every command shares: the model, batch sizes, threads, logging. */
 static void common(const lf__cli_opts_t *o, lf_pipeline_t *p)
@@ -102,5 +105,34 @@ lf_err_t lf__cmd_predict(MPI_Comm comm, const lf__cli_opts_t *o)
     LF_CALL(lf_pipeline_check(&p));
     LF_CALL(lf_pipeline_run(comm, &p));
 cleanup:
+    return err;
+}
+
+lf_err_t lf__cmd_run(MPI_Comm comm, const lf__cli_opts_t *o)
+{
+    lf_err_t err = LF_OK;
+    lf_pipeline_config_t *cfg = NULL;
+    bool rank0 = lf__cli_rank(comm) == 0;
+    LF_CALL(lf_pipeline_config_load(comm, o->file, o->sets, o->n_sets, &cfg));
+    if (o->print_config) {
+        if (rank0)
+            fputs(lf_pipeline_config_effective(cfg), stdout);
+        goto cleanup;
+    }
+    LF_CALL(lf_pipeline_config_check_files(comm, cfg));
+    if (o->dry_run) {
+        if (rank0)
+            lf_pipeline_config_print_plan(cfg, stdout);
+        goto cleanup;
+    }
+    LF_CALL(lf_pipeline_config_make_directories(comm, cfg));
+    lf_pipeline_t *p = lf_pipeline_config_pipeline_mut(cfg);
+    lf_batch_opts_t bo = lf__cli_batch_opts(o, NULL);
+    p->threads = bo.threads;
+    p->progress = bo.progress;
+    p->quiet = o->quiet;
+    LF_CALL(lf_pipeline_run(comm, p));
+cleanup:
+    lf_pipeline_config_destroy(&cfg);
     return err;
 }

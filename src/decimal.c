@@ -199,3 +199,15 @@ lf_decimal_t lf_decimal_rate(int64_t count, int64_t n)
             return lf_decimal_make((uint64_t)t, -k);
     }
 }
+
+/* Plain initialisers ({m, e}): compound literals are not constant expressions. */
+const lf_decimal_range_t LF_RANGE_THRESHOLD = {{0, 0}, {1, 0}, true, false, false, "(0, 1]"};
+const lf_decimal_range_t LF_RANGE_SHARE = {{0, 0}, {1, 0}, false, true, false, "[0, 1)"};
+const lf_decimal_range_t LF_RANGE_POSITIVE = {{0, 0}, {0, 0}, true, true, true, "(0, inf)"};
+const lf_decimal_range_t LF_RANGE_UNIT = {{0, 0}, {1, 0}, false, false, false, "[0, 1]"};
+
+bool lf_decimal_in_range(const lf_decimal_range_t *r, lf_decimal_t v)
+{
+    int lo = lf_decimal_cmp(v, r->lo), hi = lf_decimal_cmp(v, r->hi);
+    return (r->lo_open ? lo > 0 : lo >= 0) && (r->hi_inf || (r->hi_open ? hi < 0 : hi <= 0));
+}

@@ -283,7 +283,7 @@ static lf_err_t record_inputs(MPI_Comm comm, lf__run_t *r)
     LF_CALL(lf_record_set_string(r->record, "model", p->model));
     LF_CALL(lf_record_set_string(r->record, "calibration",
                                  p->statistics ? p->statistics : p->calibration));
-    LF_CALL(lf_record_set_string(r->record, "evaluation", p->eval_data));
+    LF_CALL(lf_record_set_string(r->record, "evaluation_data", p->eval_data));
     if (rank_of(comm) != 0)
         return LF_OK;
     LF_CALL(lf_hash_file(p->model, hex));

@@ -17,6 +17,7 @@
 #define LINFOLD_DECIMAL_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "linfold/error.h"
@@ -61,5 +62,22 @@ int64_t lf_decimal_mul_nearest(lf_decimal_t d, int64_t n);
  * Not collective.
  * For 1 <= count <= n <= 2^62. */
 lf_decimal_t lf_decimal_rate(int64_t count, int64_t n);
+
+/* The valid interval of an option: open at an end when *_open; hi_inf: no upper bound. text says
+ * it as users read it, "(0, 1]". */
+typedef struct {
+    lf_decimal_t lo, hi;
+    bool lo_open, hi_open, hi_inf;
+    const char *text;
+} lf_decimal_range_t;
+
+/* The intervals of linfold's options: thresholds (0, 1], shares [0, 1), ratios (0, inf),
+ * accuracy drops [0, 1]. */
+extern const lf_decimal_range_t LF_RANGE_THRESHOLD, LF_RANGE_SHARE, LF_RANGE_POSITIVE,
+    LF_RANGE_UNIT;
+
+/* Returns whether v lies in r.
+ * Not collective. */
+bool lf_decimal_in_range(const lf_decimal_range_t *r, lf_decimal_t v);
 
 #endif /* LINFOLD_DECIMAL_H */
