@@ -2,6 +2,7 @@
  * and the run record. See pipeline.h. */
 #include "linfold/pipeline.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -53,62 +54,104 @@ bool lf_pipeline_has(const lf_pipeline_t *p, lf_stage_t stage)
     return false;
 }
 
-lf_err_t lf_pipeline_check(const lf_pipeline_t *p)
+/* The stage a problem is about: the last of the given ones the pipeline has, else -1. */
+static int about(const lf_pipeline_t *p, lf_stage_t a, lf_stage_t b)
 {
-    lf_err_t err = LF_OK;
-    int seen[LF_STAGE__COUNT] = {0}, last = 0;
+    int found = -1;
+    for (int k = 0; k < p->n_stages; k++)
+        if (p->stages[k] == a || p->stages[k] == b)
+            found = (int)p->stages[k];
+    return found;
+}
+
+#define PROBLEM(cond, stage, ...)                                                                  \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(msg, sizeof msg, __VA_ARGS__);                                                \
+            report(ctx, (stage), msg);                                                             \
+            n++;                                                                                   \
+        }                                                                                          \
+    } while (0)
+
+int lf_pipeline_problems(const lf_pipeline_t *p, lf_pipeline_report_fn report, void *ctx)
+{
+    char msg[512];
+    int n = 0, seen[LF_STAGE__COUNT] = {0}, last = 0;
     const char *prev = NULL;
     for (int k = 0; k < p->n_stages; k++) {
         lf_stage_t s = p->stages[k];
         const char *name = lf_stage_name(s);
-        LF_CHECK(!seen[s], LF_ERR_USAGE, "stage %s appears twice", name);
-        LF_CHECK(stage_rank[s] >= last, LF_ERR_USAGE,
-                 "stage %s cannot come after %s (the order is calibrate, prune, fold or "
-                 "search, then evaluate and predict)",
-                 name, prev);
+        PROBLEM(!seen[s], (int)s, "stage %s appears twice", name);
+        PROBLEM(stage_rank[s] >= last, (int)s,
+                "stage %s cannot come after %s (the order is calibrate, prune, fold or search, "
+                "then evaluate and predict)",
+                name, prev);
         seen[s] = 1;
-        last = stage_rank[s];
+        last = stage_rank[s] > last ? stage_rank[s] : last;
         prev = name;
     }
     bool planning = seen[LF_STAGE_FOLD] || seen[LF_STAGE_SEARCH];
-    LF_CHECK(!(seen[LF_STAGE_FOLD] && seen[LF_STAGE_SEARCH]), LF_ERR_USAGE,
-             "fold and search exclude each other: a search chooses its own fold");
-    LF_CHECK(p->model, LF_ERR_USAGE, "no model");
-    LF_CHECK(!seen[LF_STAGE_CALIBRATE] || p->calibration, LF_ERR_USAGE,
-             "stage calibrate needs calibration data");
-    LF_CHECK(!(seen[LF_STAGE_CALIBRATE] && p->statistics), LF_ERR_USAGE,
-             "give calibration statistics or a calibrate stage, not both");
-    LF_CHECK(!planning || seen[LF_STAGE_CALIBRATE] || p->statistics, LF_ERR_USAGE,
-             "stage %s needs statistics: a calibrate stage before it, or statistics from an "
-             "earlier calibration",
-             seen[LF_STAGE_FOLD] ? "fold" : "search");
-    LF_CHECK(!seen[LF_STAGE_PRUNE] || planning, LF_ERR_USAGE,
-             "stage prune sets what fold or search removes: add a fold or search stage after it");
-    LF_CHECK(!p->out_stats || seen[LF_STAGE_CALIBRATE], LF_ERR_USAGE,
-             "output statistics need a calibrate stage");
+    int plan_stage = about(p, LF_STAGE_FOLD, LF_STAGE_SEARCH);
+    const char *plan_name = seen[LF_STAGE_FOLD] ? "fold" : "search";
     bool sweep = p->n_sweep > 0;
-    int modes = sweep + p->target + p->budget;
-    LF_CHECK(!seen[LF_STAGE_SEARCH] || modes == 1, LF_ERR_USAGE,
-             "stage search needs exactly one of sweep, target-ratio and max-accuracy-drop");
-    LF_CHECK(!p->out_model || (planning && !sweep), LF_ERR_USAGE,
-             "an output model needs a fold stage or a search for a target ratio or an accuracy "
-             "budget (a sweep writes no model)");
-    LF_CHECK(!(planning && !sweep) || p->out_model, LF_ERR_USAGE,
-             "stage %s makes a model: name the output model",
-             seen[LF_STAGE_FOLD] ? "fold" : "search");
-    LF_CHECK(!(seen[LF_STAGE_EVALUATE] || seen[LF_STAGE_PREDICT]) || p->eval_data, LF_ERR_USAGE,
-             "stages evaluate and predict need evaluation data");
-    LF_CHECK(!p->budget || (p->eval_data && p->eval_labels), LF_ERR_USAGE,
-             "an accuracy budget needs evaluation data and labels");
-    LF_CHECK(!p->eval_labels || p->eval_data, LF_ERR_USAGE,
-             "evaluation labels need evaluation data");
-    LF_CHECK(!seen[LF_STAGE_PREDICT] || p->predict_out, LF_ERR_USAGE,
-             "stage predict needs its output file");
-    LF_CHECK(!p->sweep_out || sweep, LF_ERR_USAGE, "sweep-out goes with a sweep");
-    LF_CHECK(!p->prune_global || p->prune_fraction.m > 0 || p->budget, LF_ERR_USAGE,
-             "prune scope global has no effect without a prune fraction above 0");
-cleanup:
-    return err;
+    PROBLEM(!(seen[LF_STAGE_FOLD] && seen[LF_STAGE_SEARCH]), LF_STAGE_SEARCH,
+            "fold and search exclude each other: a search chooses its own fold");
+    PROBLEM(!seen[LF_STAGE_CALIBRATE] || p->calibration, LF_STAGE_CALIBRATE,
+            "stage calibrate needs calibration data");
+    PROBLEM(!(seen[LF_STAGE_CALIBRATE] && p->statistics), LF_STAGE_CALIBRATE,
+            "give calibration statistics or a calibrate stage, not both");
+    PROBLEM(!planning || seen[LF_STAGE_CALIBRATE] || p->statistics, plan_stage,
+            "stage %s needs statistics: a calibrate stage before it, or statistics from an "
+            "earlier calibration",
+            plan_name);
+    PROBLEM(!seen[LF_STAGE_PRUNE] || planning, LF_STAGE_PRUNE,
+            "stage prune sets what fold or search removes: add a fold or search stage after it");
+    PROBLEM(!p->out_stats || seen[LF_STAGE_CALIBRATE], -1,
+            "output statistics need a calibrate stage");
+    PROBLEM(!seen[LF_STAGE_SEARCH] || sweep + p->target + p->budget == 1, LF_STAGE_SEARCH,
+            "stage search needs exactly one of sweep, target-ratio and max-accuracy-drop");
+    PROBLEM(!p->out_model || (planning && !sweep), plan_stage,
+            "an output model needs a fold stage or a search for a target ratio or an accuracy "
+            "budget (a sweep writes no model)");
+    PROBLEM(!(planning && !sweep) || p->out_model, plan_stage,
+            "stage %s makes a model: name the output model", plan_name);
+    PROBLEM(!(seen[LF_STAGE_EVALUATE] || seen[LF_STAGE_PREDICT]) || p->eval_data,
+            about(p, LF_STAGE_EVALUATE, LF_STAGE_PREDICT),
+            "stages evaluate and predict need evaluation data");
+    PROBLEM(!p->budget || (p->eval_data && p->eval_labels), LF_STAGE_SEARCH,
+            "an accuracy budget needs evaluation data and labels");
+    PROBLEM(!p->budget || !(p->prune_dead || p->prune_fraction.m > 0), LF_STAGE_PRUNE,
+            "stage prune has no effect with max-accuracy-drop: the accuracy search tries "
+            "pruning itself (use search-fractions)");
+    PROBLEM(!p->eval_labels || p->eval_data, -1, "evaluation labels need evaluation data");
+    PROBLEM(!seen[LF_STAGE_PREDICT] || p->predict_out, LF_STAGE_PREDICT,
+            "stage predict needs its output file (output: {predictions: FILE.h5})");
+    PROBLEM(!p->predict_out || seen[LF_STAGE_PREDICT], -1,
+            "output predictions need a predict stage");
+    PROBLEM(!p->sweep_out || sweep, LF_STAGE_SEARCH, "sweep-out goes with a sweep");
+    PROBLEM(!p->prune_global || p->prune_fraction.m > 0 || p->budget, LF_STAGE_PRUNE,
+            "prune scope global has no effect without a prune fraction above 0");
+    return n;
+}
+#undef PROBLEM
+
+static void record_first(void *ctx, int stage, const char *msg)
+{
+    lf_err_t *first = ctx;
+    (void)stage;
+    if (*first == LF_OK) {
+        *first = LF_ERR_USAGE;
+        lf_error_record(__FILE__, __LINE__, "lf_pipeline_check", LF_ERR_USAGE, "%s", msg);
+    }
+}
+
+lf_err_t lf_pipeline_check(const lf_pipeline_t *p)
+{
+    lf_err_t first = LF_OK;
+    if (!p->model)
+        record_first(&first, -1, "no model");
+    lf_pipeline_problems(p, record_first, &first);
+    return first;
 }
 
 /* ---------------------------------------------------------------- the run */

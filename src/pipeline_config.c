@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,7 @@ struct lf_pipeline_config {
     char *strings[MAX_STRINGS]; /* resolved paths, owned */
     int n_strings;
     char *diags[MAX_DIAGS];
+    long diag_pos[MAX_DIAGS]; /* line * 2^20 + column: problems print in reading order */
     int n_diags, dropped;
     char *effective;
     char identity[LF_SHA256_HEX];
@@ -109,14 +111,25 @@ static void diag(lf_pipeline_config_t *c, const lf_yaml_node_t *node, const char
         return;
     }
     c->diags[c->n_diags] = strdup(line);
+    c->diag_pos[c->n_diags] = node ? (long)node->line * (1L << 20) + node->column : 0;
     if (c->diags[c->n_diags])
         c->n_diags++;
+}
+
+/* A problem whose text already says where it is. */
+static void raw_problem(lf_pipeline_config_t *c, const char *text)
+{
+    if (c->n_diags < MAX_DIAGS && (c->diags[c->n_diags] = strdup(text)) != NULL)
+        c->diag_pos[c->n_diags++] = 0;
 }
 
 /* The message recorded by a failed call, as a problem at node; the record is cleared. */
 static void diag_error(lf_pipeline_config_t *c, const lf_yaml_node_t *node, lf_err_t e)
 {
     const char *msg = lf_error_message();
+    /* Messages of the flag parsers name the flag ("--select"); here the key has no dashes. */
+    if (msg && msg[0] == '-' && msg[1] == '-')
+        msg += 2;
     diag(c, node, "%s", msg && *msg ? msg : lf_strerror(e));
     lf_error_clear();
 }
@@ -129,6 +142,16 @@ static lf_err_t report_diags(MPI_Comm comm, lf_pipeline_config_t *c, const char 
     MPI_Comm_rank(comm, &rank);
     if (c->n_diags == 0)
         return LF_OK;
+    /* Stable insertion sort: overrides (line 0) first, in their order, then the file's lines. */
+    for (int k = 1; k < c->n_diags; k++)
+        for (int j = k; j > 0 && c->diag_pos[j - 1] > c->diag_pos[j]; j--) {
+            long t = c->diag_pos[j];
+            c->diag_pos[j] = c->diag_pos[j - 1];
+            c->diag_pos[j - 1] = t;
+            char *d = c->diags[j];
+            c->diags[j] = c->diags[j - 1];
+            c->diags[j - 1] = d;
+        }
     if (rank == 0) {
         for (int k = 0; k < c->n_diags; k++)
             fprintf(stderr, "%s\n", c->diags[k]);
@@ -604,9 +627,7 @@ static void parse_stages(lf_pipeline_config_t *c, const lf_yaml_node_t *seq)
 {
     static const char *const names[] = {"calibrate", "prune",   "fold", "search",
                                         "evaluate",  "predict", NULL};
-    static const int order[LF_STAGE__COUNT] = {0, 1, 2, 2, 3, 3};
     const lf_yaml_node_t *seen[LF_STAGE__COUNT] = {0};
-    int last = -1;
     c->stages_node = seq;
     if (seq->kind != LF_YAML_SEQ || seq->n == 0) {
         diag(c, seq, "stages must be a non-empty list (- calibrate: {...})");
@@ -636,15 +657,7 @@ static void parse_stages(lf_pipeline_config_t *c, const lf_yaml_node_t *seq)
                  seen[s]->line);
             continue;
         }
-        if (order[s] < last) {
-            diag(c, name_node,
-                 "stage %s cannot come after %s (the order is calibrate, prune, fold or search, "
-                 "then evaluate and predict)",
-                 name_node->text, lf_stage_name(c->p.stages[c->p.n_stages - 1]));
-            continue;
-        }
-        seen[s] = name_node;
-        last = order[s];
+        seen[s] = name_node; /* the order is lf_pipeline_problems()'s to check */
         c->stage_node[c->p.n_stages] = name_node;
         if (lf_pipeline_add_stage(&c->p, (lf_stage_t)s) != LF_OK) {
             diag_error(c, name_node, LF_ERR_USAGE);
@@ -743,6 +756,17 @@ static void parse_root(lf_pipeline_config_t *c, const lf_yaml_node_t *root)
         diag(c, root, "missing key 'stages' (the list of stages to run)");
     else
         parse_stages(c, v);
+}
+
+/* A problem of the pipeline as a whole, at the stage it concerns (else at stages:). */
+static void stage_problem(void *ctx, int stage, const char *msg)
+{
+    lf_pipeline_config_t *c = ctx;
+    const lf_yaml_node_t *at = c->stages_node;
+    for (int k = 0; stage >= 0 && k < c->p.n_stages; k++)
+        if ((int)c->p.stages[k] == stage)
+            at = c->stage_node[k];
+    diag(c, at ? at : lf_yaml_root(c->doc), "%s", msg);
 }
 
 /* ---------------------------------------------------------------- overrides */
@@ -1001,10 +1025,16 @@ static lf_err_t read_and_share(MPI_Comm comm, lf_pipeline_config_t *c)
     char msg[512] = "";
     if (rank == 0) {
         FILE *f = fopen(c->path, "rb");
+        struct stat st;
         size_t cap = LF_YAML_MAX_BYTES + 1;
         if (!f) {
             snprintf(msg, sizeof msg, "%s: cannot open the pipeline file (%s)", c->path,
                      strerror(errno));
+        } else if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+                   (uintmax_t)st.st_size > LF_YAML_MAX_BYTES) {
+            snprintf(msg, sizeof msg,
+                     "%s:1:1: pipeline files are limited to 1 MiB; %s has %jd bytes", c->path,
+                     c->path, (intmax_t)st.st_size);
         } else if ((local = lf_malloc(cap + 1, 1, (void **)&c->text)) != LF_OK) {
             snprintf(msg, sizeof msg, "%s: no memory to read it", c->path);
             lf_error_clear();
@@ -1022,7 +1052,8 @@ static lf_err_t read_and_share(MPI_Comm comm, lf_pipeline_config_t *c)
     MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, comm);
     if (len < 0) {
         LF_CALL(lf_comm_bcast_string(comm, msg, (int)sizeof msg, 0));
-        LF_FAIL(LF_ERR_USAGE, "%s", msg);
+        raw_problem(c, msg);
+        LF_CALL(report_diags(comm, c, "in the pipeline"));
     }
     if (rank != 0)
         LF_CALL(lf_comm_agree(comm, lf_malloc((size_t)len + 1, 1, (void **)&c->text)));
@@ -1032,8 +1063,15 @@ static lf_err_t read_and_share(MPI_Comm comm, lf_pipeline_config_t *c)
     LF_CALL(lf_int_cast(len, &n));
     MPI_Bcast(c->text, n, MPI_CHAR, 0, comm);
     c->text[len] = '\0';
-    /* The parser takes the length: NUL bytes inside are found and reported by it. */
-    LF_CALL(lf_yaml_parse(c->path, c->text, (size_t)len, &c->doc));
+    /* The parser takes the length: NUL bytes inside are found and reported by it. Its message
+     * is already "FILE:LINE:COLUMN: what". */
+    lf_err_t parsed = lf_yaml_parse(c->path, c->text, (size_t)len, &c->doc);
+    LF_CHECK(parsed != LF_ERR_NOMEM, LF_ERR_NOMEM, "no memory to parse %s", c->path);
+    if (parsed != LF_OK) {
+        raw_problem(c, lf_error_message());
+        lf_error_clear();
+        LF_CALL(report_diags(comm, c, "in the pipeline"));
+    }
 cleanup:
     return err;
 }
@@ -1064,11 +1102,7 @@ lf_err_t lf_pipeline_config_load(MPI_Comm comm, const char *path, const char *co
     parse_root(c, lf_yaml_root(c->doc));
     if (c->p.name == NULL)
         c->p.name = c->path;
-    if (c->n_diags == 0) {
-        lf_err_t e = lf_pipeline_check(&c->p);
-        if (e != LF_OK)
-            diag_error(c, c->stages_node, e);
-    }
+    lf_pipeline_problems(&c->p, stage_problem, c);
     LF_CALL(report_diags(comm, c, "in the pipeline"));
     LF_CALL(build_effective(c));
     *out = c;

@@ -107,9 +107,17 @@ const char *lf_stage_name(lf_stage_t stage);
  * Not collective. */
 bool lf_pipeline_has(const lf_pipeline_t *p, lf_stage_t stage);
 
+/* Receives one problem of a pipeline: the stage it is about (an lf_stage_t, or -1 for the
+ * pipeline as a whole) and the message. */
+typedef void (*lf_pipeline_report_fn)(void *ctx, int stage, const char *msg);
+
 /* Checks what can be checked without files: stage order, the inputs and outputs each stage
- * needs, options that exclude each other. On the first problem it records LF_ERR_USAGE and
- * returns it.
+ * needs, options that exclude each other. Reports every problem and returns their number.
+ * Not collective. */
+int lf_pipeline_problems(const lf_pipeline_t *p, lf_pipeline_report_fn report, void *ctx);
+
+/* lf_pipeline_problems() for callers that stop at the first problem: records it as
+ * LF_ERR_USAGE and returns that (LF_OK when there is none).
  * Not collective. */
 lf_err_t lf_pipeline_check(const lf_pipeline_t *p);
 
