@@ -217,3 +217,24 @@ cleanup:
     lf_free(seen);
     return err;
 }
+
+lf_err_t lf_atomic_mkdirs(const char *dir)
+{
+    lf_err_t err = LF_OK;
+    char part[LF_PATH_MAX];
+    int w = snprintf(part, sizeof part, "%s", dir);
+    LF_CHECK(w > 0 && (size_t)w < sizeof part, LF_ERR_IO, "directory name too long: %s", dir);
+    for (char *s = part + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char was = *s;
+        *s = '\0';
+        LF_CHECK(mkdir(part, 0777) == 0 || errno == EEXIST, LF_ERR_IO,
+                 "cannot create directory %s (%s)", part, strerror(errno));
+        *s = was;
+        if (was == '\0')
+            break;
+    }
+cleanup:
+    return err;
+}

@@ -121,6 +121,8 @@ static const flag_t flags[] = {
      "print the effective pipeline (every default filled in) as YAML; run nothing", NULL},
     {"--set", F_STRING, OFF(sets), M_RUN, "STAGE.KEY=VALUE",
      "override a value of the pipeline (repeatable), e.g. fold.threshold=0.9", NULL},
+    {"--shard", F_STRING, OFF(shard), M_RUN, "K/N",
+     "registries: run only the models i with i % N == K (job arrays)", NULL},
     {"--resume", F_BOOL, OFF(resume), M_RUN, NULL,
      "continue from the checkpoint of an interrupted run (also the default when one exists)", NULL},
     {"--output-sums", F_BOOL, OFF(output_sums), M_SUMS, NULL,

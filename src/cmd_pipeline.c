@@ -3,6 +3,9 @@
 #include "cli_impl.h"
 #include "linfold/pipeline.h"
 #include "linfold/pipeline_config.h"
+#include "linfold/registry.h"
+
+#include <stdlib.h>
 
 #include <stdio.h>
 
@@ -108,12 +111,79 @@ cleanup:
     return err;
 }
 
+/* "K/N" with 0 <= K < N. */
+static lf_err_t parse_shard(const char *text, int *k, int *n)
+{
+    lf_err_t err = LF_OK;
+    char *end = NULL;
+    long a = strtol(text, &end, 10), b = -1;
+    if (end != text && *end == '/') {
+        const char *rest = end + 1;
+        b = strtol(rest, &end, 10);
+        if (end == rest || *end)
+            b = -1;
+    }
+    LF_CHECK(b >= 1 && b <= 1000000 && a >= 0 && a < b, LF_ERR_USAGE,
+             "--shard expects K/N with 0 <= K < N, got '%s'", text);
+    *k = (int)a;
+    *n = (int)b;
+cleanup:
+    return err;
+}
+
+/* A registry: --dry-run lists the models and the first one's plan. */
+static lf_err_t run_registry(MPI_Comm comm, const lf__cli_opts_t *o, lf_pipeline_config_t *cfg)
+{
+    lf_err_t err = LF_OK;
+    lf_pipeline_config_t *first = NULL;
+    lf_registry_opts_t ro = {.shard = 0, .shards = 1};
+    lf_batch_opts_t bo = lf__cli_batch_opts(o, NULL);
+    int n = 0;
+    const lf_registry_model_t *models = lf_pipeline_config_models(cfg, &n);
+    if (o->shard)
+        LF_CALL(parse_shard(o->shard, &ro.shard, &ro.shards));
+    if (o->print_config || o->dry_run) {
+        LF_CALL(lf_pipeline_config_member(cfg, 0, &first));
+        if (lf__cli_rank(comm) == 0) {
+            if (o->print_config) {
+                printf("# the pipeline of the registry's first model, %s\n", models[0].written);
+                fputs(lf_pipeline_config_effective(first), stdout);
+            } else {
+                printf("registry %s: %d models; summary %s.json and .csv, state in %s\n", o->file,
+                       n, lf_pipeline_config_summary(cfg), lf_pipeline_config_state(cfg));
+                for (int k = 0; k < n; k++)
+                    printf("  %d. %s (%s)%s\n", k + 1, models[k].written, models[k].stem,
+                           ro.shards > 1 && k % ro.shards != ro.shard ? " [other shard]" : "");
+                printf("the first model's plan:\n");
+            }
+        }
+        if (o->dry_run) {
+            LF_CALL(lf_pipeline_config_check_files(comm, first));
+            if (lf__cli_rank(comm) == 0)
+                lf_pipeline_config_print_plan(first, stdout);
+        }
+        goto cleanup;
+    }
+    ro.threads = bo.threads;
+    ro.progress = bo.progress;
+    ro.quiet = o->quiet;
+    LF_CALL(lf_registry_run(comm, cfg, &ro));
+cleanup:
+    lf_pipeline_config_destroy(&first);
+    return err;
+}
+
 lf_err_t lf__cmd_run(MPI_Comm comm, const lf__cli_opts_t *o)
 {
     lf_err_t err = LF_OK;
     lf_pipeline_config_t *cfg = NULL;
     bool rank0 = lf__cli_rank(comm) == 0;
     LF_CALL(lf_pipeline_config_load(comm, o->file, o->sets, o->n_sets, &cfg));
+    if (lf_pipeline_config_is_registry(cfg)) {
+        LF_CALL(run_registry(comm, o, cfg));
+        goto cleanup;
+    }
+    LF_CHECK(!o->shard, LF_ERR_USAGE, "--shard goes with registries (models: in the pipeline)");
     if (o->print_config) {
         if (rank0)
             fputs(lf_pipeline_config_effective(cfg), stdout);

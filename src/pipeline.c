@@ -362,9 +362,16 @@ int lf_pipeline_exit_status(MPI_Comm comm, lf_err_t agreed)
 
 lf_err_t lf_pipeline_run(MPI_Comm comm, const lf_pipeline_t *p)
 {
+    return lf_pipeline_run_recorded(comm, p, NULL);
+}
+
+lf_err_t lf_pipeline_run_recorded(MPI_Comm comm, const lf_pipeline_t *p, char **record_json)
+{
     lf_err_t err = LF_OK;
     lf__run_t r = {.p = p, .talk = rank_of(comm) == 0 && !p->quiet};
-    if (p->out_report)
+    if (record_json)
+        *record_json = NULL;
+    if (p->out_report || record_json)
         LF_CALL(lf_comm_agree(comm, lf_record_create(&r.record)));
     LF_CALL(lf_comm_agree(comm, record_inputs(comm, &r)));
     double t = now_seconds();
@@ -387,6 +394,8 @@ cleanup:
         rec = lf_comm_agree(comm, rec);
         if (rec == LF_OK)
             rec = lf_record_write(comm, r.record, p->out_report);
+        if (rec == LF_OK && record_json)
+            rec = lf_comm_agree(comm, lf_record_dump(r.record, record_json));
         if (err == LF_OK)
             err = rec;
     }

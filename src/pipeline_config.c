@@ -8,6 +8,8 @@
 #include "linfold/pipeline_config.h"
 
 #include <errno.h>
+#include <fnmatch.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +82,15 @@ struct lf_pipeline_config {
     char identity[LF_SHA256_HEX];
     /* Shapes found by check_files, for --dry-run. */
     bool checked, name_given;
+    bool keep_problems; /* a registry member: problems are kept, not printed */
+    /* Registries (models: ...): the members, and what a member is built from. */
+    bool registry;
+    lf_registry_model_t *models;
+    int n_models;
+    int64_t groups; /* 0: auto */
+    const char *summary, *state;
+    const char *member_written; /* a member: its model as written (relative to dir) */
+    const char *member_stem;
     char *mkdirs[F__COUNT]; /* output directories to create before the run */
     int n_mkdirs;
     int64_t model_in, model_out, model_params, calib_rows, eval_rows;
@@ -152,7 +163,7 @@ static lf_err_t report_diags(MPI_Comm comm, lf_pipeline_config_t *c, const char 
             c->diags[j] = c->diags[j - 1];
             c->diags[j - 1] = d;
         }
-    if (rank == 0) {
+    if (rank == 0 && !c->keep_problems) {
         for (int k = 0; k < c->n_diags; k++)
             fprintf(stderr, "%s\n", c->diags[k]);
         if (c->dropped)
@@ -246,7 +257,11 @@ static const char *resolve(lf_pipeline_config_t *c, const char *written)
     if (w < 0 || (size_t)w >= sizeof joined)
         return NULL;
     normalize(joined, norm, sizeof norm);
-    return keep(c, strdup(same_place(joined, norm) ? norm : joined));
+    /* Dropping "." and doubled slashes never changes the file named; dropping "x/.." can (x a
+     * symbolic link), so then both spellings must name the same file. */
+    bool parent = strstr(joined, "/../") || strncmp(joined, "../", 3) == 0 ||
+                  (strlen(joined) >= 3 && strcmp(joined + strlen(joined) - 3, "/..") == 0);
+    return keep(c, strdup(!parent || same_place(joined, norm) ? norm : joined));
 }
 
 /* "FILE.h5:/x" with FILE resolved. */
@@ -678,14 +693,20 @@ static void parse_root(lf_pipeline_config_t *c, const lf_yaml_node_t *root)
     static const char *const top[] = {"version",    "name",       "model",     "calibration",
                                       "statistics", "evaluation", "reference", "stages",
                                       "output",     "checkpoint", NULL};
+    static const char *const top_registry[] = {
+        "version",    "name",      "models", "groups", "overrides",  "calibration", "statistics",
+        "evaluation", "reference", "stages", "output", "checkpoint", NULL};
     static const char *const eval_keys[] = {"data", "labels", NULL};
     static const char *const out_keys[] = {"model", "report", "statistics", "predictions", NULL};
+    static const char *const out_keys_registry[] = {
+        "model", "report", "statistics", "predictions", "summary", "state", NULL};
+    bool member = c->member_written != NULL;
     static const char *const ck_keys[] = {"every-batches", "every-seconds", "path", NULL};
     if (!root || root->kind != LF_YAML_MAP) {
         diag(c, root, "a pipeline is a mapping (version: 1, model: ..., stages: [...])");
         return;
     }
-    check_keys(c, root, top, "the pipeline");
+    check_keys(c, root, member ? top_registry : top, "the pipeline");
     if (!(v = lf_yaml_get(root, "version")))
         diag(c, root, "missing key 'version' (this linfold reads version: 1)");
     else if (v->kind != LF_YAML_SCALAR || v->quoted || strcmp(v->text, "1") != 0)
@@ -693,10 +714,16 @@ static void parse_root(lf_pipeline_config_t *c, const lf_yaml_node_t *root)
              v->kind == LF_YAML_SCALAR ? v->text : kind_name(v));
     if ((v = lf_yaml_get(root, "name")))
         c->name_given = get_string(c, "name", v, &p->name);
-    if (!(v = lf_yaml_get(root, "model")))
+    if (member) {
+        /* The model comes from models:, the rest of the file is the template. */
+        p->model = resolve(c, c->member_written);
+        c->where[F_MODEL] = lf_yaml_get(root, "models");
+        c->written[F_MODEL] = c->member_written;
+    } else if (!(v = lf_yaml_get(root, "model"))) {
         diag(c, root, "missing key 'model' (the model file to compress)");
-    else
+    } else {
         p->model = path_of(c, F_MODEL, v, false);
+    }
     if ((v = lf_yaml_get(root, "calibration")))
         p->calibration = path_of(c, F_CALIBRATION, v, true);
     if ((v = lf_yaml_get(root, "statistics")))
@@ -721,7 +748,7 @@ static void parse_root(lf_pipeline_config_t *c, const lf_yaml_node_t *root)
         if (v->kind != LF_YAML_MAP) {
             diag(c, v, "output must be a mapping (model: ..., report: ...)");
         } else {
-            check_keys(c, v, out_keys, "output");
+            check_keys(c, v, member ? out_keys_registry : out_keys, "output");
             const lf_yaml_node_t *o;
             if ((o = lf_yaml_get(v, "model")))
                 p->out_model = path_of(c, F_OUT_MODEL, o, false);
@@ -773,25 +800,19 @@ static void stage_problem(void *ctx, int stage, const char *msg)
 
 /* --set KEY=VALUE with KEY "stage.option", "section.key" or a top-level key. The value becomes a
  * plain scalar at line 0, column k + 1, which messages print as the --set argument. */
-static void apply_set(lf_pipeline_config_t *c, int k)
+/* Sets key ("stage.option", "section.key" or a top-level key) to value in the tree; problems
+ * are reported at pos. */
+static void set_key(lf_pipeline_config_t *c, const char *key_text, lf_yaml_node_t *value,
+                    const lf_yaml_node_t *pos)
 {
-    const char *arg = c->sets[k];
-    const lf_yaml_node_t pos = {.kind = LF_YAML_SCALAR, .line = 0, .column = k + 1, .text = ""};
-    const char *eq = strchr(arg, '=');
     char key[256];
-    lf_yaml_node_t *root = (lf_yaml_node_t *)lf_yaml_root(c->doc), *value = NULL, *target = root;
-    if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof key) {
-        diag(c, &pos, "expected KEY=VALUE, for example fold.threshold=0.9");
+    lf_yaml_node_t *root = (lf_yaml_node_t *)lf_yaml_root(c->doc), *target = root;
+    if (snprintf(key, sizeof key, "%s", key_text) >= (int)sizeof key || !key[0]) {
+        diag(c, pos, "'%s' is not a key of the pipeline", key_text);
         return;
     }
-    memcpy(key, arg, (size_t)(eq - arg));
-    key[eq - arg] = '\0';
     if (!root || root->kind != LF_YAML_MAP)
         return;
-    if (lf_yaml_new_scalar(c->doc, eq + 1, false, 0, k + 1, &value) != LF_OK) {
-        diag_error(c, &pos, LF_ERR_ARG);
-        return;
-    }
     char *dot = strchr(key, '.');
     if (dot) {
         *dot = '\0';
@@ -805,43 +826,65 @@ static void apply_set(lf_pipeline_config_t *c, int k)
                     strcmp(item->keys[0]->text, section) == 0) {
                     if (item->items[0]->kind != LF_YAML_MAP) {
                         lf_yaml_node_t *m = NULL;
-                        if (lf_yaml_new_map(c->doc, 0, k + 1, &m) != LF_OK ||
+                        if (lf_yaml_new_map(c->doc, pos->line, pos->column, &m) != LF_OK ||
                             lf_yaml_map_set(c->doc, item, section, m) != LF_OK) {
-                            diag_error(c, &pos, LF_ERR_NOMEM);
+                            diag_error(c, pos, LF_ERR_NOMEM);
                             return;
                         }
                     }
                     target = item->items[0];
                 } else if (item->kind == LF_YAML_SCALAR && strcmp(item->text, section) == 0) {
-                    diag(c, &pos, "give stage %s its options in the file (- %s: {}) to set them",
+                    diag(c, pos, "give stage %s its options in the file (- %s: {}) to set them",
                          section, section);
                     return;
                 }
             }
             if (!target) {
-                diag(c, &pos, "the pipeline has no %s stage", section);
+                diag(c, pos, "the pipeline has no %s stage", section);
                 return;
             }
         } else {
             target = (lf_yaml_node_t *)lf_yaml_get(root, section);
             if (!target) {
                 lf_yaml_node_t *m = NULL;
-                if (lf_yaml_new_map(c->doc, 0, k + 1, &m) != LF_OK ||
+                if (lf_yaml_new_map(c->doc, pos->line, pos->column, &m) != LF_OK ||
                     lf_yaml_map_set(c->doc, root, section, m) != LF_OK) {
-                    diag_error(c, &pos, LF_ERR_NOMEM);
+                    diag_error(c, pos, LF_ERR_NOMEM);
                     return;
                 }
                 target = m;
             }
             if (target->kind != LF_YAML_MAP) {
-                diag(c, &pos, "%s is not a mapping in the pipeline", section);
+                diag(c, pos, "%s is not a mapping in the pipeline", section);
                 return;
             }
         }
         memmove(key, dot + 1, strlen(dot + 1) + 1);
     }
     if (lf_yaml_map_set(c->doc, target, key, value) != LF_OK)
+        diag_error(c, pos, LF_ERR_ARG);
+}
+
+/* --set KEY=VALUE: the value becomes a plain scalar at line 0, column k + 1, which messages
+ * print as the --set argument. */
+static void apply_set(lf_pipeline_config_t *c, int k)
+{
+    const char *arg = c->sets[k];
+    const lf_yaml_node_t pos = {.kind = LF_YAML_SCALAR, .line = 0, .column = k + 1, .text = ""};
+    const char *eq = strchr(arg, '=');
+    char key[256];
+    lf_yaml_node_t *value = NULL;
+    if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof key) {
+        diag(c, &pos, "expected KEY=VALUE, for example fold.threshold=0.9");
+        return;
+    }
+    memcpy(key, arg, (size_t)(eq - arg));
+    key[eq - arg] = '\0';
+    if (lf_yaml_new_scalar(c->doc, eq + 1, false, 0, k + 1, &value) != LF_OK) {
         diag_error(c, &pos, LF_ERR_ARG);
+        return;
+    }
+    set_key(c, key, value, &pos);
 }
 
 /* ---------------------------------------------------------------- the effective pipeline */
@@ -1012,6 +1055,390 @@ cleanup:
     return err;
 }
 
+/* ---------------------------------------------------------------- registries */
+
+/* The file name of path without its last extension. */
+static char *stem_of(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    char *s = malloc(len + 1);
+    if (s) {
+        memcpy(s, base, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* Appends a NUL-terminated entry to a growing buffer of entries. */
+static int push_entry(char **buf, size_t *len, size_t *cap, const char *entry)
+{
+    size_t n = strlen(entry) + 1;
+    if (*len + n > *cap) {
+        size_t want = (*cap ? *cap * 2 : 4096) + n;
+        char *grown = realloc(*buf, want);
+        if (!grown)
+            return -1;
+        *buf = grown;
+        *cap = want;
+    }
+    memcpy(*buf + *len, entry, n);
+    *len += n;
+    return 0;
+}
+
+/* The models a registry names, as written relative to the pipeline's directory: a list, a glob
+ * (sorted) or a manifest (one path a line, relative to the manifest; # comments). Rank 0 reads the
+ * file system; *msg is its problem, if any. */
+static void list_models(lf_pipeline_config_t *c, const lf_yaml_node_t *models, char **buf,
+                        size_t *len, char *msg, size_t cap)
+{
+    size_t bcap = 0;
+    const lf_yaml_node_t *list = models, *g = NULL, *man = NULL;
+    if (models->kind == LF_YAML_MAP) {
+        list = lf_yaml_get(models, "list");
+        g = lf_yaml_get(models, "glob");
+        man = lf_yaml_get(models, "manifest");
+    }
+    if (list && list->kind == LF_YAML_SEQ) {
+        for (int k = 0; k < list->n; k++)
+            if (list->items[k]->kind == LF_YAML_SCALAR &&
+                push_entry(buf, len, &bcap, list->items[k]->text) != 0)
+                snprintf(msg, cap, "no memory for the model list");
+    } else if (g && g->kind == LF_YAML_SCALAR) {
+        char pattern[LF_PATH_MAX];
+        bool relative = g->text[0] != '/';
+        int w = relative ? snprintf(pattern, sizeof pattern, "%s/%s", c->dir, g->text)
+                         : snprintf(pattern, sizeof pattern, "%s", g->text);
+        glob_t gl = {0};
+        int rc = w > 0 && (size_t)w < sizeof pattern ? glob(pattern, 0, NULL, &gl) : GLOB_NOSPACE;
+        if (rc == GLOB_NOMATCH)
+            snprintf(msg, cap, "models: the glob %.400s matches no file (in %.400s)", g->text,
+                     c->dir);
+        else if (rc != 0)
+            snprintf(msg, cap, "models: cannot expand the glob %.900s (%s)", pattern,
+                     rc == GLOB_ABORTED ? "a directory cannot be read" : "no memory");
+        size_t skip = relative ? strlen(c->dir) + 1 : 0;
+        for (size_t k = 0; rc == 0 && k < gl.gl_pathc; k++)
+            if (push_entry(buf, len, &bcap, gl.gl_pathv[k] + skip) != 0)
+                snprintf(msg, cap, "no memory for the model list");
+        globfree(&gl);
+    } else if (man && man->kind == LF_YAML_SCALAR) {
+        char path[LF_PATH_MAX], line[LF_PATH_MAX], entry[2 * LF_PATH_MAX + 2];
+        int w = snprintf(path, sizeof path, "%s%s%s", man->text[0] == '/' ? "" : c->dir,
+                         man->text[0] == '/' ? "" : "/", man->text);
+        if (w < 0 || (size_t)w >= sizeof path) {
+            snprintf(msg, cap, "models: the manifest's path is too long");
+            return;
+        }
+        /* Entries are relative to the manifest: prefix them with its directory as written. */
+        char mdir[LF_PATH_MAX];
+        snprintf(mdir, sizeof mdir, "%s", man->text);
+        char *slash = strrchr(mdir, '/');
+        if (slash)
+            slash[1] = '\0';
+        else
+            mdir[0] = '\0';
+        FILE *f = fopen(path, "r");
+        if (!f)
+            snprintf(msg, cap, "models: cannot open the manifest %.900s (%s)", path,
+                     strerror(errno));
+        int number = 0;
+        while (f && fgets(line, sizeof line, f)) {
+            number++;
+            size_t n = strlen(line);
+            if (n == sizeof line - 1 && line[n - 1] != '\n') {
+                snprintf(msg, cap, "%.900s:%d: line too long", path, number);
+                break;
+            }
+            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                             line[n - 1] == '\t'))
+                line[--n] = '\0';
+            char *e = line + strspn(line, " \t");
+            if (!*e || *e == '#')
+                continue;
+            if (snprintf(entry, sizeof entry, "%s%s", e[0] == '/' ? "" : mdir, e) >=
+                (int)sizeof entry) {
+                snprintf(msg, cap, "%.900s:%d: path too long", path, number);
+                break;
+            }
+            if (push_entry(buf, len, &bcap, entry) != 0)
+                snprintf(msg, cap, "no memory for the model list");
+        }
+        if (f && ferror(f))
+            snprintf(msg, cap, "models: cannot read the manifest %.900s", path);
+        if (f)
+            fclose(f);
+        if (!msg[0] && *len == 0)
+            snprintf(msg, cap, "models: the manifest %.900s names no model", path);
+    }
+}
+
+/* models:, groups:, overrides: and output.summary/state of a registry. Collective: rank 0
+ * expands the model list and broadcasts it. */
+static lf_err_t parse_registry(MPI_Comm comm, lf_pipeline_config_t *c)
+{
+    lf_err_t err = LF_OK;
+    const lf_yaml_node_t *root = lf_yaml_root(c->doc), *models = lf_yaml_get(root, "models"), *v;
+    static const char *const model_keys[] = {"list", "glob", "manifest", NULL};
+    static const char *const override_keys[] = {"match", "set", NULL};
+    char *buf = NULL, msg[1024] = "";
+    size_t len = 0;
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    c->registry = true;
+    if (lf_yaml_get(root, "model"))
+        diag(c, lf_yaml_get(root, "model"), "give model or models, not both");
+    bool shape_ok = models->kind == LF_YAML_SEQ;
+    if (models->kind == LF_YAML_MAP) {
+        check_keys(c, models, model_keys, "models");
+        int kinds = 0;
+        for (const char *const *k = model_keys; *k; k++)
+            if ((v = lf_yaml_get(models, *k))) {
+                kinds++;
+                if (strcmp(*k, "list") == 0 ? v->kind != LF_YAML_SEQ : v->kind != LF_YAML_SCALAR)
+                    diag(c, v, "models.%s must be %s", *k,
+                         strcmp(*k, "list") == 0 ? "a list of model files" : "a path");
+            }
+        shape_ok = kinds == 1;
+        if (kinds != 1)
+            diag(c, models, "models needs exactly one of list, glob and manifest");
+    } else if (!shape_ok) {
+        diag(c, models,
+             "models must be a list of files or a mapping with list, glob or "
+             "manifest");
+    }
+    const lf_yaml_node_t *list = models->kind == LF_YAML_SEQ ? models : lf_yaml_get(models, "list");
+    for (int k = 0; list && list->kind == LF_YAML_SEQ && k < list->n; k++)
+        if (list->items[k]->kind != LF_YAML_SCALAR || is_null(list->items[k]))
+            diag(c, list->items[k], "a model in the list must be a path");
+    if ((v = lf_yaml_get(root, "groups")) &&
+        !(v->kind == LF_YAML_SCALAR && !v->quoted && strcmp(v->text, "auto") == 0))
+        get_count(c, "groups", v, &c->groups);
+    if ((v = lf_yaml_get(root, "overrides"))) {
+        if (v->kind != LF_YAML_SEQ)
+            diag(c, v, "overrides must be a list of {match: GLOB, set: {KEY: VALUE, ...}}");
+        for (int k = 0; v->kind == LF_YAML_SEQ && k < v->n; k++) {
+            const lf_yaml_node_t *o = v->items[k], *m, *set;
+            if (o->kind != LF_YAML_MAP) {
+                diag(c, o, "an override is {match: GLOB, set: {KEY: VALUE, ...}}");
+                continue;
+            }
+            check_keys(c, o, override_keys, "an override");
+            if (!(m = lf_yaml_get(o, "match")) || m->kind != LF_YAML_SCALAR)
+                diag(c, m ? m : o, "an override needs match: a glob on the model's stem");
+            if (!(set = lf_yaml_get(o, "set")) || set->kind != LF_YAML_MAP)
+                diag(c, set ? set : o, "an override needs set: {KEY: VALUE, ...}");
+        }
+    }
+    const lf_yaml_node_t *out = lf_yaml_get(root, "output");
+    const lf_yaml_node_t *sum =
+        out && out->kind == LF_YAML_MAP ? lf_yaml_get(out, "summary") : NULL;
+    if (!sum)
+        diag(c, out ? out : root,
+             "a registry needs output.summary (where its summary JSON "
+             "and CSV go, without extension)");
+    else if (get_string(c, "output.summary", sum, &c->summary))
+        c->summary = resolve(c, c->summary);
+    const lf_yaml_node_t *st = out && out->kind == LF_YAML_MAP ? lf_yaml_get(out, "state") : NULL;
+    if (st && get_string(c, "output.state", st, &c->state)) {
+        c->state = resolve(c, c->state);
+    } else if (c->summary) {
+        char def[LF_PATH_MAX];
+        snprintf(def, sizeof def, "%s.state", c->summary);
+        c->state = keep(c, strdup(def));
+    }
+    /* The list itself, from rank 0. */
+    long long n_bytes = 0;
+    if (rank == 0 && shape_ok) {
+        list_models(c, models, &buf, &len, msg, sizeof msg);
+        n_bytes = msg[0] ? -1 : (long long)len;
+    }
+    MPI_Bcast(&n_bytes, 1, MPI_LONG_LONG, 0, comm);
+    if (n_bytes < 0) {
+        LF_CALL(lf_comm_bcast_string(comm, msg, (int)sizeof msg, 0));
+        diag(c, models, "%s", msg);
+        goto cleanup;
+    }
+    if (rank != 0 && n_bytes > 0)
+        buf = malloc((size_t)n_bytes);
+    LF_CHECK(lf_comm_agree(comm, n_bytes == 0 || buf ? LF_OK : LF_ERR_NOMEM) == LF_OK, LF_ERR_NOMEM,
+             "no memory for the model list");
+    int n_int = 0;
+    LF_CALL(lf_int_cast(n_bytes, &n_int));
+    if (n_int > 0)
+        MPI_Bcast(buf, n_int, MPI_CHAR, 0, comm);
+    int count = 0;
+    for (long long k = 0; k < n_bytes; k++)
+        count += buf[k] == '\0';
+    LF_CALL(
+        lf_comm_agree(comm, lf_calloc((size_t)count + 1, sizeof *c->models, (void **)&c->models)));
+    for (const char *e = buf; e < buf + n_bytes; e += strlen(e) + 1) {
+        lf_registry_model_t *m = &c->models[c->n_models++];
+        m->written = strdup(e);
+        m->stem = stem_of(e);
+        const char *r = resolve(c, e);
+        m->path = r ? strdup(r) : NULL;
+        LF_CHECK(m->written && m->stem && m->path, LF_ERR_NOMEM, "no memory for the model list");
+        for (int j = 0; j < c->n_models - 1; j++)
+            if (strcmp(c->models[j].stem, m->stem) == 0)
+                diag(c, models,
+                     "models %s and %s have the same stem '%s': their outputs and state would "
+                     "collide",
+                     c->models[j].written, m->written, m->stem);
+    }
+cleanup:
+    free(buf);
+    return err;
+}
+
+/* Fills {stem}, {name} and {dir} in every scalar of the tree but models: and overrides:
+ * ({{ and }} stand for braces). */
+static void fill_templates(lf_pipeline_config_t *c, lf_yaml_node_t *node, bool top)
+{
+    if (node->kind != LF_YAML_SCALAR) {
+        for (int k = 0; k < node->n; k++) {
+            if (top && node->kind == LF_YAML_MAP &&
+                (strcmp(node->keys[k]->text, "models") == 0 ||
+                 strcmp(node->keys[k]->text, "overrides") == 0))
+                continue;
+            lf_yaml_node_t *item = node->items[k];
+            if (item->kind == LF_YAML_SCALAR && strchr(item->text, '{') == NULL &&
+                strchr(item->text, '}') == NULL)
+                continue;
+            if (item->kind != LF_YAML_SCALAR) {
+                fill_templates(c, item, false);
+                continue;
+            }
+            char out[LF_PATH_MAX], name[LF_PATH_MAX], dir[LF_PATH_MAX];
+            const char *w = c->member_written, *slash = strrchr(w, '/');
+            snprintf(name, sizeof name, "%s", slash ? slash + 1 : w);
+            if (slash)
+                snprintf(dir, sizeof dir, "%.*s", (int)(slash - w), w);
+            else
+                snprintf(dir, sizeof dir, ".");
+            size_t o = 0;
+            bool ok = true;
+            for (const char *p = item->text; *p && ok;) {
+                const char *rep = NULL;
+                size_t skip = 1;
+                char one[2] = {*p, '\0'};
+                if (strncmp(p, "{{", 2) == 0 || strncmp(p, "}}", 2) == 0) {
+                    one[0] = *p;
+                    rep = one;
+                    skip = 2;
+                } else if (strncmp(p, "{stem}", 6) == 0) {
+                    rep = c->member_stem;
+                    skip = 6;
+                } else if (strncmp(p, "{name}", 6) == 0) {
+                    rep = name;
+                    skip = 6;
+                } else if (strncmp(p, "{dir}", 5) == 0) {
+                    rep = dir;
+                    skip = 5;
+                } else if (*p == '{' || *p == '}') {
+                    diag(c, item,
+                         "unknown template '%.*s' (known: {stem}, {name}, {dir}; {{ and }} for "
+                         "braces)",
+                         (int)(strcspn(p + 1, "}") + 2), p);
+                    ok = false;
+                    break;
+                } else {
+                    rep = one;
+                }
+                size_t n = strlen(rep);
+                if (o + n + 1 > sizeof out) {
+                    diag(c, item, "the value is too long once its templates are filled in");
+                    ok = false;
+                    break;
+                }
+                memcpy(out + o, rep, n);
+                o += n;
+                p += skip;
+            }
+            out[o] = '\0';
+            lf_yaml_node_t *filled = NULL;
+            if (ok && lf_yaml_new_scalar(c->doc, out, item->quoted, item->line, item->column,
+                                         &filled) == LF_OK)
+                node->items[k] = filled;
+        }
+    }
+}
+
+/* The overrides whose match: fits the member's stem, in file order. */
+static void apply_overrides(lf_pipeline_config_t *c)
+{
+    const lf_yaml_node_t *ov = lf_yaml_get(lf_yaml_root(c->doc), "overrides");
+    for (int k = 0; ov && ov->kind == LF_YAML_SEQ && k < ov->n; k++) {
+        const lf_yaml_node_t *o = ov->items[k];
+        const lf_yaml_node_t *m = lf_yaml_get(o, "match"), *set = lf_yaml_get(o, "set");
+        if (!m || m->kind != LF_YAML_SCALAR || !set || set->kind != LF_YAML_MAP ||
+            fnmatch(m->text, c->member_stem, 0) != 0)
+            continue;
+        for (int j = 0; j < set->n; j++)
+            set_key(c, set->keys[j]->text, set->items[j], set->keys[j]);
+    }
+}
+
+lf_err_t lf_pipeline_config_member(const lf_pipeline_config_t *reg, int i,
+                                   lf_pipeline_config_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_pipeline_config_t *c = NULL;
+    *out = NULL;
+    LF_CHECK(i >= 0 && i < reg->n_models, LF_ERR_INTERNAL, "no model %d in the registry", i);
+    LF_CALL(lf_calloc(1, sizeof *c, (void **)&c));
+    lf_pipeline_init(&c->p);
+    c->keep_problems = true;
+    c->path = strdup(reg->path);
+    c->text = strdup(reg->text);
+    LF_CHECK(c->path && c->text, LF_ERR_NOMEM, "no memory for a registry member");
+    memcpy(c->dir, reg->dir, sizeof c->dir);
+    c->sets = reg->sets;
+    c->n_sets = reg->n_sets;
+    c->member_written = reg->models[i].written;
+    c->member_stem = reg->models[i].stem;
+    LF_CALL(lf_yaml_parse(c->path, c->text, strlen(c->text), &c->doc));
+    lf_yaml_node_t *root = (lf_yaml_node_t *)lf_yaml_root(c->doc);
+    /* Overrides and --set values first, so that their values get templates filled in too. */
+    apply_overrides(c);
+    for (int k = 0; k < c->n_sets; k++)
+        apply_set(c, k);
+    fill_templates(c, root, true);
+    parse_root(c, root);
+    c->p.name = c->member_stem;
+    lf_pipeline_problems(&c->p, stage_problem, c);
+    if (c->n_diags == 0)
+        LF_CALL(build_effective(c));
+    *out = c;
+    c = NULL;
+cleanup:
+    lf_pipeline_config_destroy(&c);
+    return err;
+}
+
+bool lf_pipeline_config_is_registry(const lf_pipeline_config_t *c) { return c->registry; }
+
+const lf_registry_model_t *lf_pipeline_config_models(const lf_pipeline_config_t *c, int *n)
+{
+    *n = c->n_models;
+    return c->models;
+}
+
+int64_t lf_pipeline_config_groups(const lf_pipeline_config_t *c) { return c->groups; }
+
+const char *lf_pipeline_config_summary(const lf_pipeline_config_t *c) { return c->summary; }
+
+const char *lf_pipeline_config_state(const lf_pipeline_config_t *c) { return c->state; }
+
+int lf_pipeline_config_problems(const lf_pipeline_config_t *c, const char *const **lines)
+{
+    *lines = (const char *const *)c->diags;
+    return c->n_diags;
+}
+
 /* ---------------------------------------------------------------- loading */
 
 /* Rank 0 reads at most one byte more than the parser accepts (so that a huge file is refused
@@ -1097,6 +1524,28 @@ lf_err_t lf_pipeline_config_load(MPI_Comm comm, const char *path, const char *co
     else
         snprintf(c->dir, sizeof c->dir, "%.*s", (int)(slash - path), path);
     LF_CALL(read_and_share(comm, c));
+    const lf_yaml_node_t *root = lf_yaml_root(c->doc);
+    if (root && root->kind == LF_YAML_MAP && lf_yaml_get(root, "models")) {
+        /* A registry: the rest of the file is a template, checked on its first model. --set
+         * applies to the registry's own keys (groups, output.summary) here, and again to every
+         * member. */
+        for (int k = 0; k < n_sets; k++)
+            apply_set(c, k);
+        LF_CALL(parse_registry(comm, c));
+        lf_pipeline_config_t *first = NULL;
+        if (c->n_diags == 0 && c->n_models > 0) {
+            LF_CALL(lf_pipeline_config_member(c, 0, &first));
+            for (int k = 0; k < first->n_diags; k++) {
+                raw_problem(c, first->diags[k]);
+                c->diag_pos[c->n_diags - 1] = first->diag_pos[k];
+            }
+            lf_pipeline_config_destroy(&first);
+        }
+        LF_CALL(report_diags(comm, c, "in the pipeline"));
+        *out = c;
+        c = NULL;
+        goto cleanup;
+    }
     for (int k = 0; k < n_sets; k++)
         apply_set(c, k);
     parse_root(c, lf_yaml_root(c->doc));
@@ -1180,33 +1629,13 @@ cleanup:
 
 lf_err_t lf_pipeline_config_make_directories(MPI_Comm comm, const lf_pipeline_config_t *c)
 {
-    lf_err_t err = LF_OK, local = LF_OK;
+    lf_err_t local = LF_OK;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    for (int k = 0; rank == 0 && local == LF_OK && k < c->n_mkdirs; k++) {
-        if (!c->mkdirs[k])
-            continue;
-        char part[LF_PATH_MAX];
-        snprintf(part, sizeof part, "%s", c->mkdirs[k]);
-        for (char *s = part + 1;; s++) {
-            if (*s == '/' || *s == '\0') {
-                char keep_c = *s;
-                *s = '\0';
-                if (mkdir(part, 0777) != 0 && errno != EEXIST) {
-                    local = LF_ERR_IO;
-                    lf_error_record(__FILE__, __LINE__, __func__, local,
-                                    "cannot create directory %s (%s)", part, strerror(errno));
-                    break;
-                }
-                *s = keep_c;
-                if (keep_c == '\0')
-                    break;
-            }
-        }
-    }
-    LF_CALL(lf_comm_agree(comm, local));
-cleanup:
-    return err;
+    for (int k = 0; rank == 0 && local == LF_OK && k < c->n_mkdirs; k++)
+        if (c->mkdirs[k])
+            local = lf_atomic_mkdirs(c->mkdirs[k]);
+    return lf_comm_agree(comm, local);
 }
 
 lf_err_t lf_pipeline_config_check_files(MPI_Comm comm, lf_pipeline_config_t *c)
@@ -1320,6 +1749,15 @@ cleanup:
     return err;
 }
 
+lf_err_t lf_pipeline_config_check_files_quietly(MPI_Comm comm, lf_pipeline_config_t *c)
+{
+    bool keep = c->keep_problems;
+    c->keep_problems = true;
+    lf_err_t err = lf_pipeline_config_check_files(comm, c);
+    c->keep_problems = keep;
+    return err;
+}
+
 /* ---------------------------------------------------------------- access and printing */
 
 const lf_pipeline_t *lf_pipeline_config_pipeline(const lf_pipeline_config_t *c) { return &c->p; }
@@ -1417,6 +1855,12 @@ void lf_pipeline_config_destroy(lf_pipeline_config_t **cp)
         free(c->diags[k]);
     for (int k = 0; k < c->n_mkdirs; k++)
         free(c->mkdirs[k]);
+    for (int k = 0; k < c->n_models; k++) {
+        free(c->models[k].written);
+        free(c->models[k].path);
+        free(c->models[k].stem);
+    }
+    lf_free(c->models);
     free(c->effective);
     lf_yaml_destroy(&c->doc);
     lf_free(c->text);

@@ -56,4 +56,9 @@ typedef struct {
 lf_err_t lf_atomic_check_outputs(const lf_atomic_named_t *inputs, int n_inputs,
                                  const lf_atomic_named_t *outputs, int n_outputs, bool probe);
 
+/* Creates dir and its missing parents (like mkdir -p; permissions from the umask).
+ * Not collective.
+ * LF_ERR_IO naming the directory that cannot be created. */
+lf_err_t lf_atomic_mkdirs(const char *dir);
+
 #endif /* LINFOLD_ATOMIC_H */

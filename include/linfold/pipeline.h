@@ -127,6 +127,12 @@ lf_err_t lf_pipeline_check(const lf_pipeline_t *p);
  * there whether the run succeeded or not. */
 lf_err_t lf_pipeline_run(MPI_Comm comm, const lf_pipeline_t *p);
 
+/* lf_pipeline_run() that also returns the run record as compact JSON in *record_json (on every
+ * rank; rank 0's is the one with the peak memory of all ranks; caller frees with free()), also
+ * when the run failed.
+ * Collective on comm. */
+lf_err_t lf_pipeline_run_recorded(MPI_Comm comm, const lf_pipeline_t *p, char **record_json);
+
 /* The process exit status of an agreed error (docs/pipeline.md has the table): 0 success,
  * 2 bad input or configuration, 3 some models of a registry failed, 75 stopped at a checkpoint,
  * 128 + N stopped by signal N, 1 any other error.

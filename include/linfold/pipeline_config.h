@@ -23,6 +23,13 @@
 
 typedef struct lf_pipeline_config lf_pipeline_config_t;
 
+/* A model of a registry (a pipeline with `models:`). */
+typedef struct {
+    char *written; /* as the pipeline names it: relative to the pipeline's directory, or absolute */
+    char *path;    /* resolved */
+    char *stem;    /* its file name without the extension: {stem} in templates */
+} lf_registry_model_t;
+
 /* Reads, parses, overrides and validates the pipeline file at path.
  * Collective on comm.
  * Problems are printed by rank 0 on stderr, one line each, and the call returns LF_ERR_USAGE
@@ -54,6 +61,31 @@ const char *lf_pipeline_config_effective(const lf_pipeline_config_t *cfg);
  * outputs.
  * Not collective. */
 void lf_pipeline_config_print_plan(const lf_pipeline_config_t *cfg, FILE *f);
+
+/* Whether the file is a registry (names many models), and its models, groups (0: auto),
+ * summary (path without extension) and state directory.
+ * Not collective. */
+bool lf_pipeline_config_is_registry(const lf_pipeline_config_t *cfg);
+const lf_registry_model_t *lf_pipeline_config_models(const lf_pipeline_config_t *cfg, int *n);
+int64_t lf_pipeline_config_groups(const lf_pipeline_config_t *cfg);
+const char *lf_pipeline_config_summary(const lf_pipeline_config_t *cfg);
+const char *lf_pipeline_config_state(const lf_pipeline_config_t *cfg);
+
+/* Builds the pipeline of model i of a registry: its templates ({stem}, {name}, {dir}) filled
+ * in, the overrides that match it and the --set values applied, validated like a pipeline file.
+ * Not collective (every rank that calls it gets the same answer).
+ * *out is made even when the member has problems: lf_pipeline_config_problems() says which. */
+lf_err_t lf_pipeline_config_member(const lf_pipeline_config_t *registry, int i,
+                                   lf_pipeline_config_t **out);
+
+/* The problems found so far ("FILE:LINE:COLUMN: message" each), and their number.
+ * Not collective. */
+int lf_pipeline_config_problems(const lf_pipeline_config_t *cfg, const char *const **lines);
+
+/* Like lf_pipeline_config_check_files(), but keeps the problems in cfg instead of printing them
+ * (a registry records them as the model's failure).
+ * Collective on comm. */
+lf_err_t lf_pipeline_config_check_files_quietly(MPI_Comm comm, lf_pipeline_config_t *cfg);
 
 /* Frees *cfg and sets it to NULL; accepts NULL.
  * Not collective. */
