@@ -28,7 +28,8 @@ void lf_pipeline_init(lf_pipeline_t *p)
                          .search_batch = 1024,
                          .evaluate_batch = 1024,
                          .predict_batch = 1024,
-                         .threads = 1};
+                         .threads = 1,
+                         .group = -1};
 }
 
 const char *lf_stage_name(lf_stage_t stage)
@@ -327,6 +328,9 @@ static lf_err_t record_inputs(MPI_Comm comm, lf__run_t *r)
     LF_CALL(lf_record_set_string(r->record, "calibration",
                                  p->statistics ? p->statistics : p->calibration));
     LF_CALL(lf_record_set_string(r->record, "evaluation_data", p->eval_data));
+    LF_CALL(lf_record_set_int(r->record, "threads_per_rank", p->threads));
+    if (p->group >= 0)
+        LF_CALL(lf_record_set_int(r->record, "group", p->group));
     if (rank_of(comm) != 0)
         return LF_OK;
     LF_CALL(lf_hash_file(p->model, hex));

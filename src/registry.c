@@ -204,7 +204,7 @@ static void problems_text(const lf_pipeline_config_t *m, char *buf, size_t cap)
 
 /* Runs model i on the group: skip, check, run; fills o. Collective on group. Returns the error
  * that stops the whole registry (a signal), LF_OK otherwise. */
-static lf_err_t run_model(MPI_Comm group, const lf_pipeline_config_t *reg, int i,
+static lf_err_t run_model(MPI_Comm group, int color, const lf_pipeline_config_t *reg, int i,
                           const lf_registry_opts_t *ro, outcome_t *o, int *what)
 {
     lf_err_t err = LF_OK, e = LF_OK;
@@ -276,7 +276,8 @@ static lf_err_t run_model(MPI_Comm group, const lf_pipeline_config_t *reg, int i
     }
     p->threads = ro->threads;
     p->progress = ro->progress;
-    p->quiet = true; /* one line per model in the log instead of each model's tables */
+    p->quiet = true; /* lines in the log instead of each model's tables */
+    p->group = color;
     e = lf_pipeline_run_recorded(group, p, &record);
     o->record = record ? json_loads(record, 0, NULL) : NULL;
     if (e == LF_OK) {
@@ -522,17 +523,25 @@ lf_err_t lf_registry_run(MPI_Comm comm, const lf_pipeline_config_t *reg,
      * makes the same groups do the same models. */
     double t0 = now_seconds();
     int done = 0, mine = 0;
+    double last_line = -1e30;
     for (int k = color; k < n_todo; k += groups)
         mine++;
     for (int k = color; k < n_todo && stop == LF_OK; k += groups) {
         outcome_t o = {0};
         int i = todo[k];
-        stop = run_model(group, reg, i, ro, &o, &what[i]);
+        stop = run_model(group, color, reg, i, ro, &o, &what[i]);
         done++;
-        double elapsed = now_seconds() - t0, left = elapsed / done * (mine - done);
-        if (what[i] == SKIPPED)
-            lf_log(LF_LOG_INFO, group, "model %d of %d (group %d): %s unchanged, skipped", k + 1,
-                   n_todo, color, o.model->stem);
+        double now = now_seconds(), elapsed = now - t0, left = elapsed / done * (mine - done);
+        /* At most one line a second per group, but every failure and the group's last model. */
+        bool line = what[i] == FAILED || done == mine || now - last_line >= 1.0;
+        if (line)
+            last_line = now;
+        if (!line)
+            ;
+        else if (what[i] == SKIPPED)
+            lf_log(LF_LOG_INFO, group,
+                   "model %d of %d (group %d): %s unchanged, skipped; %d left in this group", k + 1,
+                   n_todo, color, o.model->stem, mine - done);
         else if (what[i] == COMPRESSED)
             lf_log(LF_LOG_INFO, group,
                    "model %d of %d (group %d): %s compressed, %lld -> %lld parameters in %.2f "

@@ -88,6 +88,7 @@ typedef struct {
     /* How to run. */
     int threads;
     bool progress, quiet;
+    int group; /* the rank group of a registry run (-1: none), for the record */
 } lf_pipeline_t;
 
 /* Fills p with the defaults: threshold 1, batches of 1024 rows, nothing else.
