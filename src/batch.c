@@ -149,10 +149,9 @@ static void progress_line(const lf_batch_opts_t *opts, int64_t done, int64_t n, 
 
 /* The interruption message says what was stopped and how far it had got: batch numbers are the
  * same on every rank, whichever rank saw the signal first. */
-static lf_err_t check_signal(const lf_batch_opts_t *opts, int64_t batch, int64_t batches)
+static lf_err_t check_signal(const lf_batch_opts_t *opts, int sig, int64_t batch, int64_t batches)
 {
     lf_err_t err = LF_OK;
-    int sig = lf_interrupt_signal();
     LF_CHECK(sig == 0, LF_ERR_INTERRUPTED, "interrupted by %s during %s at batch %lld of %lld",
              lf_interrupt_name(sig), opts->what ? opts->what : "a pass over the data",
              (long long)batch, (long long)batches);
@@ -160,14 +159,73 @@ cleanup:
     return err;
 }
 
+/* This rank's share of the rows a pass covers (part's ranges, or all n rows): the rows ranked
+ * [begin, begin + count) among them in row order, with lf_comm_shard of their number, as ranges
+ * (*n_share of them) into *share. *total receives the number of rows the pass covers. Without
+ * ranges the share is lf_comm_shard(n) itself, the pass of lf_batch_run(). */
+static lf_err_t share_rows(int64_t n, const lf_batch_part_t *part, int rank, int size,
+                           lf_row_range_t **share, int64_t *n_share, int64_t *total)
+{
+    lf_err_t err = LF_OK;
+    lf_row_range_t all = {0, n};
+    const lf_row_range_t *rows = part && part->rows ? part->rows : &all;
+    int64_t n_rows = part && part->rows ? part->n_rows : (n > 0 ? 1 : 0), m = 0, prev = 0;
+    *share = NULL;
+    *n_share = 0;
+    LF_CHECK(n_rows >= 0, LF_ERR_ARG, "%lld row ranges, expected >= 0", (long long)n_rows);
+    for (int64_t k = 0; k < n_rows; k++) {
+        LF_CHECK(rows[k].lo >= prev && rows[k].lo < rows[k].hi && rows[k].hi <= n, LF_ERR_ARG,
+                 "row range %lld is [%lld, %lld): expected ascending, disjoint, non-empty ranges "
+                 "within the %lld rows",
+                 (long long)k, (long long)rows[k].lo, (long long)rows[k].hi, (long long)n);
+        prev = rows[k].hi;
+        m += rows[k].hi - rows[k].lo;
+    }
+    LF_CALL(lf_calloc((size_t)(n_rows > 0 ? n_rows : 1), sizeof **share, (void **)share));
+    int64_t skip = 0, count = 0;
+    lf_comm_shard(m, rank, size, &skip, &count);
+    for (int64_t k = 0; k < n_rows && count > 0; k++) {
+        int64_t len = rows[k].hi - rows[k].lo;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        int64_t take = len - skip < count ? len - skip : count;
+        (*share)[(*n_share)++] = (lf_row_range_t){rows[k].lo + skip, rows[k].lo + skip + take};
+        count -= take;
+        skip = 0;
+    }
+    *total = m;
+cleanup:
+    return err;
+}
+
+/* Blocks [*b0, *b1) of range g, for R-row blocks: the ones it touches. */
+static void range_blocks(const lf_row_range_t *g, int64_t R, int64_t *b0, int64_t *b1)
+{
+    *b0 = g->lo / R;
+    *b1 = (g->hi - 1) / R + 1;
+}
+
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
                       const lf_model_t *const *models, int n_models, const lf_batch_opts_t *opts,
                       lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx)
 {
+    return lf_batch_run_part(comm, x, labels, models, n_models, opts, NULL, block_fn, batch_fn,
+                             ctx);
+}
+
+lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
+                           const lf_model_t *const *models, int n_models,
+                           const lf_batch_opts_t *opts, const lf_batch_part_t *part,
+                           lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx)
+{
     lf_err_t err = LF_OK, local = LF_OK;
     float *xbuf = NULL;
     int64_t *ybuf = NULL;
+    lf_row_range_t *share = NULL, *done = NULL;
     int rank = 0, size = 1;
+    bool stepping = part && part->step;
     lf_batch_pass_t pass = {.models = models,
                             .n_models = n_models,
                             .threads = opts->threads > 1 ? opts->threads : 1,
@@ -179,11 +237,15 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
 
     int64_t R = lf_batch_block_rows(n, opts->batch_rows);
     int64_t per_batch = lf_batch_io_rows(n, opts->batch_rows) / R; /* blocks */
-    int64_t begin = 0, count = 0;
-    lf_comm_shard(n, rank, size, &begin, &count);
-    int64_t end = begin + count;
-    int64_t first_block = begin / R, n_blocks = count > 0 ? (end - 1) / R - first_block + 1 : 0;
-    int64_t my_iters = (n_blocks + per_batch - 1) / per_batch, iters = 0;
+    /* This rank's rows: one contiguous shard for a whole pass, maybe several ranges for part of
+     * one. Each range is cut into I/O batches of per_batch blocks on its own. */
+    int64_t n_share = 0, total = 0, my_iters = 0, iters = 0;
+    LF_CALL(share_rows(n, part, rank, size, &share, &n_share, &total));
+    for (int64_t k = 0; k < n_share; k++) {
+        int64_t b0 = 0, b1 = 0;
+        range_blocks(&share[k], R, &b0, &b1);
+        my_iters += (b1 - b0 + per_batch - 1) / per_batch;
+    }
     LF_CALL_MPI(MPI_Allreduce(&my_iters, &iters, 1, MPI_INT64_T, MPI_MAX, comm));
 
     local = pass_alloc(&pass, R);
@@ -191,16 +253,24 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
         local = lf_malloc((size_t)(per_batch * R * cols), sizeof *xbuf, (void **)&xbuf);
     if (local == LF_OK && labels)
         local = lf_calloc((size_t)(per_batch * R), sizeof *ybuf, (void **)&ybuf);
+    if (local == LF_OK && stepping)
+        local = lf_calloc((size_t)(n_share > 0 ? n_share : 1), sizeof *done, (void **)&done);
     LF_CALL(lf_comm_agree(comm, local));
 
     double t0 = now_seconds(), last = t0;
+    int64_t seg = 0, chunk = 0, rows_done = 0; /* the range in progress, its next batch */
     for (int64_t it = 0; it < iters; it++) {
-        int64_t b0 = first_block + it * per_batch;
-        int64_t b1 =
-            b0 + per_batch < first_block + n_blocks ? b0 + per_batch : first_block + n_blocks;
-        int64_t lo = b0 * R > begin ? b0 * R : begin, hi = b1 * R < end ? b1 * R : end;
-        int64_t valid = hi > lo && b1 > b0 ? hi - lo : 0;
-        int64_t first = valid ? lo - b0 * R : 0, rows = (b1 > b0 ? b1 - b0 : 0) * R;
+        int64_t b0 = 0, b1 = 0, lo = 0, hi = 0, range_end = 0;
+        if (seg < n_share) {
+            const lf_row_range_t *g = &share[seg];
+            range_blocks(g, R, &b0, &range_end);
+            b0 += chunk * per_batch;
+            b1 = b0 + per_batch < range_end ? b0 + per_batch : range_end;
+            lo = b0 * R > g->lo ? b0 * R : g->lo;
+            hi = b1 * R < g->hi ? b1 * R : g->hi;
+        }
+        int64_t valid = hi - lo;
+        int64_t first = valid ? lo - b0 * R : 0, rows = (b1 - b0) * R;
         /* Zero only the rows this rank does not own; the read fills the others. */
         memset(xbuf, 0, (size_t)(first * cols) * sizeof *xbuf);
         memset(xbuf + (first + valid) * cols, 0,
@@ -227,17 +297,38 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
             blocks_t blocks = {.batch = &io, .block_rows = R, .fn = block_fn, .ctx = ctx};
             local = lf_pool_run(pass.threads, (int)(b1 - b0), run_block, &blocks);
         }
-        if (local == LF_OK)
-            local = check_signal(opts, it + 1, iters);
+        lf_interrupt_tick();
+        /* With a step, the signal is the step's to see first (it is agreed below). */
+        if (local == LF_OK && !stepping)
+            local = check_signal(opts, lf_interrupt_signal(), it + 1, iters);
         LF_CALL(lf_comm_agree(comm, local));
         if (batch_fn)
             LF_CALL(lf_comm_agree(comm, batch_fn(&io, ctx)));
+        rows_done += valid;
+        if (valid > 0 && b1 == range_end) {
+            seg++;
+            chunk = 0;
+        } else if (valid > 0) {
+            chunk++;
+        }
+        if (stepping) {
+            /* Done: the ranges before the one in progress, and that one up to hi. */
+            int64_t n_done = seg < n_share ? seg : n_share;
+            memcpy(done, share, (size_t)n_done * sizeof *done);
+            if (seg < n_share && chunk > 0)
+                done[n_done++] = (lf_row_range_t){share[seg].lo, hi};
+            int sig = lf_interrupt_agree(comm);
+            lf_batch_state_t st = {
+                .batch = it + 1, .batches = iters, .signal = sig, .done = done, .n_done = n_done};
+            LF_CALL(lf_comm_agree(comm, part->step(comm, &st, part->step_ctx)));
+            LF_CALL(check_signal(opts, sig, it + 1, iters));
+        }
         if (opts->progress && opts->what && rank == 0 && it + 1 < iters) {
             double t = now_seconds();
             if (t - last >= 1.0) {
-                /* Rank 0 owns the largest shard, so its share done is the job's. */
-                int64_t done = (hi - begin) * size < n ? (hi - begin) * size : n;
-                progress_line(opts, done, n, t - t0);
+                /* Rank 0 owns the largest share, so its share done is the job's. */
+                int64_t done_rows = n - total + rows_done * size;
+                progress_line(opts, done_rows < n ? done_rows : n, n, t - t0);
                 last = t;
             }
         }
@@ -246,10 +337,12 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
     if (opts->what) /* unnamed passes (inside searches) stay quiet */
         lf_log(LF_LOG_INFO, comm,
                "%s: %lld rows in %.3f s (%.0f rows/s) on %d rank%s x %d thread%s", opts->what,
-               (long long)n, elapsed, elapsed > 0 ? (double)n / elapsed : 0.0, size,
+               (long long)total, elapsed, elapsed > 0 ? (double)total / elapsed : 0.0, size,
                size == 1 ? "" : "s", pass.threads, pass.threads > 1 ? "s" : "");
 cleanup:
     pass_free(&pass);
+    lf_free(done);
+    lf_free(share);
     lf_free(ybuf);
     lf_free(xbuf);
     return err;

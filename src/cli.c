@@ -124,7 +124,9 @@ static const flag_t flags[] = {
     {"--shard", F_STRING, OFF(shard), M_RUN, "K/N",
      "registries: run only the models i with i % N == K (job arrays)", NULL},
     {"--resume", F_BOOL, OFF(resume), M_RUN, NULL,
-     "continue from the checkpoint of an interrupted run (also the default when one exists)", NULL},
+     "insist on continuing from the pipeline's checkpoint (a rerun resumes anyway when one "
+     "exists); an error when there is none",
+     NULL},
     {"--output-sums", F_BOOL, OFF(output_sums), M_SUMS, NULL,
      "also record exact sums of every neuron's outputs (for --prune-fraction later; slower)", NULL},
     {"--batch", F_INT, OFF(batch), M_BATCH, "N", "rows per batch (default 1024)", NULL},

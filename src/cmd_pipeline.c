@@ -1,6 +1,7 @@
 /* compress, calibrate, eval and predict: each builds the pipeline its flags describe and runs
  * it, so that the command line and pipeline files share one code path (pipeline.h). */
 #include "cli_impl.h"
+#include "linfold/checkpoint.h"
 #include "linfold/pipeline.h"
 #include "linfold/pipeline_config.h"
 #include "linfold/registry.h"
@@ -195,8 +196,18 @@ lf_err_t lf__cmd_run(MPI_Comm comm, const lf__cli_opts_t *o)
             lf_pipeline_config_print_plan(cfg, stdout);
         goto cleanup;
     }
-    LF_CALL(lf_pipeline_config_make_directories(comm, cfg));
     lf_pipeline_t *p = lf_pipeline_config_pipeline_mut(cfg);
+    if (o->resume) {
+        bool exists = false;
+        LF_CHECK(p->checkpoint_path, LF_ERR_USAGE,
+                 "--resume: %s has no checkpoint section, so there is nothing to resume", o->file);
+        LF_CALL(lf_checkpoint_exists(comm, p->checkpoint_path, &exists));
+        LF_CHECK(exists, LF_ERR_USAGE,
+                 "--resume: there is no checkpoint at %s (without --resume the run starts "
+                 "afresh)",
+                 p->checkpoint_path);
+    }
+    LF_CALL(lf_pipeline_config_make_directories(comm, cfg));
     lf_batch_opts_t bo = lf__cli_batch_opts(o, NULL);
     p->threads = bo.threads;
     p->progress = bo.progress;

@@ -34,7 +34,28 @@ void lf_interrupt_install(void)
 
 int lf_interrupt_signal(void) { return atomic_load(&received); }
 
-void lf_interrupt_raise_for_test(int sig) { atomic_store(&received, sig); }
+/* A signal the tests schedule, and the ticks left before it arrives. */
+static atomic_int pending = 0, pending_ticks = 0;
+
+void lf_interrupt_tick(void)
+{
+    if (atomic_load(&pending) != 0 && atomic_fetch_sub(&pending_ticks, 1) == 1) {
+        on_signal(atomic_load(&pending));
+        atomic_store(&pending, 0);
+    }
+}
+
+void lf_interrupt_raise_for_test(int sig)
+{
+    atomic_store(&pending, 0);
+    atomic_store(&received, sig);
+}
+
+void lf_interrupt_raise_after_for_test(int sig, int ticks)
+{
+    atomic_store(&pending_ticks, ticks);
+    atomic_store(&pending, sig);
+}
 
 const char *lf_interrupt_name(int sig)
 {

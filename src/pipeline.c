@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "linfold/atomic.h"
+#include "linfold/checkpoint.h"
 #include "linfold/comm.h"
 #include "linfold/hash.h"
 #include "linfold/interrupt.h"
@@ -218,7 +219,17 @@ static lf_err_t stage_calibrate(MPI_Comm comm, lf__run_t *r)
     lf_err_t err = LF_OK;
     const lf_pipeline_t *p = r->p;
     lf_batch_opts_t bo = batch_opts(p, p->calibrate_batch, "calibrate");
-    LF_CALL(lf_stats_collect(comm, r->model, r->data, &bo, r->need_sums, &r->stats));
+    /* Every rerun resumes: the checkpoint must belong to this pipeline (its SHA-256). */
+    char identity[128];
+    snprintf(identity, sizeof identity, "the pipeline with SHA-256 %s",
+             p->identity ? p->identity : "(none)");
+    lf_checkpoint_opts_t ck = {.path = p->checkpoint_path,
+                               .every_batches = p->checkpoint_batches,
+                               .every_seconds = p->checkpoint_seconds,
+                               .identity = identity,
+                               .resume = true};
+    LF_CALL(
+        lf_stats_collect_checkpointed(comm, r->model, r->data, &bo, r->need_sums, &ck, &r->stats));
     LF_CALL(lf_comm_agree(comm,
                           lf_record_set_int(r->record, "calibration_samples", r->stats->samples)));
 cleanup:
@@ -311,6 +322,9 @@ static lf_err_t write_outputs(MPI_Comm comm, lf__run_t *r)
         if (r->talk)
             printf("wrote %s\n", p->out_model);
     }
+    /* The outputs are safe: the calibration's checkpoint has done its job. */
+    if (p->checkpoint_path)
+        LF_CALL(lf_checkpoint_remove(comm, p->checkpoint_path));
 cleanup:
     return err;
 }

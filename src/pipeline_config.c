@@ -720,12 +720,28 @@ void lf__cfg_parse_root(lf_pipeline_config_t *c, const lf_yaml_node_t *root)
             }
             if ((o = lf_yaml_get(v, "path")))
                 p->checkpoint_path = path_of(c, F_CHECKPOINT, o, false);
+            /* By default the checkpoint sits beside the first output. */
+            const char *first = p->out_model    ? p->out_model
+                                : p->out_stats  ? p->out_stats
+                                : p->out_report ? p->out_report
+                                                : p->predict_out;
+            if (!p->checkpoint_path && first) {
+                char def[LF_PATH_MAX];
+                if (snprintf(def, sizeof def, "%s.ckpt.h5", first) < (int)sizeof def)
+                    p->checkpoint_path = lf__cfg_keep(c, strdup(def));
+            } else if (!p->checkpoint_path) {
+                lf__cfg_diag(c, v, "checkpoint needs checkpoint.path, or an output to sit beside");
+            }
         }
     }
     if (!(v = lf_yaml_get(root, "stages")))
         lf__cfg_diag(c, root, "missing key 'stages' (the list of stages to run)");
     else
         parse_stages(c, v);
+    if ((v = lf_yaml_get(root, "checkpoint")) && !lf_pipeline_has(p, LF_STAGE_CALIBRATE))
+        lf__cfg_diag(c, v,
+                     "checkpoint has nothing to do without a calibrate stage (only the "
+                     "calibration pass checkpoints)");
 }
 
 /* A problem of the pipeline as a whole, at the stage it concerns (else at stages:). */

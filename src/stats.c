@@ -2,10 +2,15 @@
 #include "linfold/stats.h"
 
 #include <math.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "linfold/alloc.h"
+#include "linfold/checkpoint.h"
 #include "linfold/comm.h"
+#include "linfold/interrupt.h"
+#include "linfold/log.h"
 
 lf_err_t lf_stats_create(const lf_model_t *m, lf_stats_t **out)
 {
@@ -243,23 +248,221 @@ cleanup:
     return err;
 }
 
+/* ---------------------------------------------------------------- checkpoints
+ *
+ * The statistics of a checkpoint are the reduction over ranks of every thread's partial
+ * statistics, and its rows are every rank's done rows (one prefix of its share per rank) plus
+ * those of the checkpoint the pass resumed from, whose statistics rank 0's first partial starts
+ * with. Everything merges exactly, so a resumed pass ends with the same bits as one pass. */
+
+typedef struct {
+    collect_ctx_t *c;
+    const lf_checkpoint_opts_t *ck;
+    const lf_checkpoint_key_t *key;
+    const lf_row_range_t *base; /* rows of the checkpoint resumed from */
+    int64_t n_base;
+    int64_t since;   /* batches since the last checkpoint */
+    double last;     /* rank 0: when the last one was written, or the pass began */
+    lf_stats_t *sum; /* work space for the reduced statistics */
+} ckpt_step_t;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Writes the rows done so far (base plus this rank's done) and their statistics. */
+static lf_err_t write_partial(MPI_Comm comm, ckpt_step_t *h, const lf_row_range_t *done,
+                              int64_t n_done, int64_t *rows_done)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
+    lf_stats_t *sum = h->sum;
+    /* Emptied in place: lf_stats_create() would fingerprint the model again. */
+    sum->samples = 0;
+    for (int i = 0; i < sum->n_layers; i++) {
+        lf_layer_stats_t *ls = &sum->layers[i];
+        size_t n = (size_t)ls->n_out;
+        memset(ls->positive, 0, n * sizeof *ls->positive);
+        memset(ls->negative, 0, n * sizeof *ls->negative);
+        memset(ls->exact, 0, n * sizeof *ls->exact);
+        for (size_t j = 0; j < n; j++) {
+            ls->zmin[j] = INFINITY;
+            ls->zmax[j] = -INFINITY;
+        }
+    }
+    for (int t = 0; t < h->c->threads && local == LF_OK; t++)
+        local = lf_stats_merge(sum, h->c->part[t]);
+    LF_CALL(lf_comm_agree(comm, local));
+    LF_CALL(lf_stats_reduce(comm, sum));
+    LF_CALL(lf_checkpoint_write(comm, h->ck->path, h->key, h->base, h->n_base, done, n_done, sum,
+                                rows_done));
+cleanup:
+    return err;
+}
+
+/* After every batch: a checkpoint when one is due (by batches or by time, not after the last
+ * batch: the pass writes its complete one), or when SIGTERM or SIGUSR1 stops the pass. */
+static lf_err_t checkpoint_step(MPI_Comm comm, const lf_batch_state_t *st, void *ctx)
+{
+    lf_err_t err = LF_OK;
+    ckpt_step_t *h = ctx;
+    int rank = 0, due = 0;
+    int64_t rows_done = 0;
+    char a[32], b[32];
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    bool stop = st->signal == SIGTERM || st->signal == SIGUSR1;
+    h->since++;
+    if (st->batch < st->batches && st->signal == 0) {
+        due = h->ck->every_batches > 0 && h->since >= h->ck->every_batches;
+        if (h->ck->every_seconds > 0) {
+            int late = rank == 0 && now_seconds() - h->last >= h->ck->every_seconds;
+            LF_CALL_MPI(MPI_Bcast(&late, 1, MPI_INT, 0, comm));
+            due = due || late;
+        }
+    }
+    if (!due && !stop)
+        goto cleanup;
+    double t0 = now_seconds();
+    LF_CALL(write_partial(comm, h, st->done, st->n_done, &rows_done));
+    h->since = 0;
+    h->last = now_seconds();
+    lf_checkpoint_count(rows_done, a, sizeof a);
+    lf_checkpoint_count(h->key->rows, b, sizeof b);
+    LF_CHECK(!stop, LF_ERR_CHECKPOINT,
+             "checkpoint written to %s after %s of %s rows (%s); rerun the same command to resume",
+             h->ck->path, a, b, lf_interrupt_name(st->signal));
+    lf_log(LF_LOG_DEBUG, comm, "checkpoint: %s of %s rows written to %s in %.3f s", a, b,
+           h->ck->path, h->last - t0);
+cleanup:
+    return err;
+}
+
+/* The rows of [0, n) outside done (ascending, disjoint), into *todo (n_done + 1 at most). */
+static lf_err_t rows_left(int64_t n, const lf_row_range_t *done, int64_t n_done,
+                          lf_row_range_t **todo, int64_t *n_todo)
+{
+    lf_err_t err = LF_OK;
+    int64_t at = 0, k = 0;
+    *n_todo = 0;
+    LF_CALL(lf_calloc((size_t)(n_done + 1), sizeof **todo, (void **)todo));
+    for (; k <= n_done; k++) {
+        int64_t lo = k < n_done ? done[k].lo : n;
+        if (lo > at)
+            (*todo)[(*n_todo)++] = (lf_row_range_t){at, lo};
+        at = k < n_done ? done[k].hi : n;
+    }
+cleanup:
+    return err;
+}
+
+/* The pass of lf_stats_collect_checkpointed: from the checkpoint `from` (NULL: the start). */
+static lf_err_t collect_resumable(MPI_Comm comm, lf_dataset_t *data, const lf_batch_opts_t *opts,
+                                  const lf_checkpoint_opts_t *ck, const lf_checkpoint_key_t *key,
+                                  const lf_checkpoint_t *from, collect_ctx_t *c, bool *ran)
+{
+    lf_err_t err = LF_OK;
+    lf_row_range_t *todo = NULL;
+    ckpt_step_t h = {.sum = NULL};
+    int64_t n_todo = 0, n = lf_h5io_dataset_rows(data);
+    int rank = 0;
+    char a[32], b[32];
+    *ran = false;
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    if (from) {
+        LF_CALL(lf_comm_agree(comm, rank == 0 ? lf_stats_merge(c->part[0], from->stats) : LF_OK));
+        lf_log(LF_LOG_INFO, comm,
+               "checkpoint: resuming from %s: %s of %s rows done (by %lld rank%s)", ck->path,
+               lf_checkpoint_count(from->rows_done, a, sizeof a),
+               lf_checkpoint_count(n, b, sizeof b), (long long)from->ranks,
+               from->ranks == 1 ? "" : "s");
+    }
+    const lf_row_range_t whole = {0, 0};
+    LF_CALL(lf_comm_agree(
+        comm, rows_left(n, from ? from->done : &whole, from ? from->n_done : 0, &todo, &n_todo)));
+    if (n_todo == 0)
+        goto cleanup;
+    lf_log(LF_LOG_DEBUG, comm, "checkpoint: writing %s every %lld batches and %g s (0: never)",
+           ck->path, (long long)ck->every_batches, ck->every_seconds);
+    h = (ckpt_step_t){.c = c,
+                      .ck = ck,
+                      .key = key,
+                      .base = from ? from->done : NULL,
+                      .n_base = from ? from->n_done : 0,
+                      .last = now_seconds()};
+    LF_CALL(lf_comm_agree(comm, lf_stats_create(c->model, &h.sum)));
+    h.sum->with_sums = c->part[0]->with_sums;
+    lf_batch_part_t part = {
+        .rows = todo, .n_rows = n_todo, .step = checkpoint_step, .step_ctx = &h};
+    *ran = true;
+    LF_CALL(lf_batch_run_part(comm, data, NULL, &c->model, 1, opts, &part, collect_block, NULL, c));
+cleanup:
+    lf_stats_destroy(&h.sum);
+    lf_free(todo);
+    return err;
+}
+
 lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
                           const lf_batch_opts_t *opts, bool with_sums, lf_stats_t **out)
 {
+    return lf_stats_collect_checkpointed(comm, m, data, opts, with_sums, NULL, out);
+}
+
+lf_err_t lf_stats_collect_checkpointed(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
+                                       const lf_batch_opts_t *opts, bool with_sums,
+                                       const lf_checkpoint_opts_t *ck, lf_stats_t **out)
+{
     lf_err_t err = LF_OK, local = LF_OK;
     collect_ctx_t c = {.model = m, .threads = opts->threads > 1 ? opts->threads : 1};
+    lf_checkpoint_key_t *key = NULL;
+    lf_checkpoint_t *from = NULL;
+    bool checkpoints = ck && ck->path, exists = false, ran = false;
+    int rank = 0;
     *out = NULL;
     LF_CHECK(lf_h5io_dataset_rows(data) >= 1, LF_ERR_USAGE,
              "%s has no rows: calibration needs at least one sample", lf_h5io_dataset_spec(data));
+    if (checkpoints) {
+        LF_CHECK(ck->every_batches >= 0 && isfinite(ck->every_seconds) && ck->every_seconds >= 0,
+                 LF_ERR_ARG, "checkpoint every %lld batches and %g s: expected both >= 0",
+                 (long long)ck->every_batches, ck->every_seconds);
+        LF_CALL(lf_batch_check(data, NULL, &m, 1, opts));
+        LF_CALL(lf_comm_agree(comm, lf_calloc(1, sizeof *key, (void **)&key)));
+        LF_CALL(lf_checkpoint_key_make(comm, m, data, opts, with_sums, ck->identity, key));
+        /* A checkpoint that cannot be written is found now, not at its first write. */
+        const lf_atomic_named_t input = {"data", lf_h5io_dataset_file(data)},
+                                output = {"checkpoint", ck->path};
+        LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+        LF_CALL(lf_comm_agree(comm, rank == 0 ? lf_atomic_check_outputs(&input, 1, &output, 1, true)
+                                              : LF_OK));
+        LF_CALL(lf_checkpoint_exists(comm, ck->path, &exists));
+        LF_CHECK(!exists || ck->resume, LF_ERR_USAGE,
+                 "checkpoint %s exists (the progress of an earlier run): resume from it, or "
+                 "remove it to start over",
+                 ck->path);
+        if (exists)
+            LF_CALL(lf_checkpoint_read(comm, ck->path, m, key, &from));
+    }
     LF_CALL(lf_comm_agree(comm, collect_alloc(&c, with_sums)));
-    LF_CALL(lf_batch_run(comm, data, NULL, &m, 1, opts, collect_block, NULL, &c));
+    if (checkpoints)
+        LF_CALL(collect_resumable(comm, data, opts, ck, key, from, &c, &ran));
+    else
+        LF_CALL(lf_batch_run(comm, data, NULL, &m, 1, opts, collect_block, NULL, &c));
     for (int t = 1; t < c.threads && local == LF_OK; t++)
         local = lf_stats_merge(c.part[0], c.part[t]);
     LF_CALL(lf_comm_agree(comm, local));
     LF_CALL(lf_stats_reduce(comm, c.part[0]));
+    /* The complete checkpoint: a rerun after a later stage was stopped skips the pass. */
+    if (ran) {
+        const lf_row_range_t all = {0, lf_h5io_dataset_rows(data)};
+        LF_CALL(lf_checkpoint_write(comm, ck->path, key, &all, 1, NULL, 0, c.part[0], NULL));
+        lf_log(LF_LOG_DEBUG, comm, "checkpoint: every row written to %s", ck->path);
+    }
     *out = c.part[0];
     c.part[0] = NULL;
 cleanup:
+    lf_checkpoint_destroy(&from);
+    lf_free(key);
     collect_free(&c);
     return err;
 }

@@ -15,6 +15,11 @@
  * (interrupt.h), are agreed across ranks after every batch, so a failure on one rank ends the
  * loop on all.
  *
+ * A pass may also cover only some rows (lf_batch_run_part): the rest of a pass that stopped at a
+ * checkpoint. Those rows are shared out by count, each rank taking a contiguous run of them in
+ * row order (several row ranges when the run crosses gaps); every row is still computed in its
+ * own aligned block, so the results of a pass resumed at any rank count are those of one pass.
+ *
  *     static lf_err_t block(const lf_batch_t *b, int tid, void *ctx) {
  *         const float *y = NULL;
  *         return lf_batch_forward(b, 0, NULL, NULL, &y);   // y: (b->rows, n_out)
@@ -75,6 +80,35 @@ int64_t lf_batch_block_rows(int64_t n, int64_t batch);
  * Not collective. */
 int64_t lf_batch_io_rows(int64_t n, int64_t batch);
 
+/* Global rows [lo, hi). */
+typedef struct {
+    int64_t lo, hi;
+} lf_row_range_t;
+
+/* Where a pass stands after an I/O batch, for a step function. */
+typedef struct {
+    int64_t batch;              /* I/O batches done: the same on every rank */
+    int64_t batches;            /* I/O batches of the whole pass */
+    int signal;                 /* the largest signal any rank received (agreed), or 0 */
+    const lf_row_range_t *done; /* the rows this rank has finished in this pass, ascending */
+    int64_t n_done;             /* entries of done */
+} lf_batch_state_t;
+
+/* Runs on every rank after each I/O batch, after batch_fn, once errors are agreed.
+ * Collective on comm.
+ * It sees a signal before the pass acts on it and may, for instance, write a checkpoint and
+ * return LF_ERR_CHECKPOINT; when it returns LF_OK with st->signal set, the pass fails with
+ * LF_ERR_INTERRUPTED as usual. Its result is agreed across ranks. */
+typedef lf_err_t (*lf_batch_step_fn)(MPI_Comm comm, const lf_batch_state_t *st, void *ctx);
+
+/* The rows a pass covers, and what runs between its batches. */
+typedef struct {
+    const lf_row_range_t *rows; /* ascending, disjoint, non-empty, within [0, n); NULL: all */
+    int64_t n_rows;             /* entries of rows (0 with rows set: no rows at all) */
+    lf_batch_step_fn step;      /* may be NULL */
+    void *step_ctx;
+} lf_batch_part_t;
+
 /* Checks what lf_batch_run() needs before any work: batch size >= 1, labels with as many rows as
  * x, and x's columns equal to every model's inputs. Callers that create outputs check first.
  * Not collective (the answer is the same on every rank).
@@ -92,6 +126,18 @@ lf_err_t lf_batch_check(lf_dataset_t *x, lf_dataset_t *labels, const lf_model_t 
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
                       const lf_model_t *const *models, int n_models, const lf_batch_opts_t *opts,
                       lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx);
+
+/* lf_batch_run() over part of the rows, with a step function between batches.
+ * Collective on comm.
+ * part NULL is lf_batch_run(). The rows of part->rows are shared out by count over the ranks
+ * (lf_comm_shard of their number), each row computed at its position in its aligned block as in
+ * a pass over all rows. With part->step set, a signal is agreed after each batch and handed to
+ * the step instead of failing the batch where it arrived. LF_ERR_ARG for ranges that are not
+ * ascending, disjoint and within the rows of x; other errors as lf_batch_run(). */
+lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
+                           const lf_model_t *const *models, int n_models,
+                           const lf_batch_opts_t *opts, const lf_batch_part_t *part,
+                           lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx);
 
 /* Runs model k of the pass on block b with the thread's workspace; *y (b->rows, n_out) points
  * into the workspace until the thread's next forward of model k.

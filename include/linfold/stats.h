@@ -78,6 +78,26 @@ lf_err_t lf_stats_reduce(MPI_Comm comm, lf_stats_t *s);
  * does not fit m, LF_ERR_USAGE when it has no rows. */
 lf_err_t lf_stats_collect(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
                           const lf_batch_opts_t *opts, bool with_sums, lf_stats_t **out);
+/* Checkpoint options (checkpoint.h). */
+typedef struct lf_checkpoint_opts lf_checkpoint_opts_t;
+
+/* lf_stats_collect() that checkpoints its progress and resumes from a checkpoint (checkpoint.h).
+ * Collective on comm.
+ * ck NULL or ck->path NULL is lf_stats_collect(). Otherwise, when ck->path exists and
+ * ck->resume is set, the pass continues from it, at any rank count, after checking that it
+ * belongs to this pass (LF_ERR_ARG naming what differs; LF_ERR_FORMAT for a damaged file); when
+ * it exists and ck->resume is not set, LF_ERR_USAGE (an earlier run's work is never overwritten
+ * silently). Before the pass, rank 0 makes sure a file can be created beside ck->path
+ * (LF_ERR_IO) and that it is not the data file (LF_ERR_USAGE). A checkpoint is written every ck->every_batches I/O batches or ck->every_seconds
+ * seconds, whichever comes first (0 turns either off), and when the pass completes; the file is
+ * left for the caller to remove (lf_checkpoint_remove) once its outputs are safe. SIGTERM or
+ * SIGUSR1 on any rank: every rank finishes its batch, one checkpoint is written and every rank
+ * returns LF_ERR_CHECKPOINT ("checkpoint written to PATH after 1,234 of 6,000 rows (SIGUSR1);
+ * rerun the same command to resume"); SIGINT or SIGHUP: LF_ERR_INTERRUPTED, no checkpoint (the
+ * last one stays). The statistics are bitwise those of lf_stats_collect() at any rank counts. */
+lf_err_t lf_stats_collect_checkpointed(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
+                                       const lf_batch_opts_t *opts, bool with_sums,
+                                       const lf_checkpoint_opts_t *ck, lf_stats_t **out);
 /* Gives every rank root's figures (samples, with_sums, counts, extremes, sums); s must have the
  * same shape on every rank (lf_stats_create of the same model).
  * Collective on comm. */
