@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """`linfold run` end to end: pipelines/digits.yaml against `linfold compress`, validation with
-exact positions, malformed YAML, overrides, --print-config, --dry-run and the run record.
+exact positions, malformed YAML, overrides, --print-config, --dry-run, the run record, and a
+checkpoint: SIGUSR1 mid-calibration (exit 75), refused by another pipeline, resumed at another
+rank count to the uninterrupted run's model.
 
     pipeline_cli.py LINFOLD MPIEXEC SOURCE_DIR
 
@@ -14,9 +16,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
@@ -293,6 +297,53 @@ for name, text, pos, msg in malformed:
         prefix = "pipelines/%s:" % name + ("%d:%d: " % pos if pos else "")
         check(got[0].startswith(prefix) and re.search(msg, got[0]) is not None,
               "%s: '%s' starts with %s and matches /%s/" % (name, got[0], prefix, msg), r)
+
+# ------------------------------------------------------------------ checkpoint and resume
+# SIGUSR1 (SLURM's warning) to the ranks of a 2-rank run once its first checkpoint exists: exit 75
+# and a checkpoint. A rerun with another pipeline is refused; --resume at 3 ranks finishes, and
+# the model is byte for byte the uninterrupted 1-rank run's. The signal goes to the linfold
+# processes only (mpiexec forwards signals too, and a second SIGUSR1 would kill a rank).
+rng = np.random.default_rng(1)
+with h5py.File(os.path.join(root, "big.h5"), "w") as f:
+    f["x"] = (rng.random((300000, 64), dtype=np.float32) * 16).astype(np.float32)
+CK = ("version: 1\nmodel: ../%s\ncalibration: ../big.h5:/x\n" % MODEL +
+      "stages: [calibrate, {prune: {dead: true}}, {fold: {threshold: 0.9}}]\n"
+      "output: {model: ck/m.h5, report: ck/r.json}\n")
+open(os.path.join(root, "pipelines", "ck.yaml"), "w").write(CK + "checkpoint: {every-batches: 1}\n")
+open(os.path.join(root, "pipelines", "plain.yaml"), "w").write(CK.replace("ck/", "plain/"))
+r = linfold(["run", "pipelines/plain.yaml", "-q"], root)
+check(r.status == 0, "the uninterrupted run", r)
+ckpt = os.path.join(root, "pipelines", "ck", "m.h5.ckpt.h5")
+r = linfold(["run", "pipelines/ck.yaml", "--resume"], root)
+check(r.status == 2 and "--resume: there is no checkpoint at pipelines/ck/m.h5.ckpt.h5" in r.err,
+      "--resume without a checkpoint: exit 2", r)
+proc = subprocess.Popen([MPIEXEC, "-n", "2", LINFOLD, "run", "pipelines/ck.yaml"], cwd=root,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 60
+while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.02)
+ranks = subprocess.run(["pgrep", "-f", "^%s run pipelines/ck.yaml" % re.escape(LINFOLD)],
+                       capture_output=True, text=True).stdout.split()
+for pid in ranks:
+    os.kill(int(pid), signal.SIGUSR1)
+out, err = proc.communicate(timeout=TIMEOUT)
+check(proc.returncode == 75 and re.search(r"checkpoint written to pipelines/ck/m\.h5\.ckpt\.h5 "
+                                          r"after [0-9,]+ of 300,000 rows \(SIGUSR1\)", err),
+      "SIGUSR1 to both ranks: exit 75 and one checkpoint line (exit %s, %d ranks signalled)\n%s" %
+      (proc.returncode, len(ranks), err[-1500:]))
+check(os.path.exists(ckpt) and not os.path.exists(os.path.join(root, "pipelines/ck/m.h5")),
+      "a checkpoint, no model")
+rec = json.load(open(os.path.join(root, "pipelines/ck/r.json")))
+check(rec["exit_status"] == 75 and rec["error"]["code"] == "LF_ERR_CHECKPOINT",
+      "the record says the run stopped at a checkpoint")
+r = linfold(["run", "pipelines/ck.yaml", "--set", "fold.threshold=0.95"], root)
+check(r.status != 0 and "is a checkpoint of another run" in r.err and
+      "the pipeline with SHA-256" in r.err, "a checkpoint of another pipeline is refused", r)
+r = linfold(["run", "pipelines/ck.yaml", "--resume", "-q"], root, ranks=3)
+check(r.status == 0 and filecmp.cmp(os.path.join(root, "pipelines/plain/m.h5"),
+                                    os.path.join(root, "pipelines/ck/m.h5"), shallow=False),
+      "resumed at 3 ranks: the uninterrupted run's model, byte for byte", r)
+check(not os.path.exists(ckpt), "the checkpoint is removed once the model is written")
 
 # ------------------------------------------------------------------ a failing run
 # NaN in the calibration rows: the run fails after validation; no model, but a record that
