@@ -95,12 +95,15 @@ void lf_error_print(bool traceback)
 {
     if (!record.set)
         return;
-    /* An interruption is not a fault: it says so, and that nothing was written. */
+    /* An interruption is not a fault: it says so, and that nothing was written. A checkpoint
+     * stop is planned work: "stopped:", and its message says how to resume. */
     bool stopped = record.code == LF_ERR_INTERRUPTED;
+    bool checkpoint = record.code == LF_ERR_CHECKPOINT;
     char prefix[64] = "";
     if (my_size > 1)
         snprintf(prefix, sizeof prefix, "[rank %d/%d] ", my_rank, my_size);
-    fprintf(stderr, "linfold: %s%s%s%s (%s)\n", prefix, stopped ? "" : "error: ", record.message,
+    fprintf(stderr, "linfold: %s%s%s%s (%s)\n", prefix,
+            stopped ? "" : (checkpoint ? "stopped: " : "error: "), record.message,
             stopped ? "; no output was written" : "", lf_err_name(record.code));
     if (traceback) {
         fprintf(stderr, "  at %s\n", record.where);
