@@ -359,6 +359,8 @@ static lf_err_t record_inputs(MPI_Comm comm, lf__run_t *r)
         LF_CALL(lf_record_set_string(r->record, "sha256.data", hex));
     }
     LF_CALL(lf_record_set_string(r->record, "sha256.pipeline", p->identity));
+    if (p->file_sha256)
+        LF_CALL(lf_record_set_string(r->record, "sha256.pipeline_file", p->file_sha256));
 cleanup:
     return err;
 }

@@ -53,6 +53,7 @@ struct lf_pipeline_config {
     int n_diags, dropped;
     char *effective;
     char identity[LF_SHA256_HEX];
+    char file_sha256[LF_SHA256_HEX]; /* of the file's bytes */
     /* Shapes found by check_files, for --dry-run. */
     bool checked, name_given;
     bool keep_problems; /* a registry member: problems are kept, not printed */

@@ -171,6 +171,8 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c)
     LF_CALL(lf_yaml_emit(root, &c->effective));
     LF_CALL(lf_hash_bytes(c->effective, strlen(c->effective), c->identity));
     c->p.identity = c->identity;
+    LF_CALL(lf_hash_bytes(c->text, strlen(c->text), c->file_sha256));
+    c->p.file_sha256 = c->file_sha256;
 cleanup:
     lf_yaml_destroy(&b.doc);
     return err;

@@ -138,8 +138,11 @@ check(rec["params"]["before"] == count_params(os.path.join(root, MODEL)),
       "the record's parameters before = the input model's")
 sha = subprocess.run(["sha256sum", os.path.join(root, MODEL), os.path.join(root, DATA)],
                      capture_output=True, text=True).stdout.split()
-check(rec["sha256"]["model"] == sha[0] and rec["sha256"]["data"] == sha[2],
-      "the record's SHA-256 of model and data equal sha256sum's")
+pipe_sha = subprocess.run(["sha256sum", os.path.join(root, PIPE)], capture_output=True,
+                          text=True).stdout.split()[0]
+check(rec["sha256"]["model"] == sha[0] and rec["sha256"]["data"] == sha[2] and
+      rec["sha256"]["pipeline_file"] == pipe_sha,
+      "the record's SHA-256 of model, data and pipeline file equal sha256sum's")
 layers = rec["layers"]
 check(all(l["kept"] + l["folded"] + l["pruned"] == l["neurons"] for l in layers) and
       all(sum(l["activation_rate_histogram"]) == l["neurons"] for l in layers),

@@ -83,7 +83,8 @@ typedef struct {
     const char *checkpoint_path;
     int64_t checkpoint_batches;
     double checkpoint_seconds;
-    const char *identity; /* SHA-256 of the effective pipeline: a checkpoint must match it */
+    const char *identity;    /* SHA-256 of the effective pipeline: a checkpoint must match it */
+    const char *file_sha256; /* SHA-256 of the pipeline file's bytes (NULL: none) */
 
     /* How to run. */
     int threads;
