@@ -398,7 +398,7 @@ cleanup:
 
 /* Rank 0 gathers every model's state into SUMMARY.json and SUMMARY.csv. Collective. */
 static lf_err_t write_summary(MPI_Comm comm, const lf_pipeline_config_t *reg, const int *what,
-                              int *failed_total)
+                              int *ok_total)
 {
     lf_err_t err = LF_OK;
     int n = 0, rank = 0;
@@ -440,8 +440,8 @@ static lf_err_t write_summary(MPI_Comm comm, const lf_pipeline_config_t *reg, co
     LF_CALL(lf_atomic_write_rank0(comm, path, write_summary_json, summary));
     snprintf(path, sizeof path, "%s.csv", lf_pipeline_config_summary(reg));
     LF_CALL(lf_atomic_write_rank0(comm, path, write_summary_csv, summary));
-    *failed_total = failed;
-    MPI_Bcast(failed_total, 1, MPI_INT, 0, comm);
+    *ok_total = ok;
+    MPI_Bcast(ok_total, 1, MPI_INT, 0, comm);
 cleanup:
     json_decref(summary);
     return err;
@@ -564,13 +564,19 @@ lf_err_t lf_registry_run(MPI_Comm comm, const lf_pipeline_config_t *reg,
     /* Every group is done (or stopped); the whole job agrees on what happened. */
     stop = lf_comm_agree(comm, stop);
     MPI_Allreduce(what, all_what, n, MPI_INT, MPI_MAX, comm);
-    int failed = 0;
-    LF_CALL(write_summary(comm, reg, all_what, &failed));
+    int ok = 0;
+    LF_CALL(write_summary(comm, reg, all_what, &ok));
     int failed_now = 0;
     for (int i = 0; i < n; i++)
         failed_now += all_what[i] == FAILED;
-    lf_log(LF_LOG_INFO, comm, "registry: wrote %s.json and %s.csv", lf_pipeline_config_summary(reg),
-           lf_pipeline_config_summary(reg));
+    int counts[4] = {0};
+    for (int i = 0; i < n; i++)
+        counts[all_what[i]]++;
+    lf_log(LF_LOG_INFO, comm,
+           "registry: %d of %d models in this run: %d compressed, %d unchanged (skipped), %d "
+           "failed; %d of %d ok overall; summary in %s.json and %s.csv",
+           n_todo, n, counts[COMPRESSED], counts[SKIPPED], counts[FAILED], ok, n,
+           lf_pipeline_config_summary(reg), lf_pipeline_config_summary(reg));
     if (stop != LF_OK)
         LF_FAIL(stop, "the registry run stopped on a signal; rerun it to continue with the "
                       "models not done");
