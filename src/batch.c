@@ -34,13 +34,6 @@ int64_t lf_batch_io_rows(int64_t n, int64_t batch)
     return (batch / R > 0 ? batch / R : 1) * R;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- workspaces */
 
 static void pass_free(lf_batch_pass_t *p)
@@ -257,7 +250,7 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
         local = lf_calloc((size_t)(n_share > 0 ? n_share : 1), sizeof *done, (void **)&done);
     LF_CALL(lf_comm_agree(comm, local));
 
-    double t0 = now_seconds(), last = t0;
+    double t0 = lf_log_seconds(), last = t0;
     int64_t seg = 0, chunk = 0, rows_done = 0; /* the range in progress, its next batch */
     for (int64_t it = 0; it < iters; it++) {
         int64_t b0 = 0, b1 = 0, lo = 0, hi = 0, range_end = 0;
@@ -324,7 +317,7 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
             LF_CALL(check_signal(opts, sig, it + 1, iters));
         }
         if (opts->progress && opts->what && rank == 0 && it + 1 < iters) {
-            double t = now_seconds();
+            double t = lf_log_seconds();
             if (t - last >= 1.0) {
                 /* Rank 0 owns the largest share, so its share done is the job's. */
                 int64_t done_rows = n - total + rows_done * size;
@@ -333,7 +326,7 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
             }
         }
     }
-    double elapsed = now_seconds() - t0;
+    double elapsed = lf_log_seconds() - t0;
     if (opts->what) /* unnamed passes (inside searches) stay quiet */
         lf_log(LF_LOG_INFO, comm,
                "%s: %lld rows in %.3f s (%.0f rows/s) on %d rank%s x %d thread%s", opts->what,

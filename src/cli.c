@@ -477,21 +477,9 @@ lf_batch_opts_t lf__cli_batch_opts(const lf__cli_opts_t *o, const char *what)
         .batch_rows = o->batch, .threads = compute_threads, .progress = progress, .what = what};
 }
 
-int lf__cli_rank(MPI_Comm comm)
-{
-    int rank = 0;
-    MPI_Comm_rank(comm, &rank);
-    return rank;
-}
+int lf__cli_rank(MPI_Comm comm) { return lf_comm_rank(comm); }
 
 /* ---------------------------------------------------------------- run records in the log */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The command line as one shell-readable string: arguments with odd characters are quoted. */
 static void command_text(int argc, char **argv, char *buf, size_t cap)
@@ -561,7 +549,7 @@ static int status_of(MPI_Comm comm, lf_err_t err, const lf__cli_opts_t *o)
 
 static int run_command(MPI_Comm comm, const command_t *c, int argc, char **argv)
 {
-    double t0 = now_seconds();
+    double t0 = lf_log_seconds();
     lf__cli_opts_t o = {.threshold = LF_DECIMAL(1, 0), .batch = 1024};
     lf_err_t err = parse_args(c, argc, argv, &o);
     if (err == LF_OK && o.help) {
@@ -590,7 +578,7 @@ static int run_command(MPI_Comm comm, const command_t *c, int argc, char **argv)
     fflush(stdout);
     if (status == 0)
         log_peak_memory(comm);
-    double elapsed = now_seconds() - t0;
+    double elapsed = lf_log_seconds() - t0;
     if (status == 0)
         lf_log(LF_LOG_INFO, comm, "%s finished in %.3f s", c->name, elapsed);
     else

@@ -89,3 +89,10 @@ int lf_comm_node_count(MPI_Comm comm)
     MPI_Comm_free(&node);
     return leaders;
 }
+
+int lf_comm_rank(MPI_Comm comm)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    return rank;
+}

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 static lf_log_level_t threshold = LF_LOG_INFO;
 
@@ -50,4 +51,11 @@ void lf_log_rank(lf_log_level_t level, MPI_Comm comm, const char *fmt, ...)
     va_start(ap, fmt);
     emit(level, prefix, fmt, ap);
     va_end(ap);
+}
+
+double lf_log_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

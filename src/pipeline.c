@@ -158,20 +158,6 @@ lf_err_t lf_pipeline_check(const lf_pipeline_t *p)
 
 /* ---------------------------------------------------------------- the run */
 
-static int rank_of(MPI_Comm comm)
-{
-    int rank = 0;
-    MPI_Comm_rank(comm, &rank);
-    return rank;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 const lf_model_t *lf__run_current(const lf__run_t *r) { return r->result ? r->result : r->model; }
 
 static lf_batch_opts_t batch_opts(const lf_pipeline_t *p, int64_t rows, const char *what)
@@ -275,7 +261,7 @@ static lf_err_t stage_evaluate(MPI_Comm comm, lf__run_t *r)
     const lf_model_t *ref = r->reference ? r->reference : (r->result ? r->model : NULL);
     LF_CALL(lf_eval_run(comm, lf__run_current(r), ref, r->eval_x, r->eval_y, &bo, &res));
     /* --json is the command's answer, printed also with --quiet (which silences the log). */
-    bool print = rank_of(comm) == 0 && (!p->quiet || p->json);
+    bool print = lf_comm_rank(comm) == 0 && (!p->quiet || p->json);
     LF_CALL(lf_comm_agree(comm, print ? print_eval(&res, p->json) : LF_OK));
     LF_CALL(lf_comm_agree(comm, lf_record_eval(r->record, &res)));
 cleanup:
@@ -345,7 +331,7 @@ static lf_err_t record_inputs(MPI_Comm comm, lf__run_t *r)
     LF_CALL(lf_record_set_int(r->record, "threads_per_rank", p->threads));
     if (p->group >= 0)
         LF_CALL(lf_record_set_int(r->record, "group", p->group));
-    if (rank_of(comm) != 0)
+    if (lf_comm_rank(comm) != 0)
         return LF_OK;
     LF_CALL(lf_hash_file(p->model, hex));
     LF_CALL(lf_record_set_string(r->record, "sha256.model", hex));
@@ -388,24 +374,24 @@ lf_err_t lf_pipeline_run(MPI_Comm comm, const lf_pipeline_t *p)
 lf_err_t lf_pipeline_run_recorded(MPI_Comm comm, const lf_pipeline_t *p, char **record_json)
 {
     lf_err_t err = LF_OK;
-    lf__run_t r = {.p = p, .talk = rank_of(comm) == 0 && !p->quiet};
+    lf__run_t r = {.p = p, .talk = lf_comm_rank(comm) == 0 && !p->quiet};
     if (record_json)
         *record_json = NULL;
     if (p->out_report || record_json)
         LF_CALL(lf_comm_agree(comm, lf_record_create(&r.record)));
     LF_CALL(lf_comm_agree(comm, record_inputs(comm, &r)));
-    double t = now_seconds();
+    double t = lf_log_seconds();
     LF_CALL(open_inputs(comm, &r));
-    LF_CALL(lf_record_stage_time(comm, r.record, "read", now_seconds() - t));
+    LF_CALL(lf_record_stage_time(comm, r.record, "read", lf_log_seconds() - t));
     for (int k = 0; k < p->n_stages; k++) {
-        t = now_seconds();
+        t = lf_log_seconds();
         LF_CALL(run_stage(comm, &r, p->stages[k]));
-        LF_CALL(
-            lf_record_stage_time(comm, r.record, lf_stage_name(p->stages[k]), now_seconds() - t));
+        LF_CALL(lf_record_stage_time(comm, r.record, lf_stage_name(p->stages[k]),
+                                     lf_log_seconds() - t));
     }
-    t = now_seconds();
+    t = lf_log_seconds();
     LF_CALL(write_outputs(comm, &r));
-    LF_CALL(lf_record_stage_time(comm, r.record, "write", now_seconds() - t));
+    LF_CALL(lf_record_stage_time(comm, r.record, "write", lf_log_seconds() - t));
 cleanup:
     err = lf_comm_agree(comm, err);
     if (r.record) {

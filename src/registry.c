@@ -46,13 +46,6 @@ int lf_registry_groups(int size, int n_models, int64_t groups, double max_work)
     return g < 1 ? 1 : g;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- state files */
 
 static void state_path(const lf_pipeline_config_t *reg, const lf_registry_model_t *m, char *buf,
@@ -214,7 +207,7 @@ static lf_err_t run_model(MPI_Comm group, int color, const lf_pipeline_config_t 
     MPI_Comm_size(group, &size);
     char path[LF_PATH_MAX], *record = NULL;
     json_t *prev = NULL;
-    double t0 = now_seconds();
+    double t0 = lf_log_seconds();
     int models = 0;
     const lf_registry_model_t *all = lf_pipeline_config_models(reg, &models);
     o->model = &all[i];
@@ -298,7 +291,7 @@ static lf_err_t run_model(MPI_Comm group, int color, const lf_pipeline_config_t 
         }
     }
 done:
-    o->seconds = now_seconds() - t0;
+    o->seconds = lf_log_seconds() - t0;
     LF_CALL(lf_atomic_write_rank0(group, path, write_state_file, o));
 cleanup:
     free(record);
@@ -521,7 +514,7 @@ lf_err_t lf_registry_run(MPI_Comm comm, const lf_pipeline_config_t *reg,
 
     /* Group g takes the shard's models g, g + groups, ...: a fixed assignment, so a rerun
      * makes the same groups do the same models. */
-    double t0 = now_seconds();
+    double t0 = lf_log_seconds();
     int done = 0, mine = 0;
     double last_line = -1e30;
     for (int k = color; k < n_todo; k += groups)
@@ -531,7 +524,7 @@ lf_err_t lf_registry_run(MPI_Comm comm, const lf_pipeline_config_t *reg,
         int i = todo[k];
         stop = run_model(group, color, reg, i, ro, &o, &what[i]);
         done++;
-        double now = now_seconds(), elapsed = now - t0, left = elapsed / done * (mine - done);
+        double now = lf_log_seconds(), elapsed = now - t0, left = elapsed / done * (mine - done);
         /* At most one line a second per group, but every failure and the group's last model. */
         bool line = what[i] == FAILED || done == mine || now - last_line >= 1.0;
         if (line)

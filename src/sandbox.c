@@ -14,6 +14,7 @@
 #include "sandbox_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/interrupt.h"
+#include "linfold/log.h"
 
 struct lf__sandbox {
     pid_t pid;
@@ -31,13 +32,6 @@ static int child_fd = -1; /* the pipe's write end, in the child only */
  * ends a process. libFuzzer sets one that saves the current input as a crash of the fuzzer; in
  * a reader process a report is a handled error of the parent's, so the child drops it. */
 extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int64_t resident_bytes(pid_t pid)
 {
@@ -168,7 +162,7 @@ lf_err_t lf__sandbox_start(const char *what, const lf__sandbox_limits_t *limits,
              strerror(errno));
     fflush(NULL);
     sb->base_rss = resident_bytes(0);
-    sb->start = now_seconds();
+    sb->start = lf_log_seconds();
     sb->pid = fork();
     LF_CHECK(sb->pid >= 0, LF_ERR_IO, "%s: cannot start the reader process (fork: %s)", what,
              strerror(errno));
@@ -249,7 +243,7 @@ lf_err_t lf__sandbox_read(lf__sandbox_t *sb, void *buf, size_t n)
                 n -= (size_t)r;
             }
         }
-        double t = now_seconds();
+        double t = lf_log_seconds();
         if (t - last_check < 0.05 && ready > 0)
             continue;
         last_check = t;

@@ -58,4 +58,8 @@ lf_err_t lf_comm_check_equal(MPI_Comm comm, const int64_t *v, int n, const char 
  * Collective on comm. */
 int lf_comm_node_count(MPI_Comm comm);
 
+/* Returns this process's rank in comm.
+ * Not collective. */
+int lf_comm_rank(MPI_Comm comm);
+
 #endif /* LINFOLD_COMM_H */

@@ -32,4 +32,8 @@ void lf_log(lf_log_level_t level, MPI_Comm comm, const char *fmt, ...)
 void lf_log_rank(lf_log_level_t level, MPI_Comm comm, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Returns a monotonic clock in seconds, for the timings the log and the records report.
+ * Not collective. */
+double lf_log_seconds(void);
+
 #endif /* LINFOLD_LOG_H */
