@@ -173,9 +173,13 @@ static lf_err_t open_inputs(MPI_Comm comm, lf__run_t *r)
     lf_err_t err = LF_OK;
     const lf_pipeline_t *p = r->p;
     LF_CALL(lf__run_plan_options(p, &r->popts, &r->need_sums));
-    LF_CALL(lf_h5io_read_model(comm, p->model, &r->model));
-    if (p->reference)
-        LF_CALL(lf_h5io_read_model(comm, p->reference, &r->reference));
+    /* A pipeline file's check has read them already: a wide model is read once. */
+    if (!p->loaded_model)
+        LF_CALL(lf_h5io_read_model(comm, p->model, &r->own_model));
+    r->model = p->loaded_model ? p->loaded_model : r->own_model;
+    if (p->reference && !p->loaded_reference)
+        LF_CALL(lf_h5io_read_model(comm, p->reference, &r->own_reference));
+    r->reference = p->loaded_reference ? p->loaded_reference : r->own_reference;
     if (lf_pipeline_has(p, LF_STAGE_CALIBRATE))
         LF_CALL(lf_h5io_dataset_open(comm, p->calibration, LF_DATA_SAMPLES, &r->data));
     if (p->eval_data)
@@ -411,7 +415,7 @@ cleanup:
     lf_h5io_dataset_close(&r.eval_y);
     lf_h5io_dataset_close(&r.eval_x);
     lf_h5io_dataset_close(&r.data);
-    lf_model_destroy(&r.reference);
-    lf_model_destroy(&r.model);
+    lf_model_destroy(&r.own_reference);
+    lf_model_destroy(&r.own_model);
     return err;
 }

@@ -10,6 +10,7 @@
 
 #include "linfold/atomic.h"
 #include "linfold/hash.h"
+#include "linfold/model.h"
 #include "linfold/pipeline.h"
 #include "linfold/pipeline_config.h"
 #include "linfold/yaml_doc.h"
@@ -67,6 +68,7 @@ struct lf_pipeline_config {
     const char *member_stem;
     char *mkdirs[F__COUNT]; /* output directories to create before the run */
     int n_mkdirs;
+    lf_model_t *model, *reference; /* read by check_files, lent to the run */
     int64_t model_in, model_out, model_params, calib_rows, eval_rows;
     int model_layers;
 };

@@ -96,6 +96,9 @@ lf_err_t lf_pipeline_config_check_files(MPI_Comm comm, lf_pipeline_config_t *c)
     lf_err_t err = LF_OK;
     const lf_pipeline_t *p = &c->p;
     lf_model_t *m = NULL, *ref = NULL;
+    lf_model_destroy(&c->model);
+    lf_model_destroy(&c->reference);
+    c->p.loaded_model = c->p.loaded_reference = NULL;
     lf_dataset_t *data = NULL, *x = NULL, *y = NULL;
     lf_stats_t *stats = NULL;
     int rank = 0;
@@ -198,6 +201,14 @@ cleanup:
     lf_h5io_dataset_close(&y);
     lf_h5io_dataset_close(&x);
     lf_h5io_dataset_close(&data);
+    /* The run borrows what was read here (only when every check passed). */
+    if (err == LF_OK) {
+        c->model = m;
+        c->reference = ref;
+        c->p.loaded_model = m;
+        c->p.loaded_reference = ref;
+        m = ref = NULL;
+    }
     lf_model_destroy(&ref);
     lf_model_destroy(&m);
     return err;

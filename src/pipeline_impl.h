@@ -16,8 +16,8 @@
 typedef struct {
     const lf_pipeline_t *p;
     bool talk; /* rank 0, not --quiet: prints the human summary on stdout */
-    lf_model_t *model;
-    lf_model_t *reference;
+    const lf_model_t *model, *reference;
+    lf_model_t *own_model, *own_reference; /* what the runner read itself */
     lf_dataset_t *data, *eval_x, *eval_y;
     lf_stats_t *stats;
     lf_plan_opts_t popts; /* the plan options the stages so far set */

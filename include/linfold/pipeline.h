@@ -31,6 +31,7 @@
 
 #include "linfold/decimal.h"
 #include "linfold/error.h"
+#include "linfold/model.h"
 #include "linfold/plan.h"
 
 enum { LF_PIPELINE_LIST_MAX = 64, LF_PIPELINE_STAGES_MAX = 8 };
@@ -85,6 +86,10 @@ typedef struct {
     double checkpoint_seconds;
     const char *identity;    /* SHA-256 of the effective pipeline: a checkpoint must match it */
     const char *file_sha256; /* SHA-256 of the pipeline file's bytes (NULL: none) */
+
+    /* The model and reference already read and checked (by lf_pipeline_config_check_files), or
+     * NULL: the runner reads them. Borrowed: the runner neither changes nor frees them. */
+    const lf_model_t *loaded_model, *loaded_reference;
 
     /* How to run. */
     int threads;
