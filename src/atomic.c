@@ -31,11 +31,13 @@ static mode_t creation_mode(void)
     return 0666 & ~mask;
 }
 
-static lf_err_t create_temp(const char *path, char *tmp, size_t cap)
+/* path.KIND-XXXXXX: "tmp" for an output being written, "probe" for the directory check (a
+ * different name, so that what watches for an output's temporary is not fooled by the probe). */
+static lf_err_t create_temp(const char *path, const char *kind, char *tmp, size_t cap)
 {
     lf_err_t err = LF_OK;
     int fd = -1;
-    int n = snprintf(tmp, cap, "%s.tmp-XXXXXX", path);
+    int n = snprintf(tmp, cap, "%s.%s-XXXXXX", path, kind);
     LF_CHECK(n > 0 && (size_t)n < cap, LF_ERR_ARG, "%s: path too long for a temporary name", path);
     fd = mkstemp(tmp);
     if (fd < 0) {
@@ -62,7 +64,7 @@ lf_err_t lf_atomic_begin(MPI_Comm comm, const char *path, char *tmp, size_t cap)
     LF_CALL(lf_int_cast((int64_t)cap, &icap));
     tmp[0] = '\0';
     if (rank == 0)
-        local = create_temp(path, tmp, cap);
+        local = create_temp(path, "tmp", tmp, cap);
     LF_CALL(lf_comm_agree(comm, local));
     LF_CALL(lf_comm_bcast_string(comm, tmp, icap, 0));
 cleanup:
@@ -172,7 +174,7 @@ static lf_err_t probe_directory(const lf_atomic_named_t *out)
 {
     lf_err_t err = LF_OK;
     char tmp[LF_PATH_MAX];
-    LF_CALL(create_temp(out->path, tmp, sizeof tmp));
+    LF_CALL(create_temp(out->path, "probe", tmp, sizeof tmp));
     unlink(tmp);
 cleanup:
     return err;

@@ -50,8 +50,8 @@ typedef struct {
  * Not collective.
  * Files are compared by device and inode (so hard links, symbolic links and different spellings
  * of one path are caught); an output that does not exist yet conflicts with nothing, but its
- * directory must exist and be writable; with probe (one rank of a job is enough), a file is
- * created and removed there to prove it. LF_ERR_USAGE for a conflict, LF_ERR_IO for the
+ * directory must exist and be writable; with probe (one rank of a job is enough), a file
+ * (`<output>.probe-XXXXXX`) is created and removed there to prove it. LF_ERR_USAGE for a conflict, LF_ERR_IO for the
  * directory. Entries with a NULL path are skipped. */
 lf_err_t lf_atomic_check_outputs(const lf_atomic_named_t *inputs, int n_inputs,
                                  const lf_atomic_named_t *outputs, int n_outputs, bool probe);
