@@ -176,7 +176,9 @@ static const command_t commands[] = {
      "linfold predict --model M.h5 --data F.h5:/x --out PRED.h5",
      "Write the model's outputs as /outputs (n, n_out), rows in dataset order.", lf__cmd_predict,
      false},
-    {"run", M_RUN, 0, "linfold run PIPELINE.yaml [--dry-run] [--print-config] [--set K=V ...]",
+    {"run", M_RUN, 0,
+     "linfold run PIPELINE.yaml [--dry-run] [--print-config] [--set K=V ...] [--resume]\n"
+     "            [--shard K/N]",
      "Run a pipeline file (docs/pipeline.md): its model, inputs, stages and outputs. Every\n"
      "problem of the file is reported at once as FILE:LINE:COLUMN before any work.",
      lf__cmd_run, true},
