@@ -26,40 +26,12 @@ import h5py
 import numpy as np
 
 LINFOLD, MPIEXEC, SRC = sys.argv[1:4]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_checks  # noqa: E402
+from cli_checks import check, linfold  # noqa: E402
+
+cli_checks.setup(LINFOLD, MPIEXEC, timeout=120)
 TIMEOUT = 120
-CRASH_WORDS = ("Segmentation fault", "exited on signal", "core dumped", "Aborted",
-               "AddressSanitizer", "HDF5-DIAG", "Traceback")
-
-checks = 0
-failures = []
-
-
-class Run:
-    def __init__(self, cmd, cwd):
-        self.cmd = cmd
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT,
-                           errors="replace")
-        self.status, self.out, self.err = p.returncode, p.stdout, p.stderr
-
-
-def check(ok, what, run=None):
-    global checks
-    checks += 1
-    if not ok:
-        detail = ""
-        if run is not None:
-            detail = "\n  $ %s\n  exit %s\n  stdout:\n%s\n  stderr:\n%s" % (
-                " ".join(run.cmd), run.status, run.out[-2000:], run.err[-3000:])
-        failures.append(what + detail)
-        print("FAIL: " + what + detail, flush=True)
-
-
-def linfold(args, cwd, ranks=1):
-    cmd = [LINFOLD] + args if ranks == 1 else [MPIEXEC, "-n", str(ranks), LINFOLD] + args
-    r = Run(cmd, cwd)
-    for w in CRASH_WORDS:
-        check(w not in r.err, "no crash report (%s) from %s" % (w, " ".join(args)), r)
-    return r
 
 
 def position(text, token, nth=0):
@@ -370,5 +342,4 @@ else:
     check(False, "a failed run still writes its record")
 
 shutil.rmtree(tmp)
-print("pipeline_cli: %d checks, %d failed" % (checks, len(failures)))
-sys.exit(1 if failures else 0)
+sys.exit(cli_checks.finish("pipeline_cli"))

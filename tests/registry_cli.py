@@ -30,32 +30,13 @@ import h5py
 import numpy as np
 
 LINFOLD, MPIEXEC, SRC = sys.argv[1:4]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_checks  # noqa: E402
+from cli_checks import check, linfold  # noqa: E402
+
+cli_checks.setup(LINFOLD, MPIEXEC, timeout=300)
 sys.path.insert(0, os.path.join(SRC, "tools"))
 import linfold_format  # noqa: E402
-
-TIMEOUT = 300
-checks = 0
-failures = []
-
-
-def check(ok, what, run=None):
-    global checks
-    checks += 1
-    if not ok:
-        detail = ""
-        if run is not None:
-            detail = "\n  $ %s\n  exit %s\n  stdout:\n%s\n  stderr:\n%s" % (
-                " ".join(run.args), run.returncode, run.stdout[-2000:], run.stderr[-4000:])
-        failures.append(what + detail)
-        print("FAIL: " + what + detail, flush=True)
-
-
-def linfold(args, cwd, ranks=1):
-    cmd = [LINFOLD] + args if ranks == 1 else [MPIEXEC, "-n", str(ranks), LINFOLD] + args
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
-    for w in ("Segmentation fault", "core dumped", "Traceback", "HDF5-DIAG", "AddressSanitizer"):
-        check(w not in r.stderr, "no crash report (%s)" % w, r)
-    return r
 
 
 tmp = tempfile.mkdtemp(prefix="linfold-registry-")
@@ -127,7 +108,7 @@ def summary(out="out"):
 
 # 1. Four succeed, one fails; exit 3.
 r = linfold(["run", "registry.yaml"], reg, ranks=2)
-check(r.returncode == 3, "a registry with a corrupt model exits 3", r)
+check(r.status == 3, "a registry with a corrupt model exits 3", r)
 s, rows = summary()
 check(s["schema"] == "linfold-registry-summary" and s["models"] == 5 and s["ok"] == 4 and
       s["failed"] == 1, "summary: 5 models, 4 ok, 1 failed (%s)" % {k: s[k] for k in s if k != "rows"})
@@ -140,7 +121,7 @@ check(all(os.path.exists(os.path.join(reg, "out", m + ".h5")) for m in STEMS[:4]
 csv = open(os.path.join(reg, "out", "summary.csv")).read().splitlines()
 check(len(csv) == 6 and csv[0].startswith("model,stem,status,this_run"),
       "summary.csv: a header and 5 rows")
-check("m4" in r.stderr and "FAILED" in r.stderr, "the log says m4 failed", r)
+check("m4" in r.err and "FAILED" in r.err, "the log says m4 failed", r)
 
 # Each model equals the compress call with its options (m1 at the override's threshold).
 for stem in STEMS[:4]:
@@ -148,7 +129,7 @@ for stem in STEMS[:4]:
     c = linfold(["compress", "--model", "models/%s.h5" % stem, "--data",
                  "data/%s.h5:/val/x" % stem, "--batch", "256", "--prune-dead", "--threshold", tau,
                  "--out", "c-%s.h5" % stem, "-q"], reg)
-    check(c.returncode == 0 and filecmp.cmp(os.path.join(reg, "c-%s.h5" % stem),
+    check(c.status == 0 and filecmp.cmp(os.path.join(reg, "c-%s.h5" % stem),
                                             os.path.join(reg, "out", stem + ".h5"),
                                             shallow=False),
           "%s: the registry's model equals compress --threshold %s" % (stem, tau), c)
@@ -162,7 +143,7 @@ for stem in STEMS[:4]:
 mtimes = {m: os.stat(os.path.join(reg, "out", m + ".h5")).st_mtime_ns for m in STEMS[:4]}
 r = linfold(["run", "registry.yaml"], reg, ranks=2)
 s, rows = summary()
-check(r.returncode == 3 and [rows[m]["this_run"] for m in STEMS] == ["skipped"] * 4 + ["failed"],
+check(r.status == 3 and [rows[m]["this_run"] for m in STEMS] == ["skipped"] * 4 + ["failed"],
       "rerun: 4 skipped, m4 retried and failed again", r)
 check(all(os.stat(os.path.join(reg, "out", m + ".h5")).st_mtime_ns == mtimes[m]
           for m in STEMS[:4]), "skipped models' outputs untouched")
@@ -182,7 +163,7 @@ check([rows[m]["this_run"] for m in STEMS] == ["skipped", "skipped", "compressed
 linfold_format.save_model(os.path.join(reg, "models", "m4.h5"), train("m0", 7))
 r = linfold(["run", "registry.yaml"], reg, ranks=2)
 s, rows = summary()
-check(r.returncode == 0 and [rows[m]["this_run"] for m in STEMS] == ["skipped"] * 4 +
+check(r.status == 0 and [rows[m]["this_run"] for m in STEMS] == ["skipped"] * 4 +
       ["compressed"] and s["ok"] == 5, "repaired m4: only it runs, exit 0", r)
 
 # 5. Groups and shards write the same files as one group.
@@ -192,20 +173,20 @@ for name, extra, ranks in (("auto", ["--set", "groups=auto"], 4), ("g3", ["--set
     sets = extra + ["--set", "output.model=%s/{stem}.h5" % out, "--set",
                     "output.report=%s/{stem}.json" % out, "--set", "output.summary=%s/summary" % out]
     r = linfold(["run", "registry.yaml"] + sets, reg, ranks=ranks)
-    check(r.returncode == 0, "%s: exit 0" % name, r)
+    check(r.status == 0, "%s: exit 0" % name, r)
     for m in STEMS:
         check(os.path.exists(os.path.join(reg, out, m + ".h5")) and
               filecmp.cmp(os.path.join(reg, "out", m + ".h5"), os.path.join(reg, out, m + ".h5"),
                           shallow=False), "%s: %s identical to the one-group run" % (name, m))
     if name == "g3":
-        check("3 groups of 1 rank" in r.stderr, "groups=3 at 4 ranks: 3 groups", r)
+        check("3 groups of 1 rank" in r.err, "groups=3 at 4 ranks: 3 groups", r)
 sets = ["--set", "output.model=out-sh/{stem}.h5", "--set", "output.report=out-sh/{stem}.json",
         "--set", "output.summary=out-sh/summary"]
 r0 = linfold(["run", "registry.yaml", "--shard", "0/2"] + sets, reg)
 s0, rows0 = summary("out-sh")
 r1 = linfold(["run", "registry.yaml", "--shard", "1/2"] + sets, reg)
 s1, rows1 = summary("out-sh")
-check(r0.returncode == 0 and r1.returncode == 0, "shards exit 0", r1)
+check(r0.status == 0 and r1.status == 0, "shards exit 0", r1)
 check([rows0[m]["this_run"] for m in STEMS] == ["compressed", "not run"] * 2 + ["compressed"] and
       [rows1[m]["this_run"] for m in STEMS] == ["not run", "compressed"] * 2 + ["not run"],
       "shard 0/2 runs m0, m2, m4; shard 1/2 runs m1, m3")
@@ -220,13 +201,12 @@ for m in STEMS:
 open(os.path.join(reg, "bad.yaml"), "w").write(PIPE.replace("glob: models/*.h5",
                                                             "glob: nothing/*.h5"))
 r = linfold(["run", "bad.yaml"], reg)
-check(r.returncode == 2 and "bad.yaml:2:9: models: the glob nothing/*.h5 matches no file (in .)" in
-      r.stderr, "a glob that matches nothing: exit 2 at models:", r)
+check(r.status == 2 and "bad.yaml:2:9: models: the glob nothing/*.h5 matches no file (in .)" in
+      r.err, "a glob that matches nothing: exit 2 at models:", r)
 open(os.path.join(reg, "bad2.yaml"), "w").write(PIPE.replace("{stem}.h5:/val/x", "{steem}.h5:/val/x"))
 r = linfold(["run", "bad2.yaml"], reg)
-check(r.returncode == 2 and "bad2.yaml:4:14: unknown template '{steem}'" in r.stderr,
+check(r.status == 2 and "bad2.yaml:4:14: unknown template '{steem}'" in r.err,
       "an unknown template: exit 2 at its value", r)
 
-print("kept", tmp) if failures else shutil.rmtree(tmp)
-print("registry_cli: %d checks, %d failed" % (checks, len(failures)))
-sys.exit(1 if failures else 0)
+print("kept", tmp) if cli_checks.failures else shutil.rmtree(tmp)
+sys.exit(cli_checks.finish("registry_cli"))
