@@ -81,8 +81,13 @@ run_tests() {
     CC=clang cmake -S "$here" -B "$asan" -DCMAKE_BUILD_TYPE=Debug -DLF_WERROR=ON \
       -DLF_SANITIZE=address,undefined -DLF_FUZZ=ON >/dev/null
     cmake --build "$asan" -j "$jobs"
+    # slurm_jobs is left out here: it tests the job scripts and SLURM's handling of them, which
+    # the release run covers; the C paths its jobs take (run, registries, checkpoint and resume)
+    # run under the sanitizers in cli_pipeline and cli_registry. Under ASan at -O0 its signalled
+    # calibration alone outlasts the test's time limit on 2 cores.
     (cd "$asan" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 1 "$@")
+      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 1 \
+      -E '^slurm_jobs$' "$@")
   fi
 }
 
