@@ -3,7 +3,9 @@
  * Reading: rank 0 forks a reader process (sandbox_impl.h) that opens the file with the serial
  * driver, reads and validates every object, and sends the model back through a pipe in a plain
  * layout (below); rank 0 checks that what arrives is no larger than the file can justify,
- * validates it again, and broadcasts it. No rank of the job ever runs HDF5 on a model file it did
+ * validates it again, and broadcasts it (lf_h5io_read_model_shared: rank 0 receives it straight
+ * into its node's shared window, and only the other nodes' first ranks receive the broadcast).
+ * No rank of the job ever runs HDF5 on a model file it did
  * not write, so a corrupted or hostile file is an error message, never a crash, a hang or an
  * unbounded allocation in the job. Writing is done by rank 0 alone, since every rank holds the
  * same model; object timestamps are off, so the same model gives the same bytes whatever the rank
@@ -322,11 +324,25 @@ static lf_err_t model_reader(void *ctx)
     return err;
 }
 
+/* Appends block src to layer i of a skeleton (a model without arrays); sources ascend. */
+static lf_err_t skeleton_block(lf_model_t *m, int i, int src, const char *path)
+{
+    lf_err_t err = LF_OK;
+    lf_layer_t *L = &m->layers[i];
+    LF_CHECK(L->n_blocks == 0 || L->blocks[L->n_blocks - 1].src < src, LF_ERR_INTERNAL,
+             "%s: the reader process sent a malformed block", path);
+    LF_CALL(lf_realloc((size_t)L->n_blocks + 1, sizeof *L->blocks, (void **)&L->blocks));
+    L->blocks[L->n_blocks++] = (lf_block_t){.src = src, .w = NULL};
+cleanup:
+    return err;
+}
+
 /* Receives the structure of a model, checking every figure before it sizes an allocation: no
  * more parameters than the file can hold (the reader's rule, 1,032 x its bytes plus 1 MiB per
- * dataset) and a well-formed block list. */
+ * dataset) and a well-formed block list. With allocate unset the model is a skeleton: structure
+ * only, every array NULL (the values go into a shared window, lf_model_share_filled). */
 static lf_err_t receive_structure(lf__sandbox_t *sb, const char *path, int64_t file_bytes,
-                                  lf_model_t **out)
+                                  bool allocate, lf_model_t **out)
 {
     lf_err_t err = LF_OK;
     lf_model_t *m = NULL;
@@ -351,7 +367,13 @@ static lf_err_t receive_structure(lf__sandbox_t *sb, const char *path, int64_t f
                      n_blocks <= i + 1,
                  LF_ERR_INTERNAL, "%s: the reader process sent a malformed layer %d", path, i);
         floats += n_out;
-        LF_CALL(lf_model_layer_init(m, i, n_out, (lf_act_t)act, alpha));
+        if (allocate) {
+            LF_CALL(lf_model_layer_init(m, i, n_out, (lf_act_t)act, alpha));
+        } else {
+            m->layers[i].n_out = n_out;
+            m->layers[i].act = (lf_act_t)act;
+            m->layers[i].alpha = alpha;
+        }
         for (int b = 0; b < n_blocks; b++) {
             int32_t src = 0;
             LF_CALL(lf__sandbox_read(sb, &src, sizeof src));
@@ -362,7 +384,10 @@ static lf_err_t receive_structure(lf__sandbox_t *sb, const char *path, int64_t f
                      "%s: the model holds more parameters than the file can justify", path);
             floats += n_out * width;
             lf_block_t *blk = NULL;
-            LF_CALL(lf_model_block_ensure(m, i, src, &blk));
+            if (allocate)
+                LF_CALL(lf_model_block_ensure(m, i, src, &blk));
+            else
+                LF_CALL(skeleton_block(m, i, src, path));
         }
     }
     *out = m;
@@ -400,7 +425,7 @@ static lf_err_t read_through_reader(const char *path, lf_model_t **out)
     model_job_t job = {.path = path};
     LF_CALL(lf__sandbox_start(path, &limits, model_reader, &job, &sb));
     LF_CALL(lf__sandbox_receive_status(sb));
-    LF_CALL(receive_structure(sb, path, size, &m));
+    LF_CALL(receive_structure(sb, path, size, true, &m));
     LF_CALL(receive_values(sb, m));
     LF_CALL(lf__sandbox_finish(&sb));
     /* Defence in depth: what arrives is checked as if it came from a file. */
@@ -426,6 +451,59 @@ lf_err_t lf_h5io_read_model(MPI_Comm comm, const char *path, lf_model_t **out)
     m = NULL;
 cleanup:
     lf_model_destroy(&m);
+    return err;
+}
+
+/* ---------------------------------------------------------------- one copy per node */
+
+/* Rank 0: starts the reader process and receives the model's structure as a skeleton; the values
+ * stay in the pipe for fill_from_reader. */
+static lf_err_t start_reader(const char *path, lf__sandbox_t **sb, lf_model_t **skeleton)
+{
+    lf_err_t err = LF_OK;
+    int64_t size = 0;
+    LF_CALL(lf__h5_check_readable(path, &size));
+    lf__sandbox_limits_t limits = lf__sandbox_limits_for(size);
+    model_job_t job = {.path = path};
+    LF_CALL(lf__sandbox_start(path, &limits, model_reader, &job, sb));
+    LF_CALL(lf__sandbox_receive_status(*sb));
+    LF_CALL(receive_structure(*sb, path, size, false, skeleton));
+cleanup:
+    return err;
+}
+
+typedef struct {
+    lf__sandbox_t *sb;
+    const char *path;
+} shared_fill_t;
+
+/* Rank 0, inside lf_model_share_filled: the values straight from the pipe into the node's
+ * window (no private copy first, so rank 0 never holds the model twice), then the same checks as
+ * read_through_reader. */
+static lf_err_t fill_from_reader(void *ctx, lf_model_t *dst)
+{
+    lf_err_t err = LF_OK;
+    shared_fill_t *job = ctx;
+    LF_CALL(receive_values(job->sb, dst));
+    LF_CALL(lf__sandbox_finish(&job->sb));
+    LF_CALL(lf_model_validate(dst, job->path));
+cleanup:
+    return err;
+}
+
+lf_err_t lf_h5io_read_model_shared(MPI_Comm comm, const char *path, lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *skeleton = NULL;
+    shared_fill_t job = {.sb = NULL, .path = path};
+    int rank = 0;
+    *out = NULL;
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL(lf_comm_agree(comm, rank == 0 ? start_reader(path, &job.sb, &skeleton) : LF_OK));
+    LF_CALL(lf_model_share_filled(comm, 0, skeleton, fill_from_reader, &job, out));
+cleanup:
+    lf__sandbox_finish(&job.sb);
+    lf_model_destroy(&skeleton);
     return err;
 }
 

@@ -75,15 +75,31 @@ static void layer_free(lf_layer_t *L)
     memset(L, 0, sizeof *L);
 }
 
+/* Frees the model's own memory; the arrays of a shared model belong to its window. */
+static void model_free(lf_model_t *m, bool own_arrays)
+{
+    if (m->layers)
+        for (int i = 0; i < m->n_layers; i++) {
+            lf_layer_t *L = &m->layers[i];
+            if (!own_arrays) {
+                L->bias = NULL;
+                for (int b = 0; b < L->n_blocks; b++)
+                    L->blocks[b].w = NULL;
+            }
+            layer_free(L);
+        }
+    lf_free(m->layers);
+    lf_free(m);
+}
+
 void lf_model_destroy(lf_model_t **m)
 {
     if (!m || !*m)
         return;
-    if ((*m)->layers)
-        for (int i = 0; i < (*m)->n_layers; i++)
-            layer_free(&(*m)->layers[i]);
-    lf_free((*m)->layers);
-    lf_free(*m);
+    if ((*m)->shared)
+        lf__assert_fail(__FILE__, __LINE__, __func__,
+                        "a shared model is freed by lf_model_release(comm, &m) on every rank");
+    model_free(*m, true);
     *m = NULL;
 }
 
@@ -107,6 +123,7 @@ lf_err_t lf_model_block_ensure(lf_model_t *m, int i, int src, lf_block_t **out)
     float *w = NULL;
     lf_layer_t *L = &m->layers[i];
     LF_ASSERT(src >= LF_SRC_INPUT && src < i);
+    LF_ASSERT(!m->shared); /* shared models are read-only */
     *out = lf_model_block(m, i, src);
     if (*out)
         return LF_OK;
@@ -132,7 +149,7 @@ lf_err_t lf_model_layer_init(lf_model_t *m, int i, int64_t n_out, lf_act_t act, 
     lf_block_t *pred = NULL;
     lf_layer_t *L = &m->layers[i];
     LF_CHECK(n_out >= 1, LF_ERR_ARG, "layer %d: n_out = %lld, expected >= 1", i, (long long)n_out);
-    LF_ASSERT(L->bias == NULL && L->n_blocks == 0);
+    LF_ASSERT(L->bias == NULL && L->n_blocks == 0 && !m->shared);
     L->n_out = n_out;
     L->act = act;
     L->alpha = alpha;
@@ -231,6 +248,7 @@ lf_err_t lf_model_remove_neurons(lf_model_t *m, int i, const bool *keep)
     lf_err_t err = LF_OK;
     lf_layer_t *L = &m->layers[i];
     int64_t n = L->n_out, n_keep = 0;
+    LF_ASSERT(!m->shared); /* shared models are read-only */
     for (int64_t j = 0; j < n; j++)
         n_keep += keep[j] ? 1 : 0;
     if (n_keep == n)
@@ -450,4 +468,290 @@ cleanup:
     if (err != LF_OK && rank != root)
         lf_model_destroy(m);
     return err;
+}
+
+/* ---------------------------------------------------------------- one copy per node */
+
+struct lf_model_shared {
+    MPI_Win win;   /* the node's window; MPI_WIN_NULL until allocated */
+    MPI_Comm node; /* the ranks sharing it */
+    int64_t bytes; /* its size, as the node's first rank allocated it */
+    int ranks;     /* the node communicator's size */
+};
+
+static int share_group = 0;
+
+void lf_model_share_test_group(int ranks) { share_group = ranks > 0 ? ranks : 0; }
+
+bool lf_model_is_shared(const lf_model_t *m) { return m->shared != NULL; }
+
+int64_t lf_model_shared_window_bytes(const lf_model_t *m)
+{
+    return m->shared ? m->shared->bytes : 0;
+}
+
+int lf_model_shared_ranks(const lf_model_t *m) { return m->shared ? m->shared->ranks : 1; }
+
+static int64_t padded(int64_t bytes)
+{
+    return (bytes + LF_MODEL_SHARED_ALIGN - 1) / LF_MODEL_SHARED_ALIGN * LF_MODEL_SHARED_ALIGN;
+}
+
+int64_t lf_model_shared_layout_bytes(const lf_model_t *m)
+{
+    int64_t total = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        total += padded(L->n_out * (int64_t)sizeof(float));
+        for (int b = 0; b < L->n_blocks; b++)
+            total +=
+                padded(L->n_out * lf_model_width(m, L->blocks[b].src) * (int64_t)sizeof(float));
+    }
+    return total;
+}
+
+/* Adds one array of rows x cols floats to the layout size, refusing what overflows int64. */
+static bool layout_add(int64_t *total, int64_t rows, int64_t cols)
+{
+    const int64_t limit = INT64_MAX / 2;
+    if (rows < 1 || cols < 1 || rows > limit / (int64_t)sizeof(float) / cols)
+        return false;
+    int64_t bytes = padded(rows * cols * (int64_t)sizeof(float));
+    if (bytes > limit - *total)
+        return false;
+    *total += bytes;
+    return true;
+}
+
+/* The bookkeeping of a model from pack_structure()'s layout, arrays left NULL, and the bytes its
+ * shared layout takes. The structure comes from root's validated model; the checks guard the
+ * arithmetic, not against a hostile peer. */
+static lf_err_t unpack_skeleton(const int64_t *p, int n, lf_model_t **out, int64_t *bytes)
+{
+    lf_err_t err = LF_OK;
+    lf_model_t *m = NULL;
+    const int64_t *end = p + n;
+    *bytes = 0;
+    LF_CHECK(n >= 2 && p[1] >= 1 && p[1] <= INT32_MAX, LF_ERR_INTERNAL,
+             "malformed model structure");
+    LF_CALL(lf_model_create(p[0], (int)p[1], &m));
+    p += 2;
+    for (int i = 0; i < m->n_layers; i++) {
+        lf_layer_t *L = &m->layers[i];
+        LF_CHECK(end - p >= 4 && p[0] >= 1 && p[3] >= 1 && p[3] <= i + 1 && end - p - 4 >= p[3],
+                 LF_ERR_INTERNAL, "malformed structure of layer %d", i);
+        uint32_t bits = (uint32_t)p[2];
+        L->n_out = p[0];
+        L->act = (lf_act_t)p[1];
+        memcpy(&L->alpha, &bits, sizeof L->alpha);
+        int n_blocks = (int)p[3];
+        p += 4;
+        LF_CALL(lf_calloc((size_t)n_blocks, sizeof *L->blocks, (void **)&L->blocks));
+        L->n_blocks = n_blocks;
+        LF_CHECK(layout_add(bytes, L->n_out, 1), LF_ERR_OVERFLOW, "model too large to share");
+        for (int b = 0; b < n_blocks; b++) {
+            int64_t src = *p++;
+            LF_CHECK(src >= LF_SRC_INPUT && src < i && (b == 0 || src > L->blocks[b - 1].src),
+                     LF_ERR_INTERNAL, "malformed block list of layer %d", i);
+            L->blocks[b].src = (int)src;
+            LF_CHECK(layout_add(bytes, L->n_out, lf_model_width(m, (int)src)), LF_ERR_OVERFLOW,
+                     "model too large to share");
+        }
+        LF_CHECK(L->blocks[n_blocks - 1].src == i - 1, LF_ERR_INTERNAL,
+                 "layer %d has no predecessor block", i);
+    }
+    *out = m;
+    m = NULL;
+cleanup:
+    lf_model_destroy(&m);
+    return err;
+}
+
+/* Points the arrays of m into base, in the layout order; zero_pad clears the padding. */
+static void point_into(lf_model_t *m, char *base, bool zero_pad)
+{
+    int64_t off = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        lf_layer_t *L = &m->layers[i];
+        for (int b = -1; b < L->n_blocks; b++) {
+            int64_t cols = b < 0 ? 1 : lf_model_width(m, L->blocks[b].src);
+            int64_t bytes = L->n_out * cols * (int64_t)sizeof(float);
+            float *a = (float *)(void *)(base + off);
+            if (b < 0)
+                L->bias = a;
+            else
+                L->blocks[b].w = a;
+            if (zero_pad)
+                memset(base + off + bytes, 0, (size_t)(padded(bytes) - bytes));
+            off += padded(bytes);
+        }
+    }
+}
+
+/* Records a failed MPI call whose failure the caller agrees on before jumping. */
+static lf_err_t mpi_failed(int rc, const char *call, int64_t bytes)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    lf_error_record(__FILE__, __LINE__, __func__, LF_ERR_MPI,
+                    "%s of %lld bytes for the node's copy of the model failed: %s", call,
+                    (long long)bytes, msg);
+    return LF_ERR_MPI;
+}
+
+/* The node's ranks, root first on its node; split further for the test hook. */
+static lf_err_t split_node(MPI_Comm comm, int key, MPI_Comm *node)
+{
+    lf_err_t err = LF_OK;
+    MPI_Comm part = MPI_COMM_NULL;
+    LF_CALL_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, key, MPI_INFO_NULL, node));
+    if (share_group > 0) {
+        int r = 0;
+        LF_CALL_MPI(MPI_Comm_rank(*node, &r));
+        LF_CALL_MPI(MPI_Comm_split(*node, r / share_group, r, &part));
+        LF_CALL_MPI(MPI_Comm_free(node));
+        *node = part;
+        part = MPI_COMM_NULL;
+    }
+cleanup:
+    if (part != MPI_COMM_NULL)
+        MPI_Comm_free(&part);
+    return err;
+}
+
+lf_err_t lf_model_share_filled(MPI_Comm comm, int root, const lf_model_t *shape,
+                               lf_model_fill_fn fill, void *ctx, lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    int64_t *structure = NULL, bytes = 0;
+    lf_model_t *m = NULL;
+    lf_model_shared_t *sh = NULL;
+    MPI_Comm leaders = MPI_COMM_NULL;
+    bool locked = false;
+    int rank = 0, n = 0, node_rank = 0;
+    *out = NULL;
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+
+    /* The structure (a few integers per layer) goes to every rank, as in lf_model_bcast. */
+    LF_CALL(lf_comm_agree(comm, rank == root ? pack_structure(shape, &structure, &n) : LF_OK));
+    LF_CALL_MPI(MPI_Bcast(&n, 1, MPI_INT, root, comm));
+    LF_CALL(lf_comm_agree(
+        comm, rank == root ? LF_OK : lf_malloc((size_t)n, sizeof *structure, (void **)&structure)));
+    LF_CALL_MPI(MPI_Bcast(structure, n, MPI_INT64_T, root, comm));
+    lf_err_t local = unpack_skeleton(structure, n, &m, &bytes);
+    if (local == LF_OK) {
+        local = lf_calloc(1, sizeof *sh, (void **)&sh);
+        if (local == LF_OK) {
+            sh->win = MPI_WIN_NULL;
+            sh->node = MPI_COMM_NULL;
+            m->shared = sh; /* from here on m is freed by lf_model_release, collectively */
+        }
+    }
+    LF_CALL(lf_comm_agree(comm, local));
+
+    /* Root is the first rank of its node and of the leaders (the nodes' first ranks). */
+    int key = rank == root ? 0 : 1;
+    LF_CALL(split_node(comm, key, &sh->node));
+    LF_CALL_MPI(MPI_Comm_rank(sh->node, &node_rank));
+    LF_CALL_MPI(MPI_Comm_size(sh->node, &sh->ranks));
+    LF_CALL_MPI(MPI_Comm_split(comm, node_rank == 0 ? 0 : MPI_UNDEFINED, key, &leaders));
+
+    /* One window per node: its first rank allocates all of it, the others nothing, and every
+     * rank addresses the first rank's segment. */
+    void *mine = NULL, *base = NULL;
+    MPI_Aint size = 0;
+    int disp = 0;
+    int rc = MPI_Win_allocate_shared(node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL,
+                                     sh->node, &mine, &sh->win);
+    if (rc != MPI_SUCCESS)
+        sh->win = MPI_WIN_NULL;
+    LF_CALL(lf_comm_agree(
+        comm, rc == MPI_SUCCESS ? LF_OK : mpi_failed(rc, "MPI_Win_allocate_shared", bytes)));
+    LF_CALL_MPI(MPI_Win_set_errhandler(sh->win, MPI_ERRORS_RETURN));
+    LF_CALL_MPI(MPI_Win_shared_query(sh->win, 0, &size, &disp, &base));
+    sh->bytes = (int64_t)size;
+    point_into(m, base, rank == root);
+
+    /* Publishing the values (MPI-3 shared memory, unified model, MPI 4.0 section 12.7).
+     * The writers are root (fill: plain stores into its node's window) and the other nodes'
+     * first ranks (MPI_Bcast among the leaders receives into their node's window); the readers
+     * are every rank of each node, with plain loads. Plain stores and loads of different
+     * processes on shared memory are ordered only by a process synchronisation plus memory
+     * barriers on both sides: each writer's MPI_Win_sync after its last store, then a barrier on
+     * the node, then each reader's MPI_Win_sync before its first load (the pattern of the
+     * standard's shared-memory examples). MPI_Win_sync is only defined inside a passive-target
+     * epoch, hence the lock_all (MPI_MODE_NOCHECK: nobody locks exclusively, it costs nothing).
+     * The agreements below are allreduces: they order the steps but are not a memory barrier on
+     * their own. After the unlock the window is never written again until it is freed, so later
+     * loads need no further synchronisation; MPI_Win_free in lf_model_release is collective on
+     * the node, so no rank's mapping goes away while another could still be in a collective
+     * reading it. */
+    LF_CALL_MPI(MPI_Win_lock_all(MPI_MODE_NOCHECK, sh->win));
+    locked = true;
+    LF_CALL(lf_comm_agree(comm, rank == root ? fill(ctx, m) : LF_OK));
+    local = LF_OK;
+    if (leaders != MPI_COMM_NULL) {
+        int n_leaders = 1;
+        LF_CALL_MPI(MPI_Comm_size(leaders, &n_leaders));
+        if (n_leaders > 1)
+            local = bcast_floats(leaders, 0, base, bytes / (int64_t)sizeof(float));
+    }
+    LF_CALL(lf_comm_agree(comm, local));
+    LF_CALL_MPI(MPI_Win_sync(sh->win)); /* writers: every store before the barrier */
+    LF_CALL_MPI(MPI_Barrier(sh->node));
+    LF_CALL_MPI(MPI_Win_sync(sh->win)); /* readers: every load after it */
+    locked = false;
+    LF_CALL_MPI(MPI_Win_unlock_all(sh->win));
+    *out = m;
+    m = NULL;
+cleanup:
+    if (locked)
+        MPI_Win_unlock_all(sh->win);
+    if (leaders != MPI_COMM_NULL)
+        MPI_Comm_free(&leaders);
+    lf_free(structure);
+    lf_model_release(comm, &m);
+    return err;
+}
+
+typedef struct {
+    const lf_model_t *m;
+} copy_job_t;
+
+static lf_err_t copy_values(void *ctx, lf_model_t *dst)
+{
+    const lf_model_t *m = ((const copy_job_t *)ctx)->m;
+    for (int i = 0; i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        memcpy(dst->layers[i].bias, L->bias, (size_t)L->n_out * sizeof(float));
+        for (int b = 0; b < L->n_blocks; b++)
+            memcpy(dst->layers[i].blocks[b].w, L->blocks[b].w,
+                   (size_t)(L->n_out * lf_model_width(m, L->blocks[b].src)) * sizeof(float));
+    }
+    return LF_OK;
+}
+
+lf_err_t lf_model_share(MPI_Comm comm, int root, const lf_model_t *m, lf_model_t **out)
+{
+    copy_job_t job = {.m = m};
+    return lf_model_share_filled(comm, root, m, copy_values, &job, out);
+}
+
+void lf_model_release(MPI_Comm comm, lf_model_t **m)
+{
+    (void)comm; /* the window's own group (the node) is what MPI_Win_free synchronises */
+    if (!m || !*m)
+        return;
+    lf_model_shared_t *sh = (*m)->shared;
+    (*m)->shared = NULL;
+    model_free(*m, sh == NULL);
+    *m = NULL;
+    if (!sh)
+        return;
+    if (sh->win != MPI_WIN_NULL)
+        MPI_Win_free(&sh->win);
+    if (sh->node != MPI_COMM_NULL)
+        MPI_Comm_free(&sh->node);
+    lf_free(sh);
 }

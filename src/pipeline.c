@@ -174,11 +174,12 @@ static lf_err_t open_inputs(MPI_Comm comm, lf__run_t *r)
     const lf_pipeline_t *p = r->p;
     LF_CALL(lf__run_plan_options(p, &r->popts, &r->need_sums));
     /* A pipeline file's check has read them already: a wide model is read once. */
+    /* One copy of the weights per node, shared by its ranks (h5io.h). */
     if (!p->loaded_model)
-        LF_CALL(lf_h5io_read_model(comm, p->model, &r->own_model));
+        LF_CALL(lf_h5io_read_model_shared(comm, p->model, &r->own_model));
     r->model = p->loaded_model ? p->loaded_model : r->own_model;
     if (p->reference && !p->loaded_reference)
-        LF_CALL(lf_h5io_read_model(comm, p->reference, &r->own_reference));
+        LF_CALL(lf_h5io_read_model_shared(comm, p->reference, &r->own_reference));
     r->reference = p->loaded_reference ? p->loaded_reference : r->own_reference;
     if (lf_pipeline_has(p, LF_STAGE_CALIBRATE))
         LF_CALL(lf_h5io_dataset_open(comm, p->calibration, LF_DATA_SAMPLES, &r->data));
@@ -415,7 +416,7 @@ cleanup:
     lf_h5io_dataset_close(&r.eval_y);
     lf_h5io_dataset_close(&r.eval_x);
     lf_h5io_dataset_close(&r.data);
-    lf_model_destroy(&r.own_reference);
-    lf_model_destroy(&r.own_model);
+    lf_model_release(comm, &r.own_reference);
+    lf_model_release(comm, &r.own_model);
     return err;
 }

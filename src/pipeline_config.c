@@ -989,8 +989,7 @@ void lf_pipeline_config_destroy(lf_pipeline_config_t **cp)
     for (int k = 0; k < c->n_mkdirs; k++)
         free(c->mkdirs[k]);
     lf__cfg_free_models(c);
-    lf_model_destroy(&c->model);
-    lf_model_destroy(&c->reference);
+    lf__cfg_release_models(c);
     free(c->effective);
     lf_yaml_destroy(&c->doc);
     lf_free(c->text);

@@ -68,7 +68,8 @@ struct lf_pipeline_config {
     const char *member_stem;
     char *mkdirs[F__COUNT]; /* output directories to create before the run */
     int n_mkdirs;
-    lf_model_t *model, *reference; /* read by check_files, lent to the run */
+    lf_model_t *model, *reference; /* read by check_files (node-shared), lent to the run */
+    MPI_Comm comm;                 /* the communicator they are shared on */
     int64_t model_in, model_out, model_params, calib_rows, eval_rows;
     int model_layers;
 };
@@ -116,5 +117,7 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c);
  * expands the model list), and the members' model list freed. */
 lf_err_t lf__cfg_parse_registry(MPI_Comm comm, lf_pipeline_config_t *c);
 void lf__cfg_free_models(lf_pipeline_config_t *c);
+/* Releases the models check_files read (collective on the communicator it ran on). */
+void lf__cfg_release_models(lf_pipeline_config_t *c);
 
 #endif /* LINFOLD_PIPELINE_CONFIG_IMPL_H */

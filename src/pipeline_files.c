@@ -96,14 +96,14 @@ lf_err_t lf_pipeline_config_check_files(MPI_Comm comm, lf_pipeline_config_t *c)
     lf_err_t err = LF_OK;
     const lf_pipeline_t *p = &c->p;
     lf_model_t *m = NULL, *ref = NULL;
-    lf_model_destroy(&c->model);
-    lf_model_destroy(&c->reference);
+    lf__cfg_release_models(c);
+    c->comm = comm;
     c->p.loaded_model = c->p.loaded_reference = NULL;
     lf_dataset_t *data = NULL, *x = NULL, *y = NULL;
     lf_stats_t *stats = NULL;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    if (checked(comm, c, F_MODEL, lf_h5io_read_model(comm, p->model, &m))) {
+    if (checked(comm, c, F_MODEL, lf_h5io_read_model_shared(comm, p->model, &m))) {
         c->model_in = m->n_in;
         c->model_out = lf_model_n_out(m);
         c->model_params = lf_model_params(m);
@@ -111,7 +111,7 @@ lf_err_t lf_pipeline_config_check_files(MPI_Comm comm, lf_pipeline_config_t *c)
     }
     int64_t n_in = m ? m->n_in : 0;
     if (p->reference &&
-        checked(comm, c, F_REFERENCE, lf_h5io_read_model(comm, p->reference, &ref)) && m &&
+        checked(comm, c, F_REFERENCE, lf_h5io_read_model_shared(comm, p->reference, &ref)) && m &&
         (ref->n_in != m->n_in || lf_model_n_out(ref) != lf_model_n_out(m)))
         lf__cfg_diag(c, c->where[F_REFERENCE],
                      "the reference model maps %lld inputs to %lld outputs, the model %lld to %lld",
@@ -209,8 +209,8 @@ cleanup:
         c->p.loaded_reference = ref;
         m = ref = NULL;
     }
-    lf_model_destroy(&ref);
-    lf_model_destroy(&m);
+    lf_model_release(comm, &ref);
+    lf_model_release(comm, &m);
     return err;
 }
 
@@ -221,4 +221,13 @@ lf_err_t lf_pipeline_config_check_files_quietly(MPI_Comm comm, lf_pipeline_confi
     lf_err_t err = lf_pipeline_config_check_files(comm, c);
     c->keep_problems = keep;
     return err;
+}
+
+void lf__cfg_release_models(lf_pipeline_config_t *c)
+{
+    if (c->model || c->reference) {
+        lf_model_release(c->comm, &c->reference);
+        lf_model_release(c->comm, &c->model);
+    }
+    c->p.loaded_model = c->p.loaded_reference = NULL;
 }

@@ -35,6 +35,15 @@ void lf_h5io_init(void);
  * Collective on comm.
  * Caller destroys *out. Errors name the file and object. */
 lf_err_t lf_h5io_read_model(MPI_Comm comm, const char *path, lf_model_t **out);
+/* Reads and validates a model file like lf_h5io_read_model into one copy per node: a shared
+ * model (model.h) whose arrays live in an MPI-3 shared-memory window of the node's ranks.
+ * Collective on comm.
+ * Rank 0's reader process checks the file; rank 0 receives the values directly into its node's
+ * window (it never holds a second copy) and the first rank of every other node receives them by
+ * broadcast. Caller frees *out with lf_model_release(comm, &m) on every rank (not
+ * lf_model_destroy); comm must stay valid until then. Errors are those of lf_h5io_read_model,
+ * agreed on every rank, *out NULL everywhere. */
+lf_err_t lf_h5io_read_model_shared(MPI_Comm comm, const char *path, lf_model_t **out);
 
 /* Writes m atomically to path: rank 0 writes a temporary file, then renames it.
  * Collective on comm.

@@ -4,7 +4,8 @@
  * a_i = act_i(z_i). A block's src is LF_SRC_INPUT (-1, the model input) or an earlier layer j < i;
  * the block from the immediate predecessor (src = i - 1) is the layer's `weight` and is always
  * present (possibly all zeros), the others are skip blocks. Layout everywhere: row-major,
- * W has shape (n_out_i, width(src)), y = W x + b. Every rank holds the same model.
+ * W has shape (n_out_i, width(src)), y = W x + b. Every rank holds the same model, either its own
+ * copy or, for a shared model (below), one copy per node.
  *
  *     lf_model_t *m = NULL;
  *     lf_model_create(64, 2, &m);
@@ -48,10 +49,14 @@ typedef struct {
     lf_block_t *blocks; /* sorted by src, ascending; the last one is the predecessor block */
 } lf_layer_t;
 
+/* The node's shared window a model's arrays live in (model.c); NULL for a private model. */
+typedef struct lf_model_shared lf_model_shared_t;
+
 typedef struct {
     int64_t n_in;
     int n_layers;
     lf_layer_t *layers;
+    lf_model_shared_t *shared; /* set by lf_model_share*(): biases and weights are in its window */
 } lf_model_t;
 
 /* Returns the name of act used in files ("relu", ...).
@@ -81,7 +86,9 @@ lf_err_t lf_model_create(int64_t n_in, int n_layers, lf_model_t **out);
  * Layers below i must be initialised. LF_ERR_ARG unless n_out >= 1. */
 lf_err_t lf_model_layer_init(lf_model_t *m, int i, int64_t n_out, lf_act_t act, float alpha);
 /* Frees *m and sets it to NULL; accepts NULL.
- * Not collective. */
+ * Not collective.
+ * A shared model (lf_model_is_shared) must be freed with lf_model_release(): freeing its window
+ * is collective, so lf_model_destroy() of one aborts the job (LF_ASSERT) instead of hanging. */
 void lf_model_destroy(lf_model_t **m);
 /* Makes a deep copy of m.
  * Not collective.
@@ -132,6 +139,71 @@ lf_err_t lf_model_validate(const lf_model_t *m, const char *name);
  * Collective on comm.
  * *m must be NULL on the other ranks. */
 lf_err_t lf_model_bcast(MPI_Comm comm, int root, lf_model_t **m);
+
+/* ---------------------------------------------------------------- one copy per node
+ *
+ * A shared model is an ordinary, read-only lf_model_t whose biases and weights point into one
+ * MPI-3 shared-memory window per node (MPI_Win_allocate_shared on the node's ranks, all of it
+ * allocated by the node's first rank): the ranks of a node hold one copy between them. Only its
+ * small bookkeeping (layer and block arrays) is per rank. Everything that reads a model (forward,
+ * statistics, evaluation, prediction, fold's lf_fold_apply, writing, lf_model_copy) takes it
+ * unchanged; the mutators (lf_model_layer_init, lf_model_block_ensure, lf_model_remove_neurons,
+ * hence lf_fold_layer) refuse it with LF_ASSERT. Layout: per layer its bias, then its blocks in
+ * order, each array starting at a multiple of LF_MODEL_SHARED_ALIGN bytes from the window base
+ * (zero padding between), so the window holds lf_model_shared_layout_bytes() bytes.
+ *
+ *     lf_model_t *m = NULL;
+ *     lf_h5io_read_model_shared(comm, "model.h5", &m);   // collective (h5io.h)
+ *     lf_stats_collect(comm, m, data, &opts, false, &s);  // as with any model
+ *     lf_model_release(comm, &m);                         // collective; not lf_model_destroy */
+
+#define LF_MODEL_SHARED_ALIGN 64 /* a cache line; also the widest SIMD load */
+
+/* Fills dst, a model whose arrays point into the new window, with the values; run on root only.
+ * Returns an error to abandon the load (every rank then fails with it agreed). */
+typedef lf_err_t (*lf_model_fill_fn)(void *ctx, lf_model_t *dst);
+
+/* Returns true when m's arrays live in a node's shared window.
+ * Not collective. */
+bool lf_model_is_shared(const lf_model_t *m);
+/* Returns the bytes the shared layout of m takes: the sum over its bias and block arrays of their
+ * size rounded up to LF_MODEL_SHARED_ALIGN. Works on any model.
+ * Not collective. */
+int64_t lf_model_shared_layout_bytes(const lf_model_t *m);
+/* Returns the size in bytes of the node's window m lives in (as MPI_Win_shared_query reports it
+ * for the node's first rank): lf_model_shared_layout_bytes(m) for a shared model, 0 for a private
+ * one.
+ * Not collective. */
+int64_t lf_model_shared_window_bytes(const lf_model_t *m);
+/* Returns the number of ranks sharing m's window (1 for a private model).
+ * Not collective. */
+int lf_model_shared_ranks(const lf_model_t *m);
+
+/* Builds a shared model with the structure of `shape` (root only; its arrays are not read and may
+ * be NULL) and has fill() write its values on root, then gives them to every node: root's node
+ * sees root's stores, the other nodes receive a broadcast among the nodes' first ranks.
+ * Collective on comm.
+ * *out (caller releases with lf_model_release) is the same model on every rank; comm must stay
+ * valid until then. Errors (including fill's) are agreed: on failure *out is NULL everywhere. */
+lf_err_t lf_model_share_filled(MPI_Comm comm, int root, const lf_model_t *shape,
+                               lf_model_fill_fn fill, void *ctx, lf_model_t **out);
+/* Gives every rank root's model m as a shared model; m is read on root only (NULL elsewhere) and
+ * stays the caller's.
+ * Collective on comm.
+ * Root holds m and the window's copy until it destroys m. */
+lf_err_t lf_model_share(MPI_Comm comm, int root, const lf_model_t *m, lf_model_t **out);
+/* Frees *m, shared or private, and sets it to NULL.
+ * Collective on comm (the communicator the model was shared on).
+ * For a shared model every rank of comm must call it, in the same order as for its other shared
+ * models (it frees the node's window, MPI_Win_free); for a private model it is lf_model_destroy.
+ * *m must be of the same kind on every rank: all NULL, all private or all shared. Whoever may
+ * hold a shared model frees it here; lf_model_destroy stays for models known to be private. */
+void lf_model_release(MPI_Comm comm, lf_model_t **m);
+/* Test hook: splits every node further into groups of `ranks` consecutive ranks, each with its
+ * own window, so that one machine exercises the broadcast among windows; 0 restores one window
+ * per node.
+ * Not collective, but must be equal on every rank before lf_model_share*. */
+void lf_model_share_test_group(int ranks);
 
 /* Returns a 64-bit FNV-1a hash over the structure and all values.
  * Not collective.

@@ -88,7 +88,8 @@ int lf_pipeline_config_problems(const lf_pipeline_config_t *cfg, const char *con
 lf_err_t lf_pipeline_config_check_files_quietly(MPI_Comm comm, lf_pipeline_config_t *cfg);
 
 /* Frees *cfg and sets it to NULL; accepts NULL.
- * Not collective. */
+ * Collective on the communicator of lf_pipeline_config_check_files() once that has run (the
+ * models it read are shared by the ranks of a node); not collective before. */
 void lf_pipeline_config_destroy(lf_pipeline_config_t **cfg);
 
 #endif /* LINFOLD_PIPELINE_CONFIG_H */
