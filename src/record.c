@@ -285,6 +285,23 @@ cleanup:
     return err;
 }
 
+/* This process's proportional set size in MiB (-1 where /proc/self/smaps_rollup is missing):
+ * shared pages counted once per node in total, which peak RSS cannot show. */
+static double pss_mib(void)
+{
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    double kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "Pss:", 4) == 0) {
+            kib = strtod(line + 4, NULL);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return kib < 0 ? -1 : kib / 1024.0;
+}
+
 lf_err_t lf_record_finish(MPI_Comm comm, lf_record_t *r, lf_err_t status_err, int status)
 {
     lf_err_t err = LF_OK;
@@ -293,10 +310,10 @@ lf_err_t lf_record_finish(MPI_Comm comm, lf_record_t *r, lf_err_t status_err, in
     MPI_Comm_rank(comm, &rank);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double mine = (double)ru.ru_maxrss / 1024.0, *all = NULL;
-    lf_err_t mem = rank == 0 ? lf_calloc((size_t)size, sizeof *all, (void **)&all) : LF_OK;
+    double mine[2] = {(double)ru.ru_maxrss / 1024.0, pss_mib()}, *all = NULL;
+    lf_err_t mem = rank == 0 ? lf_calloc(2 * (size_t)size, sizeof *all, (void **)&all) : LF_OK;
     if (lf_comm_agree(comm, mem) == LF_OK)
-        MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, comm);
+        MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, comm);
     else if (mem != LF_OK)
         lf_error_clear(); /* the record goes without the memory figures */
     /* The message of the first rank that failed, on rank 0 which writes the record. */
@@ -316,10 +333,14 @@ lf_err_t lf_record_finish(MPI_Comm comm, lf_record_t *r, lf_err_t status_err, in
     LF_CALL(lf_record_set_string(r, "blas_kernel", lf_blas_kernel()));
     LF_CALL(lf_record_set_int(r, "ranks", size));
     if (all && rank == 0) {
-        json_t *a = json_array();
-        for (int k = 0; a && k < size; k++)
-            json_array_append_new(a, json_real(all[k]));
-        LF_CALL(set_value(r, "peak_memory_mib", a));
+        json_t *peak = json_array(), *pss = json_array();
+        for (int k = 0; peak && pss && k < size; k++) {
+            json_array_append_new(peak, json_real(all[2 * k]));
+            json_array_append_new(pss,
+                                  all[2 * k + 1] >= 0 ? json_real(all[2 * k + 1]) : json_null());
+        }
+        LF_CALL(set_value(r, "peak_memory_mib", peak));
+        LF_CALL(set_value(r, "pss_mib", pss));
     }
     LF_CALL(lf_record_set_int(r, "exit_status", status));
     if (status_err != LF_OK) {
