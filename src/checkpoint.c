@@ -21,17 +21,22 @@
 
 #include "h5io_impl.h"
 #include "sandbox_impl.h"
+#include "stats_file_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/blas.h"
 #include "linfold/comm.h"
 
-enum { FORMAT_VERSION = 1, EXACT_WORDS = 16 /* 8 bins of 128 bits, as 64-bit words */ };
+enum { FORMAT_VERSION = 1 };
 static const char FORMAT_NAME[] = "linfold-checkpoint";
-
-__extension__ typedef unsigned __int128 u128;
 
 /* What one addition can put into a bin: a 24-bit significand shifted by at most 31 (stats.c). */
 #define BIN_STEP_MAX ((lf_i128)1 << 55)
+
+/* A checkpoint with sums keeps them exact. */
+static lf__stats_sums_t sums_kind(bool with_sums)
+{
+    return with_sums ? LF__STATS_SUMS_EXACT : LF__STATS_SUMS_NONE;
+}
 
 const char *lf_checkpoint_count(int64_t n, char *buf, size_t cap)
 {
@@ -181,11 +186,6 @@ cleanup:
 
 /* ---------------------------------------------------------------- consistency */
 
-static lf_i128 bin_of(const uint64_t *w, int b)
-{
-    return (lf_i128)(((u128)w[2 * b + 1] << 64) | w[2 * b]);
-}
-
 /* The done ranges: ascending, disjoint, not adjacent, within [0, rows), adding up to samples. */
 static lf_err_t check_done(const char *path, const lf_checkpoint_t *ck)
 {
@@ -213,30 +213,20 @@ static lf_err_t check_neuron(const char *path, int i, const lf_layer_stats_t *ls
                              int64_t samples, bool sums, lf_act_t act)
 {
     lf_err_t err = LF_OK;
-    int64_t pos = ls->positive[j], neg = ls->negative[j];
-    float lo = ls->zmin[j], hi = ls->zmax[j];
-    LF_CHECK(pos >= 0 && neg >= 0 && pos <= samples - neg, LF_ERR_FORMAT,
-             "%s: /layers/%d neuron %lld has %lld positive and %lld negative rows of %lld "
-             "samples",
-             path, i, (long long)j, (long long)pos, (long long)neg, (long long)samples);
-    LF_CHECK(isfinite(lo) && isfinite(hi) && lo <= hi && (pos > 0) == (hi > 0.0f) &&
-                 (neg > 0) == (lo < 0.0f) && (pos + neg == samples || (lo <= 0.0f && hi >= 0.0f)),
-             LF_ERR_FORMAT,
-             "%s: /layers/%d neuron %lld: counts %lld positive, %lld negative of %lld disagree "
-             "with its range [%g, %g]",
-             path, i, (long long)j, (long long)pos, (long long)neg, (long long)samples, (double)lo,
-             (double)hi);
+    char gpath[64];
+    snprintf(gpath, sizeof gpath, "/layers/%d", i);
+    LF_CALL(lf__stats_check_neuron(path, gpath, ls, j, samples, LF_ERR_FORMAT));
     if (!sums)
         goto cleanup;
-    uint64_t w[EXACT_WORDS];
-    memcpy(w, &ls->exact[j], sizeof w);
     bool piecewise = lf_act_is_piecewise_linear(act);
     for (int b = 0; b < 8; b++) {
-        lf_i128 v = bin_of(w, b), bound = (lf_i128)samples * BIN_STEP_MAX;
+        lf_i128 v = ls->exact[j].bin[b], bound = (lf_i128)samples * BIN_STEP_MAX;
         LF_CHECK((piecewise || v == 0) && v <= bound && v >= -bound, LF_ERR_FORMAT,
                  "%s: /layers/%d/exact of neuron %lld, bin %d is out of range for %lld samples",
                  path, i, (long long)j, b, (long long)samples);
     }
+    int64_t pos = ls->positive[j];
+    float hi = ls->zmax[j];
     double sum = lf_xsum_value(&ls->exact[j]);
     LF_CHECK(act != LF_ACT_RELU || (sum >= 0.0 && sum <= (double)pos * (double)(hi > 0 ? hi : 0)),
              LF_ERR_FORMAT,
@@ -275,50 +265,16 @@ static lf_err_t write_text(hid_t loc, const char *name, const char *text)
     return lf__h5_write_dataset(loc, name, 1, &n, H5T_STD_U8LE, H5T_NATIVE_UCHAR, text);
 }
 
-static lf_err_t write_layer(hid_t layers, const lf_stats_t *s, int i)
-{
-    lf_err_t err = LF_OK;
-    hid_t grp = H5I_INVALID_HID;
-    uint64_t *words = NULL;
-    const lf_layer_stats_t *ls = &s->layers[i];
-    char name[32];
-    snprintf(name, sizeof name, "%d", i);
-    LF_CALL(lf__h5_create_group(layers, name, &grp));
-    hsize_t n = (hsize_t)ls->n_out, dims[2] = {(hsize_t)ls->n_out, EXACT_WORDS};
-    LF_CALL(lf__h5_write_dataset(grp, "positive", 1, &n, H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                 ls->positive));
-    LF_CALL(lf__h5_write_dataset(grp, "negative", 1, &n, H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                 ls->negative));
-    LF_CALL(lf__h5_write_dataset(grp, "zmin", 1, &n, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ls->zmin));
-    LF_CALL(lf__h5_write_dataset(grp, "zmax", 1, &n, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ls->zmax));
-    if (s->with_sums) {
-        /* Bin b of a neuron: words 2b (low) and 2b + 1 (high) of a 128-bit two's complement. */
-        LF_CALL(lf_malloc((size_t)ls->n_out, EXACT_WORDS * sizeof *words, (void **)&words));
-        for (int64_t j = 0; j < ls->n_out; j++)
-            for (int b = 0; b < 8; b++) {
-                u128 v = (u128)ls->exact[j].bin[b];
-                words[j * EXACT_WORDS + 2 * b] = (uint64_t)v;
-                words[j * EXACT_WORDS + 2 * b + 1] = (uint64_t)(v >> 64);
-            }
-        LF_CALL(
-            lf__h5_write_dataset(grp, "exact", 2, dims, H5T_STD_U64LE, H5T_NATIVE_UINT64, words));
-    }
-cleanup:
-    lf_free(words);
-    lf__h5_close(&grp);
-    return err;
-}
-
 static lf_err_t write_file(const char *tmp, const char *path, const void *arg)
 {
     lf_err_t err = LF_OK;
     const write_ctx_t *c = arg;
     const lf_checkpoint_key_t *k = c->key;
-    hid_t file = H5I_INVALID_HID, layers = H5I_INVALID_HID;
+    hid_t file = H5I_INVALID_HID;
     LF_CALL(lf__h5_memory_file_create(tmp, &file));
     char fp[32];
     snprintf(fp, sizeof fp, "%016" PRIx64, k->fingerprint);
-    int64_t version = FORMAT_VERSION, sums = k->with_sums, count = c->stats->n_layers;
+    int64_t version = FORMAT_VERSION, sums = k->with_sums;
     struct {
         const char *name;
         const int64_t *value;
@@ -345,14 +301,9 @@ static lf_err_t write_file(const char *tmp, const char *path, const void *arg)
     LF_CALL(write_text(file, "identity", k->identity));
     hsize_t dims[2] = {(hsize_t)c->n_done, 2};
     LF_CALL(lf__h5_write_dataset(file, "done", 2, dims, H5T_STD_I64LE, H5T_NATIVE_INT64, c->done));
-    LF_CALL(lf__h5_create_group(file, "layers", &layers));
-    LF_CALL(lf__h5_write_scalar_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
-    for (int i = 0; i < c->stats->n_layers; i++)
-        LF_CALL(write_layer(layers, c->stats, i));
-    lf__h5_close(&layers);
+    LF_CALL(lf__stats_write_layers(file, c->stats, sums_kind(c->stats->with_sums)));
     LF_CALL(lf__h5_memory_file_save(&file, tmp, path));
 cleanup:
-    lf__h5_close(&layers);
     lf__h5_close(&file);
     return err;
 }
@@ -445,28 +396,7 @@ cleanup:
 /* ---------------------------------------------------------------- reading */
 
 static const lf__h5_want_t COUNTS = {H5T_INTEGER, 1, "an integer dataset"};
-static const lf__h5_want_t VALUES = {H5T_FLOAT, 1, "a float dataset"};
 static const lf__h5_want_t MATRIX = {H5T_INTEGER, 2, "a 2-D integer dataset"};
-
-/* Reads dataset path of f, of shape (d0) or (d0, d1) as given (d1 0 for 1-D), into dst. */
-static lf_err_t read_array(const lf__h5_file_t *f, const char *path, const lf__h5_want_t *want,
-                           int64_t d0, int64_t d1, hid_t mem_type, void *dst)
-{
-    lf_err_t err = LF_OK;
-    hid_t dset = H5I_INVALID_HID;
-    hsize_t dims[2];
-    LF_CALL(lf__h5_open_dataset(f, path, want, &dset, dims));
-    LF_CHECK((int64_t)dims[0] == d0 && (want->rank == 1 || (int64_t)dims[1] == d1), LF_ERR_FORMAT,
-             "%s: %s has shape (%llu%s%llu), expected (%lld%s%lld)", f->path, path,
-             (unsigned long long)dims[0], want->rank == 1 ? ")" : ", ",
-             want->rank == 1 ? 0ULL : (unsigned long long)dims[1], (long long)d0,
-             want->rank == 1 ? ")" : ", ", want->rank == 1 ? 0LL : (long long)d1);
-    LF_CALL_H5(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst), "%s: cannot read %s",
-               f->path, path);
-cleanup:
-    lf__h5_close(&dset);
-    return err;
-}
 
 /* A text dataset (write_text) into buf of cap bytes. */
 static lf_err_t read_text(const lf__h5_file_t *f, const char *path, char *buf, size_t cap)
@@ -545,8 +475,7 @@ static lf_err_t read_layers(const lf__h5_file_t *f, const lf_model_t *m, lf_stat
 {
     lf_err_t err = LF_OK;
     hid_t layers = H5I_INVALID_HID;
-    uint64_t *words = NULL;
-    char where[LF_PATH_MAX + 16], path[96];
+    char where[LF_PATH_MAX + 16];
     int64_t count = 0;
     LF_CALL(lf__h5_open_object(f, "/layers", H5O_TYPE_GROUP, &layers));
     snprintf(where, sizeof where, "%s: /layers", f->path);
@@ -554,35 +483,10 @@ static lf_err_t read_layers(const lf__h5_file_t *f, const lf_model_t *m, lf_stat
     LF_CHECK(count == m->n_layers, LF_ERR_FORMAT, "%s: /layers has count %lld, the model has %d",
              f->path, (long long)count, m->n_layers);
     for (int i = 0; i < m->n_layers; i++) {
-        lf_layer_stats_t *ls = &s->layers[i];
-        struct {
-            const char *name;
-            const lf__h5_want_t *want;
-            hid_t mem;
-            void *dst;
-        } parts[] = {
-            {"positive", &COUNTS, H5T_NATIVE_INT64, ls->positive},
-            {"negative", &COUNTS, H5T_NATIVE_INT64, ls->negative},
-            {"zmin", &VALUES, H5T_NATIVE_FLOAT, ls->zmin},
-            {"zmax", &VALUES, H5T_NATIVE_FLOAT, ls->zmax},
-        };
-        for (size_t q = 0; q < sizeof parts / sizeof *parts; q++) {
-            snprintf(path, sizeof path, "/layers/%d/%s", i, parts[q].name);
-            LF_CALL(read_array(f, path, parts[q].want, ls->n_out, 0, parts[q].mem, parts[q].dst));
-        }
-        if (!s->with_sums)
-            continue;
-        snprintf(path, sizeof path, "/layers/%d/exact", i);
-        LF_CALL(lf_malloc((size_t)ls->n_out, EXACT_WORDS * sizeof *words, (void **)&words));
-        LF_CALL(read_array(f, path, &MATRIX, ls->n_out, EXACT_WORDS, H5T_NATIVE_UINT64, words));
-        for (int64_t j = 0; j < ls->n_out; j++)
-            for (int b = 0; b < 8; b++)
-                ls->exact[j].bin[b] = bin_of(words + j * EXACT_WORDS, b);
-        lf_free(words);
-        words = NULL;
+        LF_CALL(lf__stats_read_layer(f, i, &s->layers[i]));
+        LF_CALL(lf__stats_read_sums(f, i, sums_kind(s->with_sums), &s->layers[i]));
     }
 cleanup:
-    lf_free(words);
     lf__h5_close(&layers);
     return err;
 }
@@ -641,21 +545,6 @@ void lf_checkpoint_destroy(lf_checkpoint_t **ck)
     *ck = NULL;
 }
 
-static bool send_stats(const lf_stats_t *s)
-{
-    bool ok = true;
-    for (int i = 0; ok && i < s->n_layers; i++) {
-        const lf_layer_stats_t *ls = &s->layers[i];
-        size_t n = (size_t)ls->n_out;
-        ok = lf__sandbox_write(ls->positive, n * sizeof *ls->positive) &&
-             lf__sandbox_write(ls->negative, n * sizeof *ls->negative) &&
-             lf__sandbox_write(ls->zmin, n * sizeof *ls->zmin) &&
-             lf__sandbox_write(ls->zmax, n * sizeof *ls->zmax) &&
-             (!s->with_sums || lf__sandbox_write(ls->exact, n * sizeof *ls->exact));
-    }
-    return ok;
-}
-
 static lf_err_t reader(void *arg)
 {
     const read_job_t *job = arg;
@@ -677,7 +566,7 @@ static lf_err_t reader(void *arg)
               lf__sandbox_write(&ck.ranks, sizeof ck.ranks) &&
               lf__sandbox_write(&ck.n_done, sizeof ck.n_done) &&
               lf__sandbox_write(ck.done, (size_t)ck.n_done * sizeof *ck.done) &&
-              send_stats(ck.stats);
+              lf__stats_send_layers(ck.stats, sums_kind(ck.stats->with_sums));
     lf_stats_destroy(&ck.stats);
     lf_free(ck.done);
     return err != LF_OK ? err : (ok ? LF_OK : LF_ERR_IO);
@@ -706,16 +595,7 @@ static lf_err_t receive(lf__sandbox_t *sb, const char *path, int64_t file_size, 
     LF_CALL(lf_stats_create(m, &ck->stats));
     ck->stats->samples = ck->rows_done;
     ck->stats->with_sums = k->with_sums;
-    for (int i = 0; i < m->n_layers; i++) {
-        lf_layer_stats_t *ls = &ck->stats->layers[i];
-        size_t n = (size_t)ls->n_out;
-        LF_CALL(lf__sandbox_read(sb, ls->positive, n * sizeof *ls->positive));
-        LF_CALL(lf__sandbox_read(sb, ls->negative, n * sizeof *ls->negative));
-        LF_CALL(lf__sandbox_read(sb, ls->zmin, n * sizeof *ls->zmin));
-        LF_CALL(lf__sandbox_read(sb, ls->zmax, n * sizeof *ls->zmax));
-        if (k->with_sums)
-            LF_CALL(lf__sandbox_read(sb, ls->exact, n * sizeof *ls->exact));
-    }
+    LF_CALL(lf__stats_receive_layers(sb, ck->stats, sums_kind(k->with_sums)));
 cleanup:
     return err;
 }

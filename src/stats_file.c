@@ -4,12 +4,15 @@
  * the result. A statistics file is an input like a model and is checked as strictly: every count, extreme and
  * sum must be one that a calibration pass could have produced (counts within the sample count,
  * finite extremes consistent with the counts, finite output sums, non-negative for relu), so a
- * corrupted or hand-edited file is refused instead of becoming NaN biases in a model. */
+ * corrupted or hand-edited file is refused instead of becoming NaN biases in a model.
+ * The datasets of each layer are written, read, sent and checked by the functions at the end of
+ * this file, which the checkpoint file uses too (stats_file_impl.h). */
 #include <math.h>
 #include <string.h>
 
 #include "h5io_impl.h"
 #include "sandbox_impl.h"
+#include "stats_file_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
@@ -17,36 +20,13 @@
 
 /* ---------------------------------------------------------------- writing */
 
-static lf_err_t write_layer(hid_t layers, const lf_stats_t *s, int i)
-{
-    lf_err_t err = LF_OK;
-    hid_t grp = H5I_INVALID_HID;
-    const lf_layer_stats_t *ls = &s->layers[i];
-    char name[32];
-    snprintf(name, sizeof name, "%d", i);
-    LF_CALL(lf__h5_create_group(layers, name, &grp));
-    hsize_t n = (hsize_t)ls->n_out;
-    LF_CALL(lf__h5_write_dataset(grp, "positive", 1, &n, H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                 ls->positive));
-    LF_CALL(lf__h5_write_dataset(grp, "negative", 1, &n, H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                 ls->negative));
-    LF_CALL(lf__h5_write_dataset(grp, "zmin", 1, &n, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ls->zmin));
-    LF_CALL(lf__h5_write_dataset(grp, "zmax", 1, &n, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ls->zmax));
-    if (s->with_sums)
-        LF_CALL(lf__h5_write_dataset(grp, "output_sum", 1, &n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                                     ls->out_sum));
-cleanup:
-    lf__h5_close(&grp);
-    return err;
-}
-
 static lf_err_t write_stats_file(const char *tmp, const char *path, const void *ctx)
 {
     lf_err_t err = LF_OK;
     const lf_stats_t *s = ctx;
-    hid_t file = H5I_INVALID_HID, layers = H5I_INVALID_HID;
+    hid_t file = H5I_INVALID_HID;
     LF_CALL(lf__h5_memory_file_create(tmp, &file));
-    int64_t version = 1, count = s->n_layers;
+    int64_t version = 1;
     char fp[32];
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)s->fingerprint);
     LF_CALL(lf__h5_write_string_attr(file, "format", "linfold-stats"));
@@ -55,14 +35,10 @@ static lf_err_t write_stats_file(const char *tmp, const char *path, const void *
     LF_CALL(
         lf__h5_write_scalar_attr(file, "samples", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->samples));
     LF_CALL(lf__h5_write_string_attr(file, "model_fingerprint", fp));
-    LF_CALL(lf__h5_create_group(file, "layers", &layers));
-    LF_CALL(lf__h5_write_scalar_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
-    for (int i = 0; i < s->n_layers; i++)
-        LF_CALL(write_layer(layers, s, i));
-    lf__h5_close(&layers);
+    LF_CALL(lf__stats_write_layers(file, s,
+                                   s->with_sums ? LF__STATS_SUMS_ROUNDED : LF__STATS_SUMS_NONE));
     LF_CALL(lf__h5_memory_file_save(&file, tmp, path));
 cleanup:
-    lf__h5_close(&layers);
     lf__h5_close(&file);
     return err;
 }
@@ -74,50 +50,16 @@ lf_err_t lf_stats_write(MPI_Comm comm, const char *path, const lf_stats_t *s)
 
 /* ---------------------------------------------------------------- reading */
 
-static const lf__h5_want_t COUNTS = {H5T_INTEGER, 1, "an integer dataset"};
-static const lf__h5_want_t VALUES = {H5T_FLOAT, 1, "a float dataset"};
-
-/* Reads the 1-D dataset path of n elements into dst as mem_type. */
-static lf_err_t read_vector(const lf__h5_file_t *f, const char *path, const lf__h5_want_t *want,
-                            int64_t n, hid_t mem_type, void *dst)
-{
-    lf_err_t err = LF_OK;
-    hid_t dset = H5I_INVALID_HID;
-    hsize_t dims[2];
-    LF_CALL(lf__h5_open_dataset(f, path, want, &dset, dims));
-    LF_CHECK((int64_t)dims[0] == n, LF_ERR_SHAPE, "%s: %s has shape (%llu), expected (%lld)",
-             f->path, path, (unsigned long long)dims[0], (long long)n);
-    LF_CALL_H5(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst), "%s: cannot read %s",
-               f->path, path);
-cleanup:
-    lf__h5_close(&dset);
-    return err;
-}
-
 /* Checks that neuron j's figures are ones a calibration pass over `samples` rows produces. */
 static lf_err_t check_neuron(const char *file, const char *gpath, const lf_layer_stats_t *ls,
                              int64_t j, int64_t samples, bool sums, lf_act_t act)
 {
     lf_err_t err = LF_OK;
-    int64_t pos = ls->positive[j], neg = ls->negative[j];
-    float lo = ls->zmin[j], hi = ls->zmax[j];
-    LF_CHECK(pos >= 0 && neg >= 0 && pos <= samples - neg, LF_ERR_FORMAT,
-             "%s: %s neuron %lld has %lld positive and %lld negative rows of %lld samples "
-             "(counts must be >= 0 and add up to at most the samples)",
-             file, gpath, (long long)j, (long long)pos, (long long)neg, (long long)samples);
-    LF_CHECK(isfinite(lo) && isfinite(hi) && lo <= hi, LF_ERR_VALUE,
-             "%s: %s neuron %lld has extremes zmin = %g, zmax = %g; expected finite, zmin <= zmax",
-             file, gpath, (long long)j, (double)lo, (double)hi);
-    /* The counts and extremes describe the same values. */
-    LF_CHECK((pos > 0) == (hi > 0.0f) && (neg > 0) == (lo < 0.0f) &&
-                 (pos + neg == samples || (lo <= 0.0f && hi >= 0.0f)),
-             LF_ERR_VALUE,
-             "%s: %s neuron %lld: counts %lld positive, %lld negative of %lld disagree with its "
-             "range [%g, %g]",
-             file, gpath, (long long)j, (long long)pos, (long long)neg, (long long)samples,
-             (double)lo, (double)hi);
+    LF_CALL(lf__stats_check_neuron(file, gpath, ls, j, samples, LF_ERR_VALUE));
     if (!sums)
         goto cleanup;
+    int64_t pos = ls->positive[j];
+    float hi = ls->zmax[j];
     double sum = ls->out_sum[j];
     LF_CHECK(isfinite(sum), LF_ERR_VALUE, "%s: %s/output_sum[%lld] is %s", file, gpath,
              (long long)j, isnan(sum) ? "NaN" : "infinite");
@@ -138,21 +80,7 @@ static lf_err_t read_layer(const lf__h5_file_t *f, int i, const lf_model_t *m, l
     lf_layer_stats_t *ls = &s->layers[i];
     char gpath[64], path[96];
     snprintf(gpath, sizeof gpath, "/layers/%d", i);
-    struct {
-        const char *name;
-        const lf__h5_want_t *want;
-        hid_t mem;
-        void *dst;
-    } parts[] = {
-        {"positive", &COUNTS, H5T_NATIVE_INT64, ls->positive},
-        {"negative", &COUNTS, H5T_NATIVE_INT64, ls->negative},
-        {"zmin", &VALUES, H5T_NATIVE_FLOAT, ls->zmin},
-        {"zmax", &VALUES, H5T_NATIVE_FLOAT, ls->zmax},
-    };
-    for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
-        snprintf(path, sizeof path, "%s/%s", gpath, parts[k].name);
-        LF_CALL(read_vector(f, path, parts[k].want, ls->n_out, parts[k].mem, parts[k].dst));
-    }
+    LF_CALL(lf__stats_read_layer(f, i, ls));
     snprintf(path, sizeof path, "%s/output_sum", gpath);
     lf_err_t walk = LF_OK;
     int present = lf__h5_exists(f, path, &walk);
@@ -161,7 +89,7 @@ static lf_err_t read_layer(const lf__h5_file_t *f, int i, const lf_model_t *m, l
              "%s: %s/output_sum is present in some layers only", f->path, gpath);
     *has_sums = present == 1;
     if (*has_sums)
-        LF_CALL(read_vector(f, path, &VALUES, ls->n_out, H5T_NATIVE_DOUBLE, ls->out_sum));
+        LF_CALL(lf__stats_read_sums(f, i, LF__STATS_SUMS_ROUNDED, ls));
     for (int64_t j = 0; j < ls->n_out; j++)
         LF_CALL(check_neuron(f->path, gpath, ls, j, s->samples, *has_sums, m->layers[i].act));
 cleanup:
@@ -252,17 +180,9 @@ static lf_err_t stats_reader(void *ctx)
     if (err != LF_OK)
         return err;
     uint8_t sums = s->with_sums;
-    bool ok =
-        lf__sandbox_write(&s->samples, sizeof s->samples) && lf__sandbox_write(&sums, sizeof sums);
-    for (int i = 0; ok && i < s->n_layers; i++) {
-        const lf_layer_stats_t *ls = &s->layers[i];
-        size_t n = (size_t)ls->n_out;
-        ok = lf__sandbox_write(ls->positive, n * sizeof *ls->positive) &&
-             lf__sandbox_write(ls->negative, n * sizeof *ls->negative) &&
-             lf__sandbox_write(ls->zmin, n * sizeof *ls->zmin) &&
-             lf__sandbox_write(ls->zmax, n * sizeof *ls->zmax) &&
-             (!sums || lf__sandbox_write(ls->out_sum, n * sizeof *ls->out_sum));
-    }
+    bool ok = lf__sandbox_write(&s->samples, sizeof s->samples) &&
+              lf__sandbox_write(&sums, sizeof sums) &&
+              lf__stats_send_layers(s, sums ? LF__STATS_SUMS_ROUNDED : LF__STATS_SUMS_NONE);
     lf_stats_destroy(&s);
     return ok ? LF_OK : LF_ERR_IO;
 }
@@ -274,16 +194,8 @@ static lf_err_t receive_stats(lf__sandbox_t *sb, lf_stats_t *s)
     LF_CALL(lf__sandbox_read(sb, &s->samples, sizeof s->samples));
     LF_CALL(lf__sandbox_read(sb, &sums, sizeof sums));
     s->with_sums = sums != 0;
-    for (int i = 0; i < s->n_layers; i++) {
-        lf_layer_stats_t *ls = &s->layers[i];
-        size_t n = (size_t)ls->n_out;
-        LF_CALL(lf__sandbox_read(sb, ls->positive, n * sizeof *ls->positive));
-        LF_CALL(lf__sandbox_read(sb, ls->negative, n * sizeof *ls->negative));
-        LF_CALL(lf__sandbox_read(sb, ls->zmin, n * sizeof *ls->zmin));
-        LF_CALL(lf__sandbox_read(sb, ls->zmax, n * sizeof *ls->zmax));
-        if (s->with_sums)
-            LF_CALL(lf__sandbox_read(sb, ls->out_sum, n * sizeof *ls->out_sum));
-    }
+    LF_CALL(lf__stats_receive_layers(sb, s,
+                                     s->with_sums ? LF__STATS_SUMS_ROUNDED : LF__STATS_SUMS_NONE));
 cleanup:
     return err;
 }
@@ -337,5 +249,212 @@ lf_err_t lf_stats_read(MPI_Comm comm, const char *path, const lf_model_t *m, con
     s = NULL;
 cleanup:
     lf_stats_destroy(&s);
+    return err;
+}
+
+/* ---------------------------------------------------------------- the layers (stats_file_impl.h)
+ *
+ * Shared with the checkpoint file (checkpoint.c), which keeps the exact sums instead of the
+ * rounded ones. */
+
+enum { EXACT_WORDS = 16 /* 8 bins of 128 bits, as 64-bit words */ };
+__extension__ typedef unsigned __int128 u128;
+
+static lf_err_t write_layer(hid_t layers, const lf_stats_t *s, int i, lf__stats_sums_t sums)
+{
+    lf_err_t err = LF_OK;
+    hid_t grp = H5I_INVALID_HID;
+    uint64_t *words = NULL;
+    const lf_layer_stats_t *ls = &s->layers[i];
+    char name[32];
+    snprintf(name, sizeof name, "%d", i);
+    LF_CALL(lf__h5_create_group(layers, name, &grp));
+    hsize_t n = (hsize_t)ls->n_out, dims[2] = {(hsize_t)ls->n_out, EXACT_WORDS};
+    LF_CALL(lf__h5_write_dataset(grp, "positive", 1, &n, H5T_STD_I64LE, H5T_NATIVE_INT64,
+                                 ls->positive));
+    LF_CALL(lf__h5_write_dataset(grp, "negative", 1, &n, H5T_STD_I64LE, H5T_NATIVE_INT64,
+                                 ls->negative));
+    LF_CALL(lf__h5_write_dataset(grp, "zmin", 1, &n, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ls->zmin));
+    LF_CALL(lf__h5_write_dataset(grp, "zmax", 1, &n, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ls->zmax));
+    if (sums == LF__STATS_SUMS_ROUNDED)
+        LF_CALL(lf__h5_write_dataset(grp, "output_sum", 1, &n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                                     ls->out_sum));
+    if (sums == LF__STATS_SUMS_EXACT) {
+        /* Bin b of a neuron: words 2b (low) and 2b + 1 (high) of a 128-bit two's complement. */
+        LF_CALL(lf_malloc((size_t)ls->n_out, EXACT_WORDS * sizeof *words, (void **)&words));
+        for (int64_t j = 0; j < ls->n_out; j++)
+            for (int b = 0; b < 8; b++) {
+                u128 v = (u128)ls->exact[j].bin[b];
+                words[j * EXACT_WORDS + 2 * b] = (uint64_t)v;
+                words[j * EXACT_WORDS + 2 * b + 1] = (uint64_t)(v >> 64);
+            }
+        LF_CALL(
+            lf__h5_write_dataset(grp, "exact", 2, dims, H5T_STD_U64LE, H5T_NATIVE_UINT64, words));
+    }
+cleanup:
+    lf_free(words);
+    lf__h5_close(&grp);
+    return err;
+}
+
+lf_err_t lf__stats_write_layers(hid_t file, const lf_stats_t *s, lf__stats_sums_t sums)
+{
+    lf_err_t err = LF_OK;
+    hid_t layers = H5I_INVALID_HID;
+    int64_t count = s->n_layers;
+    LF_CALL(lf__h5_create_group(file, "layers", &layers));
+    LF_CALL(lf__h5_write_scalar_attr(layers, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, &count));
+    for (int i = 0; i < s->n_layers; i++)
+        LF_CALL(write_layer(layers, s, i, sums));
+cleanup:
+    lf__h5_close(&layers);
+    return err;
+}
+
+static const lf__h5_want_t COUNTS = {H5T_INTEGER, 1, "an integer dataset"};
+static const lf__h5_want_t VALUES = {H5T_FLOAT, 1, "a float dataset"};
+static const lf__h5_want_t WORDS = {H5T_INTEGER, 2, "a 2-D integer dataset"};
+
+/* Reads the dataset path of f, of shape (d0), or (d0, d1) for a 2-D want, into dst as mem_type. */
+static lf_err_t read_array(const lf__h5_file_t *f, const char *path, const lf__h5_want_t *want,
+                           int64_t d0, int64_t d1, hid_t mem_type, void *dst)
+{
+    lf_err_t err = LF_OK;
+    hid_t dset = H5I_INVALID_HID;
+    hsize_t dims[2];
+    char found[48], expected[48];
+    LF_CALL(lf__h5_open_dataset(f, path, want, &dset, dims));
+    /* Words of exact sums are stored unsigned: HDF5 would turn a signed file's negative words
+     * into 0 when converting, and the sums read would not be the file's. */
+    if (H5Tequal(mem_type, H5T_NATIVE_UINT64) > 0) {
+        hid_t type = H5Dget_type(dset);
+        bool unsigned64 = type >= 0 && H5Tget_sign(type) == H5T_SGN_NONE && H5Tget_size(type) == 8;
+        lf__h5_close(&type);
+        LF_CHECK(unsigned64, LF_ERR_FORMAT, "%s: %s must hold unsigned 64-bit integers", f->path,
+                 path);
+    }
+    if (want->rank == 1) {
+        snprintf(found, sizeof found, "(%llu)", (unsigned long long)dims[0]);
+        snprintf(expected, sizeof expected, "(%lld)", (long long)d0);
+    } else {
+        snprintf(found, sizeof found, "(%llu, %llu)", (unsigned long long)dims[0],
+                 (unsigned long long)dims[1]);
+        snprintf(expected, sizeof expected, "(%lld, %lld)", (long long)d0, (long long)d1);
+    }
+    LF_CHECK((int64_t)dims[0] == d0 && (want->rank == 1 || (int64_t)dims[1] == d1), LF_ERR_SHAPE,
+             "%s: %s has shape %s, expected %s", f->path, path, found, expected);
+    LF_CALL_H5(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst), "%s: cannot read %s",
+               f->path, path);
+cleanup:
+    lf__h5_close(&dset);
+    return err;
+}
+
+lf_err_t lf__stats_read_layer(const lf__h5_file_t *f, int i, lf_layer_stats_t *ls)
+{
+    lf_err_t err = LF_OK;
+    char path[96];
+    struct {
+        const char *name;
+        const lf__h5_want_t *want;
+        hid_t mem;
+        void *dst;
+    } parts[] = {
+        {"positive", &COUNTS, H5T_NATIVE_INT64, ls->positive},
+        {"negative", &COUNTS, H5T_NATIVE_INT64, ls->negative},
+        {"zmin", &VALUES, H5T_NATIVE_FLOAT, ls->zmin},
+        {"zmax", &VALUES, H5T_NATIVE_FLOAT, ls->zmax},
+    };
+    for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+        snprintf(path, sizeof path, "/layers/%d/%s", i, parts[k].name);
+        LF_CALL(read_array(f, path, parts[k].want, ls->n_out, 0, parts[k].mem, parts[k].dst));
+    }
+cleanup:
+    return err;
+}
+
+lf_err_t lf__stats_read_sums(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
+                             lf_layer_stats_t *ls)
+{
+    lf_err_t err = LF_OK;
+    uint64_t *words = NULL;
+    char path[96];
+    if (sums == LF__STATS_SUMS_ROUNDED) {
+        snprintf(path, sizeof path, "/layers/%d/output_sum", i);
+        LF_CALL(read_array(f, path, &VALUES, ls->n_out, 0, H5T_NATIVE_DOUBLE, ls->out_sum));
+    }
+    if (sums == LF__STATS_SUMS_EXACT) {
+        snprintf(path, sizeof path, "/layers/%d/exact", i);
+        LF_CALL(lf_malloc((size_t)ls->n_out, EXACT_WORDS * sizeof *words, (void **)&words));
+        LF_CALL(read_array(f, path, &WORDS, ls->n_out, EXACT_WORDS, H5T_NATIVE_UINT64, words));
+        for (int64_t j = 0; j < ls->n_out; j++)
+            for (int b = 0; b < 8; b++) {
+                const uint64_t *w = words + j * EXACT_WORDS + 2 * b;
+                ls->exact[j].bin[b] = (lf_i128)(((u128)w[1] << 64) | w[0]);
+            }
+    }
+cleanup:
+    lf_free(words);
+    return err;
+}
+
+lf_err_t lf__stats_check_neuron(const char *file, const char *gpath, const lf_layer_stats_t *ls,
+                                int64_t j, int64_t samples, lf_err_t range_err)
+{
+    lf_err_t err = LF_OK;
+    int64_t pos = ls->positive[j], neg = ls->negative[j];
+    float lo = ls->zmin[j], hi = ls->zmax[j];
+    LF_CHECK(pos >= 0 && neg >= 0 && pos <= samples - neg, LF_ERR_FORMAT,
+             "%s: %s neuron %lld has %lld positive and %lld negative rows of %lld samples "
+             "(counts must be >= 0 and add up to at most the samples)",
+             file, gpath, (long long)j, (long long)pos, (long long)neg, (long long)samples);
+    LF_CHECK(isfinite(lo) && isfinite(hi) && lo <= hi, range_err,
+             "%s: %s neuron %lld has extremes zmin = %g, zmax = %g; expected finite, zmin <= zmax",
+             file, gpath, (long long)j, (double)lo, (double)hi);
+    /* The counts and extremes describe the same values. */
+    LF_CHECK((pos > 0) == (hi > 0.0f) && (neg > 0) == (lo < 0.0f) &&
+                 (pos + neg == samples || (lo <= 0.0f && hi >= 0.0f)),
+             range_err,
+             "%s: %s neuron %lld: counts %lld positive, %lld negative of %lld disagree with its "
+             "range [%g, %g]",
+             file, gpath, (long long)j, (long long)pos, (long long)neg, (long long)samples,
+             (double)lo, (double)hi);
+cleanup:
+    return err;
+}
+
+bool lf__stats_send_layers(const lf_stats_t *s, lf__stats_sums_t sums)
+{
+    bool ok = true;
+    for (int i = 0; ok && i < s->n_layers; i++) {
+        const lf_layer_stats_t *ls = &s->layers[i];
+        size_t n = (size_t)ls->n_out;
+        ok = lf__sandbox_write(ls->positive, n * sizeof *ls->positive) &&
+             lf__sandbox_write(ls->negative, n * sizeof *ls->negative) &&
+             lf__sandbox_write(ls->zmin, n * sizeof *ls->zmin) &&
+             lf__sandbox_write(ls->zmax, n * sizeof *ls->zmax) &&
+             (sums != LF__STATS_SUMS_ROUNDED ||
+              lf__sandbox_write(ls->out_sum, n * sizeof *ls->out_sum)) &&
+             (sums != LF__STATS_SUMS_EXACT || lf__sandbox_write(ls->exact, n * sizeof *ls->exact));
+    }
+    return ok;
+}
+
+lf_err_t lf__stats_receive_layers(lf__sandbox_t *sb, lf_stats_t *s, lf__stats_sums_t sums)
+{
+    lf_err_t err = LF_OK;
+    for (int i = 0; i < s->n_layers; i++) {
+        lf_layer_stats_t *ls = &s->layers[i];
+        size_t n = (size_t)ls->n_out;
+        LF_CALL(lf__sandbox_read(sb, ls->positive, n * sizeof *ls->positive));
+        LF_CALL(lf__sandbox_read(sb, ls->negative, n * sizeof *ls->negative));
+        LF_CALL(lf__sandbox_read(sb, ls->zmin, n * sizeof *ls->zmin));
+        LF_CALL(lf__sandbox_read(sb, ls->zmax, n * sizeof *ls->zmax));
+        if (sums == LF__STATS_SUMS_ROUNDED)
+            LF_CALL(lf__sandbox_read(sb, ls->out_sum, n * sizeof *ls->out_sum));
+        if (sums == LF__STATS_SUMS_EXACT)
+            LF_CALL(lf__sandbox_read(sb, ls->exact, n * sizeof *ls->exact));
+    }
+cleanup:
     return err;
 }

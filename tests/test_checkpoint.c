@@ -349,6 +349,32 @@ START_TEST(test_periodic_by_time) { periodic_case(0, 1e-9); }
 END_TEST
 
 /* Overwrites element index of a dataset of path (rank 0, serial HDF5). */
+/* Rewrites dataset dset of the file at path with the same words as signed 64-bit integers. */
+static void retype_exact_signed(const char *path, const char *dset)
+{
+    if (my_rank(LF_TEST_COMM) == 0) {
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
+        hid_t fs = H5Dget_space(d);
+        hsize_t dims[2];
+        ck_assert_int_eq(H5Sget_simple_extent_ndims(fs), 2);
+        H5Sget_simple_extent_dims(fs, dims, NULL);
+        int64_t *w = calloc(dims[0] * dims[1], sizeof *w);
+        ck_assert_ptr_nonnull(w);
+        ck_assert_int_ge(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, w), 0);
+        H5Dclose(d);
+        ck_assert_int_ge(H5Ldelete(f, dset, H5P_DEFAULT), 0);
+        d = H5Dcreate2(f, dset, H5T_STD_I64LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ck_assert_int_ge(d, 0);
+        ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, w), 0);
+        free(w);
+        H5Dclose(d);
+        H5Sclose(fs);
+        H5Fclose(f);
+    }
+    MPI_Barrier(LF_TEST_COMM);
+}
+
 static void poke(const char *path, const char *dset, hsize_t index, hid_t mem_type,
                  const void *value)
 {
@@ -500,6 +526,17 @@ START_TEST(test_refusals)
     poke(bad, "/layers/0/positive", 0, H5T_NATIVE_INT64, &too_many);
     refused(run(LF_TEST_COMM, m, spec, 64, false, &at_bad, &s), LF_ERR_FORMAT, s, "counts",
             (const char *[]){bad, "/layers/0 neuron 0", NULL});
+    /* Exact sums stored as signed words: HDF5 would turn the negative ones into 0 silently. */
+    lf_interrupt_raise_after_for_test(SIGTERM, 1);
+    ck_assert_int_eq(lf_checkpoint_remove(LF_TEST_COMM, path), LF_OK);
+    ck_assert_int_eq(run(LF_TEST_COMM, m, spec, 64, true, &ck, &s), LF_ERR_CHECKPOINT);
+    lf_interrupt_raise_for_test(0);
+    lf_error_clear();
+    copy_file(path, bad, -1);
+    retype_exact_signed(bad, "/layers/0/exact");
+    refused(run(LF_TEST_COMM, m, spec, 64, true, &at_bad, &s), LF_ERR_FORMAT, s, "signed sums",
+            (const char *[]){bad, "/layers/0/exact must hold unsigned 64-bit integers", NULL});
+    ck_assert_int_eq(lf_checkpoint_remove(LF_TEST_COMM, path), LF_OK);
     /* A statistics file is not a checkpoint; neither is a text file. */
     lf_stats_t *st = lf_test_collect(m, spec, 64, false);
     ck_assert_int_eq(lf_stats_write(LF_TEST_COMM, stats, st), LF_OK);

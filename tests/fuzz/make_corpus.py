@@ -16,7 +16,8 @@ Small valid files (a few KB each) that cover the ways a reader meets its input:
 
 Everything is deterministic: fixed values or a seeded numpy generator, no timestamps, relative
 paths in linfold's provenance attributes. The statistics seeds are made for the fixed model of
-fuzz_stats.c (fixed_model(), same fingerprint). Rerunning the script rewrites the same bytes.
+fuzz_fixed.h (lf_fuzz_fixed_model(), same fingerprint). Rerunning the script rewrites the same
+bytes. The checkpoint seeds are written by make_checkpoint_corpus.c, with linfold's own writer.
 """
 
 import argparse
@@ -34,16 +35,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import linfold_format  # noqa: E402
 
-# lf_model_fingerprint() of fuzz_stats.c's fixed_model(); both sides check it.
+# lf_model_fingerprint() of fuzz_fixed.h's lf_fuzz_fixed_model(); both sides check it.
 FIXED_FINGERPRINT = 0x112284D492855AFB
 ACT_CODES = {name: k for k, name in enumerate(linfold_format.ACTIVATIONS)}  # lf_act_t order
 
 
-# ------------------------------------------------------------------ the fixed model of fuzz_stats
+# ------------------------------------------------------------------ the fixed model of fuzz_fixed.h
 
 
 def fixed_value(i, tag, n):
-    """fuzz_stats.c fixed_value(): element k of block `tag` of layer i, multiples of 1/16."""
+    """fuzz_fixed.h lf_fuzz_fixed_value(): element k of block `tag` of layer i, multiples of 1/16."""
     k = np.arange(n, dtype=np.int64)
     return (((k * 7 + i * 3 + tag * 5) % 17 - 8) / 16.0).astype(np.float32)
 
@@ -242,7 +243,7 @@ def make_stats(out, work, linfold, rng):
     model = fixed_model()
     fp = fingerprint(model)
     assert fp == FIXED_FINGERPRINT, f"fixed model fingerprint {fp:016x}, expected " \
-                                    f"{FIXED_FINGERPRINT:016x}: keep fuzz_stats.c in step"
+                                    f"{FIXED_FINGERPRINT:016x}: keep fuzz_fixed.h in step"
     linfold_format.save_model(os.path.join(work, "fixed.h5"), model)
     x = rng.uniform(-1, 1, (40, 4)).astype(np.float32)
     write_data(os.path.join(work, "calib4.h5"), {"/x": (x, {})})
