@@ -23,7 +23,7 @@
 #  6. registry: jobs/registry.sbatch on 3 models, one corrupt: exit 3 (not requeued), the summary
 #     names the corrupt one, the two others equal mpiexec's;
 #  7. requeue: a pipeline that compresses a generated wide model (64-1024-1024-1024-10, random
-#     weights) on LF_TEST_SIGNAL_ROWS generated rows (default 100,000, about 5 s on 2 ranks)
+#     weights) on LF_TEST_SIGNAL_ROWS generated rows (default 200,000, several seconds on 2 ranks)
 #     gets `scancel --signal=USR1` once rank 0 logged progress: the ranks exit 75 at a
 #     checkpoint, the script requeues the job, the requeued run resumes, and the job ends
 #     COMPLETED with Restarts=1 and the uninterrupted run's model, no checkpoint left;
@@ -177,7 +177,7 @@ EOF
 }
 # nan.h5: the validation rows with one NaN. wide.h5: a model whose calibration takes seconds
 # (2.2 M parameters, 9 MB), and wide-data.h5 its generated rows (25 MB at the default).
-/usr/bin/python3 - "$data/data.h5" "${LF_TEST_SIGNAL_ROWS:-100000}" "$src/tools" <<'EOF'
+/usr/bin/python3 - "$data/data.h5" "${LF_TEST_SIGNAL_ROWS:-200000}" "$src/tools" <<'EOF'
 import sys, h5py, numpy as np
 src, rows = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, sys.argv[3])
@@ -302,8 +302,10 @@ signal_job() { # signal_job NAME SCANCEL_ARGS...
 if [ "${LF_TEST_SIGNALS:-1}" = 1 ]; then
   LINFOLD=$lf submit requeue "$src/jobs/compress.sbatch" sig/big.yaml
   LINFOLD=$lf submit cancel "$src/jobs/compress.sbatch" cancel/big.yaml
-  signal_job requeue --signal=USR1
-  signal_job cancel
+  # Both at once: one after the other, the second job could finish before its signal.
+  signal_job requeue --signal=USR1 &
+  signal_job cancel &
+  wait
 fi
 
 # 9. The nightly cron line, three times.
