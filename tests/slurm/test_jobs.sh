@@ -303,9 +303,11 @@ if [ "${LF_TEST_SIGNALS:-1}" = 1 ]; then
   LINFOLD=$lf submit requeue "$src/jobs/compress.sbatch" sig/big.yaml
   LINFOLD=$lf submit cancel "$src/jobs/compress.sbatch" cancel/big.yaml
   # Both at once: one after the other, the second job could finish before its signal.
+  # (wait on these two only: the SLURM daemons are this shell's background children too)
   signal_job requeue --signal=USR1 &
+  signal_requeue=$!
   signal_job cancel &
-  wait
+  wait "$signal_requeue" "$!"
 fi
 
 # 9. The nightly cron line, three times.
