@@ -9,6 +9,7 @@
 #include "linfold/cli.h"
 
 #include "cli_impl.h"
+#include "linfold/fold_dist.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -49,6 +50,7 @@ enum {
     M_SEARCH = 1 << 13,
     M_PROVABLE = 1 << 14,
     M_RUN = 1 << 15,
+    M_MERGE = 1 << 16,
 };
 
 typedef lf_decimal_range_t range_t;
@@ -108,6 +110,21 @@ static const flag_t flags[] = {
     {"--eval-data", F_STRING, OFF(eval_data), M_SEARCH, "F.h5:/x",
      "evaluation samples for --sweep and --max-accuracy-drop", NULL},
     {"--eval-labels", F_STRING, OFF(eval_labels), M_SEARCH, "F.h5:/y", "evaluation labels", NULL},
+    {"--merge", F_STRING, OFF(merge), M_MERGE, "auto|serial|distributed",
+     "how the model written is folded: every rank in memory (serial), or on a ScaLAPACK grid "
+     "with no rank holding a whole weight (distributed); auto (default) goes distributed when "
+     "the largest product reaches --dist-threshold",
+     NULL},
+    {"--dist-threshold", F_INT, OFF(dist_threshold), M_MERGE, "N",
+     "elements of the largest product (the two widest layers) from which auto goes distributed "
+     "(default 16777216)",
+     NULL},
+    {"--dist-block", F_INT, OFF(dist_block), M_MERGE, "NB",
+     "block size of the distributed layout (default 64)", NULL},
+    {"--merge-precision", F_STRING, OFF(merge_precision), M_MERGE, "double|single",
+     "distributed products in double (pdgemm_, default) or float32 (psgemm_: half the memory, "
+     "a float32 rounding per partial sum)",
+     NULL},
     {"--prune-dead", F_BOOL, OFF(prune_dead), M_PRUNE, NULL,
      "also remove relu neurons never active on the calibration data", NULL},
     {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout", NULL},
@@ -153,13 +170,15 @@ typedef struct {
 
 static const command_t commands[] = {
     {"compress",
-     M_MODEL | M_DATA | M_STATS | M_OUT | M_THRESHOLD | M_RULE | M_PRUNE | M_BATCH | M_SEARCH,
+     M_MODEL | M_DATA | M_STATS | M_OUT | M_THRESHOLD | M_RULE | M_PRUNE | M_BATCH | M_SEARCH |
+         M_MERGE,
      M_MODEL,
      "linfold compress --model IN.h5 (--data F.h5:/x | --stats STATS.h5) [--threshold T]\n"
      "                 [--layer-rule R | --select S] [--prune-dead] [--prune-fraction P]\n"
      "                 [--sweep LIST [--sweep-out F.csv] | --target-ratio R |\n"
      "                  --max-accuracy-drop D] [--eval-data F.h5:/x --eval-labels F.h5:/y]\n"
-     "                 --out OUT.h5",
+     "                 [--merge auto|serial|distributed] [--dist-threshold N]\n"
+     "                 [--dist-block NB] [--merge-precision double|single] --out OUT.h5",
      "Fold neurons that are linear on the calibration data into skip connections and print a\n"
      "per-layer summary. --sweep, --target-ratio and --max-accuracy-drop search over plans\n"
      "computed from one calibration.",
@@ -345,6 +364,21 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     LF_CHECK(!o->budget || (o->eval_data && o->eval_labels), LF_ERR_USAGE,
              "--max-accuracy-drop needs --eval-data and --eval-labels");
     LF_CALL(check_modes(o));
+    lf_merge_path_t path;
+    if (o->merge)
+        LF_CALL(lf_merge_path_parse(o->merge, &path));
+    LF_CHECK(!o->merge_precision || strcmp(o->merge_precision, "double") == 0 ||
+                 strcmp(o->merge_precision, "single") == 0,
+             LF_ERR_USAGE, "--merge-precision '%s' is not double or single", o->merge_precision);
+    LF_CHECK(o->dist_block <= 4096, LF_ERR_USAGE, "--dist-block %lld is above 4096",
+             (long long)o->dist_block);
+    if (o->sweep_text) {
+        const char *why = "a sweep writes no model";
+        REFUSE(o, "--merge", "--sweep", why);
+        REFUSE(o, "--dist-threshold", "--sweep", why);
+        REFUSE(o, "--dist-block", "--sweep", why);
+        REFUSE(o, "--merge-precision", "--sweep", why);
+    }
     lf_layer_rule_t rule;
     if (o->layer_rule)
         LF_CALL(lf_plan_parse_layer_rule(o->layer_rule, &rule));

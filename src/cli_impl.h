@@ -25,6 +25,8 @@ typedef struct {
     int n_sweep, n_fractions;
     bool dry_run, print_config, resume; /* run */
     const char *shard;
+    const char *merge, *merge_precision; /* compress: the merge path */
+    int64_t dist_threshold, dist_block;
     const char *sets[LF_CLI_LIST_MAX]; /* run: --set KEY=VALUE, in order */
     int n_sets;
     uint64_t given; /* bit k: the k-th flag of the flag table was on the command line */

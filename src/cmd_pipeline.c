@@ -7,6 +7,7 @@
 #include "linfold/registry.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <stdio.h>
 
@@ -55,6 +56,13 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     p.target_ratio = o->target_ratio;
     p.budget = o->budget;
     p.max_drop = o->max_drop;
+    if (o->merge)
+        LF_CALL(lf_merge_path_parse(o->merge, &p.merge));
+    if (o->dist_threshold)
+        p.dist_threshold = o->dist_threshold;
+    if (o->dist_block)
+        p.dist_block = o->dist_block;
+    p.merge_single = o->merge_precision && strcmp(o->merge_precision, "single") == 0;
     if (o->data)
         LF_CALL(lf_pipeline_add_stage(&p, LF_STAGE_CALIBRATE));
     if (o->prune_dead || o->prune_fraction.m > 0)

@@ -30,6 +30,9 @@ void lf_pipeline_init(lf_pipeline_t *p)
                          .evaluate_batch = 1024,
                          .predict_batch = 1024,
                          .threads = 1,
+                         .merge = LF_MERGE_AUTO,
+                         .dist_threshold = LF_DIST_THRESHOLD_DEFAULT,
+                         .dist_block = LF_GRID_BLOCK_DEFAULT,
                          .group = -1};
 }
 
@@ -411,7 +414,8 @@ cleanup:
             err = rec;
     }
     lf_record_destroy(&r.record);
-    lf_model_destroy(&r.result);
+    lf__run_discard(comm, &r);
+    lf_model_release(comm, &r.result);
     lf_stats_destroy(&r.stats);
     lf_h5io_dataset_close(&r.eval_y);
     lf_h5io_dataset_close(&r.eval_x);

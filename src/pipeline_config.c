@@ -448,6 +448,32 @@ static void parse_rule(lf_pipeline_config_t *c, const lf_yaml_node_t *o)
     }
 }
 
+/* merge, dist-threshold, dist-block and merge-precision, in fold and search. */
+static void parse_merge(lf_pipeline_config_t *c, const lf_yaml_node_t *o)
+{
+    lf_pipeline_t *p = &c->p;
+    const lf_yaml_node_t *v;
+    const char *text = NULL;
+    if ((v = lf_yaml_get(o, "merge")) && lf__cfg_get_string(c, "merge", v, &text)) {
+        lf_err_t e = lf_merge_path_parse(text, &p->merge);
+        if (e != LF_OK)
+            lf__cfg_diag_error(c, v, e);
+    }
+    if ((v = lf_yaml_get(o, "dist-threshold")))
+        lf__cfg_get_count(c, "dist-threshold", v, &p->dist_threshold);
+    if ((v = lf_yaml_get(o, "dist-block"))) {
+        if (lf__cfg_get_count(c, "dist-block", v, &p->dist_block) && p->dist_block > 4096)
+            lf__cfg_diag(c, v, "dist-block must be at most 4096, not %lld",
+                         (long long)p->dist_block);
+    }
+    if ((v = lf_yaml_get(o, "merge-precision")) &&
+        lf__cfg_get_string(c, "merge-precision", v, &text)) {
+        if (strcmp(text, "double") != 0 && strcmp(text, "single") != 0)
+            lf__cfg_diag(c, v, "merge-precision must be double or single, not '%s'", text);
+        p->merge_single = strcmp(text, "single") == 0;
+    }
+}
+
 static const char *path_of(lf_pipeline_config_t *c, field_t f, const lf_yaml_node_t *n, bool spec)
 {
     const char *text = NULL;
@@ -468,7 +494,9 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
     static const char *const calibrate_keys[] = {"batch", "output-sums", NULL};
     static const char *const prune_keys[] = {"dead",           "fraction",    "scope", "prune-dead",
                                              "prune-fraction", "prune-scope", NULL};
-    static const char *const fold_keys[] = {"threshold", "layer-rule", "select", NULL};
+    static const char *const fold_keys[] = {
+        "threshold",      "layer-rule", "select",          "merge",
+        "dist-threshold", "dist-block", "merge-precision", NULL};
     static const char *const search_keys[] = {"sweep",
                                               "sweep-out",
                                               "target-ratio",
@@ -477,6 +505,10 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
                                               "batch",
                                               "layer-rule",
                                               "select",
+                                              "merge",
+                                              "dist-threshold",
+                                              "dist-block",
+                                              "merge-precision",
                                               NULL};
     static const char *const batch_keys[] = {"batch", NULL};
     static const char *const *const keys[LF_STAGE__COUNT] = {
@@ -522,6 +554,7 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
         if ((v = lf_yaml_get(o, "threshold")))
             get_decimal(c, "threshold", v, &LF_RANGE_THRESHOLD, &p->threshold);
         parse_rule(c, o);
+        parse_merge(c, o);
         break;
     case LF_STAGE_SEARCH: {
         int modes = 0;
@@ -558,6 +591,7 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
         if ((v = lf_yaml_get(o, "batch")))
             lf__cfg_get_count(c, "batch", v, &p->search_batch);
         parse_rule(c, o);
+        parse_merge(c, o);
         break;
     }
     case LF_STAGE_EVALUATE:

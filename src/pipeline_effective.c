@@ -78,6 +78,14 @@ static void put_rule(builder_t *b, lf_yaml_node_t *m, const lf_plan_opts_t *po)
         scalar(b, lf__rule_text(&po->rule, buf, sizeof buf)));
 }
 
+static void put_merge(builder_t *b, lf_yaml_node_t *m, const lf_pipeline_t *p)
+{
+    put(b, m, "merge", scalar(b, lf_merge_path_name(p->merge)));
+    put_int(b, m, "dist-threshold", p->dist_threshold);
+    put_int(b, m, "dist-block", p->dist_block);
+    put(b, m, "merge-precision", scalar(b, p->merge_single ? "single" : "double"));
+}
+
 static void put_path(builder_t *b, lf_pipeline_config_t *c, lf_yaml_node_t *m, const char *key,
                      field_t f)
 {
@@ -125,6 +133,7 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c)
         case LF_STAGE_FOLD:
             put_dec(&b, o, "threshold", p->threshold);
             put_rule(&b, o, &po);
+            put_merge(&b, o, p);
             break;
         case LF_STAGE_SEARCH:
             if (p->n_sweep)
@@ -138,6 +147,7 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c)
             put_path(&b, c, o, "sweep-out", F_SWEEP_OUT);
             put_rule(&b, o, &po);
             put_int(&b, o, "batch", p->search_batch);
+            put_merge(&b, o, p);
             break;
         case LF_STAGE_EVALUATE: put_int(&b, o, "batch", p->evaluate_batch); break;
         case LF_STAGE_PREDICT: put_int(&b, o, "batch", p->predict_batch); break;

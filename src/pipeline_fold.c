@@ -15,6 +15,7 @@
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
 #include "linfold/fold.h"
+#include "linfold/fold_dist.h"
 #include "linfold/h5io.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
@@ -78,29 +79,83 @@ static void print_summary(const lf_model_t *m, const lf_model_t *folded, const l
 
 /* ---------------------------------------------------------------- writing */
 
-lf_err_t lf__run_write_model(MPI_Comm comm, const lf__run_t *r)
+/* The attributes of a written model. */
+typedef struct {
+    lf_attr_t a[10];
+    int n;
+    char threshold[48], count[32], rule[64], fraction[48];
+} model_attrs_t;
+
+static void model_attrs(const lf__run_t *r, model_attrs_t *out)
 {
     const lf_pipeline_t *p = r->p;
     const lf_plan_opts_t *popts = &r->result_opts;
-    char threshold[48], count[32], rule_buf[64], fraction[48];
-    dec(popts->threshold, threshold, sizeof threshold);
-    snprintf(count, sizeof count, "%lld", (long long)r->stats->samples);
-    dec(popts->prune_fraction, fraction, sizeof fraction);
-    lf_attr_t attrs[] = {
+    dec(popts->threshold, out->threshold, sizeof out->threshold);
+    snprintf(out->count, sizeof out->count, "%lld", (long long)r->stats->samples);
+    dec(popts->prune_fraction, out->fraction, sizeof out->fraction);
+    const lf_attr_t attrs[] = {
         {"linfold_version", LF_VERSION},
         {"source_model", p->model},
         {"calibration", p->statistics ? p->statistics : p->calibration},
-        {"calibration_samples", count},
-        {"threshold", threshold},
-        {"layer_rule", lf__rule_text(&popts->rule, rule_buf, sizeof rule_buf)},
+        {"calibration_samples", out->count},
+        {"threshold", out->threshold},
+        {"layer_rule", lf__rule_text(&popts->rule, out->rule, sizeof out->rule)},
         {"prune_dead", popts->prune_dead ? "true" : "false"},
-        {"prune_fraction", fraction},
+        {"prune_fraction", out->fraction},
         {"prune_scope", popts->prune_global ? "global" : "layer"},
         {r->extra_key, r->extra_value},
     };
-    int n = (int)(sizeof attrs / sizeof *attrs) - (r->extra_key ? 0 : 1);
-    return lf_h5io_write_model(comm, p->out_model, r->write_original ? r->model : r->result, attrs,
-                               n);
+    memcpy(out->a, attrs, sizeof attrs);
+    out->n = (int)(sizeof attrs / sizeof *attrs) - (r->extra_key ? 0 : 1);
+}
+
+lf_err_t lf__run_write_model(MPI_Comm comm, lf__run_t *r)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    if (r->pending_tmp[0] && !r->write_original) {
+        err = lf_atomic_finish(comm, r->pending_tmp, p->out_model, LF_OK);
+        r->pending_tmp[0] = '\0';
+        return err;
+    }
+    model_attrs_t attrs;
+    model_attrs(r, &attrs);
+    return lf_h5io_write_model(comm, p->out_model, r->write_original ? r->model : r->result,
+                               attrs.a, attrs.n);
+}
+
+void lf__run_discard(MPI_Comm comm, lf__run_t *r)
+{
+    if (r->pending_tmp[0])
+        lf_atomic_finish(comm, r->pending_tmp, r->p->out_model, LF_ERR_IO);
+    r->pending_tmp[0] = '\0';
+}
+
+/* The distributed fold: the plan applied on the process grid and written to a temporary file
+ * beside the output, which is then read back (one copy per node) for the summary, the record
+ * and the stages after this one, and published once every stage succeeded. */
+static lf_err_t fold_distributed(MPI_Comm comm, lf__run_t *r, const lf_plan_t *plan,
+                                 lf_model_t **folded, int **where)
+{
+    lf_err_t err = LF_OK;
+    const lf_pipeline_t *p = r->p;
+    model_attrs_t attrs;
+    model_attrs(r, &attrs);
+    lf__run_discard(comm, r);
+    LF_CALL(lf_atomic_begin(comm, p->out_model, r->pending_tmp, sizeof r->pending_tmp));
+    lf_merge_dist_opts_t o = {.block = (int)p->dist_block,
+                              .prec = p->merge_single ? LF_DIST_SINGLE : LF_DIST_DOUBLE};
+    LF_CALL(lf_fold_dist_write(comm, p->model, r->model, plan, &o, r->pending_tmp, p->out_model,
+                               attrs.a, attrs.n, where));
+    LF_CALL(lf_h5io_read_model_shared(comm, r->pending_tmp, folded));
+    /* The plan's shape arithmetic and the algebra must agree, as in lf_fold_apply. */
+    LF_CHECK(lf_model_params(*folded) == plan->params_after, LF_ERR_INTERNAL,
+             "the plan predicted %lld parameters, the distributed fold wrote %lld",
+             (long long)plan->params_after, (long long)lf_model_params(*folded));
+cleanup:
+    if (err != LF_OK)
+        lf__run_discard(comm, r);
+    return err;
 }
 
 /* Plans and folds one compression, summarises it and keeps the result in r. */
@@ -112,8 +167,19 @@ static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t 
     lf_model_t *folded = NULL;
     int *where = NULL;
     const lf_model_t *m = r->model;
+    const lf_pipeline_t *p = r->p;
     LF_CALL(lf_comm_agree(comm, lf_plan_create(m, r->stats, popts, &plan)));
-    LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
+    r->result_opts = *popts;
+    r->extra_key = extra_key;
+    r->extra_value = extra_value;
+    if (p->out_model && lf_fold_dist_should(p->merge, p->dist_threshold, m)) {
+        if (r->talk)
+            printf("merges: distributed (ScaLAPACK, blocks of %lld, %s)\n",
+                   (long long)p->dist_block, p->merge_single ? "psgemm_" : "pdgemm_");
+        LF_CALL(fold_distributed(comm, r, plan, &folded, &where));
+    } else {
+        LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
+    }
     LF_CALL(lf_comm_agree(comm, lf_record_plan(r->record, m, r->stats, plan, popts, folded)));
     if (r->talk) {
         print_summary(m, folded, plan, where, r->stats->samples);
@@ -122,14 +188,12 @@ static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t 
                    popts->rule.kind == LF_RULE_OPTIMAL ? "optimal" : "greedy",
                    (long long)plan->search_nodes);
     }
+    lf_model_release(comm, &r->result);
     r->result = folded;
     folded = NULL;
-    r->result_opts = *popts;
-    r->extra_key = extra_key;
-    r->extra_value = extra_value;
 cleanup:
     lf_free(where);
-    lf_model_destroy(&folded);
+    lf_model_release(comm, &folded);
     lf_plan_destroy(&plan);
     return err;
 }

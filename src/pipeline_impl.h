@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <stdbool.h>
 
+#include "linfold/atomic.h"
 #include "linfold/eval.h"
 #include "linfold/h5io.h"
 #include "linfold/model.h"
@@ -30,6 +31,9 @@ typedef struct {
     const char *extra_key, *extra_value; /* one more attribute of the written model */
     char extra_buf[48];
     lf_record_t *record;
+    /* A distributed fold writes the model while it folds: into this temporary file, published
+     * by lf__run_write_model, removed by lf__run_discard when the run fails ("": none). */
+    char pending_tmp[LF_PATH_MAX];
 } lf__run_t;
 
 /* The model the evaluate and predict stages use: the result of fold or search, else the input.
@@ -40,9 +44,13 @@ const lf_model_t *lf__run_current(const lf__run_t *r);
  * Collective on comm. */
 lf_err_t lf__stage_fold(MPI_Comm comm, lf__run_t *r);
 lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r);
-/* Writes r->result (or the original model) to p->out_model with its attributes.
+/* Writes r->result (or the original model) to p->out_model with its attributes, or publishes
+ * the file a distributed fold wrote.
  * Collective on comm. */
-lf_err_t lf__run_write_model(MPI_Comm comm, const lf__run_t *r);
+lf_err_t lf__run_write_model(MPI_Comm comm, lf__run_t *r);
+/* Removes the file a distributed fold wrote, if any (a failed run).
+ * Collective on comm. */
+void lf__run_discard(MPI_Comm comm, lf__run_t *r);
 /* Plan options of the pipeline, and whether the statistics need output sums.
  * Not collective. */
 lf_err_t lf__run_plan_options(const lf_pipeline_t *p, lf_plan_opts_t *popts, bool *need_sums);

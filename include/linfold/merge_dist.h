@@ -128,4 +128,23 @@ lf_err_t lf_merge_dist_product(lf_dist_file_t *f, int i, int j, const int64_t *c
                                const char *skip_path, const lf_merge_dist_opts_t *opts,
                                lf_dist_matrix_t **C);
 
+/* Creates *out = M[rows, cols]: the rows and columns listed (rows NULL: all, n_rows ignored;
+ * cols NULL: all), on M's grid, with M's precision and block size (dist_ops.c).
+ * Collective on the grid's communicator.
+ * rows and cols strictly increasing, inside M, equal on every rank (LF_ERR_ARG otherwise, on
+ * every rank). Every element moves once, from its owner in M to its owner in the result, in one
+ * MPI_Alltoallv (several for shares beyond what int counts address); no rank holds more than its
+ * blocks of M and of the result plus one send and one receive buffer. Errors are agreed, *out
+ * NULL everywhere. */
+lf_err_t lf_dist_select(const lf_dist_matrix_t *M, const int64_t *rows, int64_t n_rows,
+                        const int64_t *cols, int64_t n_cols, lf_dist_matrix_t **out);
+
+/* y[0..m) += M · v for a distributed (m, n) matrix M and a vector v (n doubles) held whole on
+ * every rank (dist_ops.c). Accumulates in double: each process sums its columns in order, and
+ * the process columns' partial sums are added in process-column order on every rank, so y is
+ * the same, bit for bit, everywhere.
+ * Collective on the grid's communicator.
+ * Holds m x (process columns) doubles for the exchange. Errors are agreed. */
+lf_err_t lf_dist_matvec_add(const lf_dist_matrix_t *M, const double *v, double *y);
+
 #endif /* LINFOLD_MERGE_DIST_H */

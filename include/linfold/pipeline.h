@@ -31,6 +31,7 @@
 
 #include "linfold/decimal.h"
 #include "linfold/error.h"
+#include "linfold/fold_dist.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
 
@@ -64,6 +65,11 @@ typedef struct {
     lf_decimal_t threshold;
     lf_layer_rule_t rule;
     bool rule_given; /* else: benefit, or the exact optimal selection for searches */
+    /* fold and search: how the merges of the model written run (fold_dist.h) */
+    lf_merge_path_t merge;
+    int64_t dist_threshold; /* elements of the largest product; auto goes distributed above */
+    int64_t dist_block;     /* block size of the process grid's layout */
+    bool merge_single;      /* psgemm_ (float32) instead of pdgemm_ */
     /* search: exactly one of a sweep, a target ratio and an accuracy budget */
     lf_decimal_t sweep[LF_PIPELINE_LIST_MAX], fractions[LF_PIPELINE_LIST_MAX];
     int n_sweep, n_fractions;
