@@ -5,8 +5,8 @@
 #
 #   bash bench/dist_fold.sh BUILD_DIR WORK_DIR [WIDTHS] [CONFIGS...]
 #
-# WIDTHS defaults to 1024,8192,8192,8192,10 (142.7 M parameters, 571 MB). A CONFIG is PATH:RANKS
-# with PATH serial or distributed; the default is serial:1 serial:2 distributed:1
+# WIDTHS defaults to 1024,8192,8192,8192,10 (142.7 M parameters, 571 MB). A CONFIG is
+# PATH:RANKS[:BLOCK] with PATH serial or distributed (BLOCK: --dist-block); the default is serial:1 serial:2 distributed:1
 # distributed:2 distributed:4. Every run folds with --threshold 1 --layer-rule all from one
 # statistics file (calibrated once, 2,048 rows), so the runs differ only in the fold. Each run is
 # a pipeline whose record gives the fold stage's time (max over ranks) and every rank's peak RSS.
@@ -55,31 +55,32 @@ for dt in (np.float64, np.float32):
 EOF
 done
 
-printf '\n| path | ranks | wall | fold stage | peak RSS per rank (MiB) | fold log |\n|---|---|---|---|---|---|\n'
+printf '\n| path | ranks | block | wall | fold stage | peak RSS per rank (MiB) | fold log |\n|---|---|---|---|---|---|---|\n'
 for cfg in "${configs[@]}"; do
-  path=${cfg%%:*}
-  ranks=${cfg##*:}
-  name=$path-$ranks
+  IFS=: read -r path ranks block <<< "$cfg"
+  block=${block:-64}
+  name=$path-$ranks-$block
   cat > "$name.yaml" <<EOF
 version: 1
 model: wide.h5
 statistics: stats.h5
 stages:
-  - fold: {threshold: 1, layer-rule: all, merge: $path}
+  - fold: {threshold: 1, layer-rule: all, merge: $path, dist-block: $block}
 output: {model: out/$name.h5, report: out/$name.json}
 EOF
   t0=$(date +%s.%N)
   mpiexec -n "$ranks" "$lf" run "$name.yaml" > "$name.log" 2>&1
   t1=$(date +%s.%N)
-  $py - "out/$name.json" "$path" "$ranks" "$t0" "$t1" "$name.log" <<'EOF'
+  $py - "out/$name.json" "$path" "$ranks" "$t0" "$t1" "$name.log" "$block" <<'EOF'
 import json, re, sys
 rec = json.load(open(sys.argv[1]))
 fold = [s for s in rec["stages"] if s["stage"] == "fold"][0]
 mem = ", ".join("%.0f" % v for v in rec["peak_memory_mib"])
 log = open(sys.argv[6]).read()
 m = re.search(r"fold: distributed.*", log)
-print("| %s | %s | %.2f s | %.2f s | %s | %s |" % (
-    sys.argv[2], sys.argv[3], float(sys.argv[5]) - float(sys.argv[4]), fold["seconds_max"], mem,
+print("| %s | %s | %s | %.2f s | %.2f s | %s | %s |" % (
+    sys.argv[2], sys.argv[3], sys.argv[7], float(sys.argv[5]) - float(sys.argv[4]),
+    fold["seconds_max"], mem,
     m.group(0).replace("fold: ", "") if m else ""))
 EOF
 done

@@ -19,6 +19,15 @@ static size_t elem_bytes(lf_dist_prec_t prec)
     return prec == LF_DIST_SINGLE ? sizeof(float) : sizeof(double);
 }
 
+/* One element of es bytes (4 or 8): constant-size copies the compiler inlines. */
+static inline void copy_elem(char *dst, const char *src, size_t es)
+{
+    if (es == sizeof(double))
+        memcpy(dst, src, sizeof(double));
+    else
+        memcpy(dst, src, sizeof(float));
+}
+
 /* Position of g in the strictly increasing list idx[0..n), or -1 (idx NULL: g itself). */
 static int64_t position(const int64_t *idx, int64_t n, int64_t g)
 {
@@ -153,7 +162,7 @@ static lf_err_t move_round(const lf_dist_matrix_t *M, lf_dist_matrix_t *R, const
                 continue;
             int p = owner(g, s->src_row_pos[r], j, nb);
             size_t from = ((size_t)c * (size_t)M->lay.lld + (size_t)r) * es;
-            memcpy(sbuf + (size_t)cursor[p]++ * es, (const char *)M->data + from, es);
+            copy_elem(sbuf + (size_t)cursor[p]++ * es, (const char *)M->data + from, es);
         }
     }
     LF_CALL_MPI(MPI_Alltoallv(sbuf, scount, sdispl, type, rbuf, rcount, rdispl, type, g->comm));
@@ -165,7 +174,7 @@ static lf_err_t move_round(const lf_dist_matrix_t *M, lf_dist_matrix_t *R, const
         for (int r = 0; r < R->lay.lrows; r++) {
             int p = s->dst_row_proc[r] * g->npcol + s->dst_col_proc[c];
             size_t to = ((size_t)c * (size_t)R->lay.lld + (size_t)r) * es;
-            memcpy((char *)R->data + to, rbuf + (size_t)cursor[p]++ * es, es);
+            copy_elem((char *)R->data + to, rbuf + (size_t)cursor[p]++ * es, es);
         }
     }
 cleanup:
@@ -278,16 +287,21 @@ lf_err_t lf_dist_matvec_add(const lf_dist_matrix_t *M, const double *v, double *
     if (local == LF_OK)
         local = lf_malloc((size_t)(total > 0 ? total : 1), sizeof *all, (void **)&all);
     LF_CALL(lf_comm_agree(g->comm, local));
-    /* This process's partial sums, in increasing local column order. */
-    for (int64_t r = 0; r < lr; r++) {
-        double acc = 0;
-        for (int64_t c = 0; c < lc; c++) {
-            double a = M->prec == LF_DIST_SINGLE
-                           ? (double)((const float *)M->data)[c * M->lay.lld + r]
-                           : ((const double *)M->data)[c * M->lay.lld + r];
-            acc += a * v[lf_grid_l2g(c, nb, g->mycol, g->npcol)];
+    /* This process's partial sums, each row's columns added in increasing local order; walked
+     * column by column, the order of the column-major storage. */
+    for (int64_t r = 0; r < lr; r++)
+        part[r] = 0;
+    for (int64_t c = 0; c < lc; c++) {
+        double vc = v[lf_grid_l2g(c, nb, g->mycol, g->npcol)];
+        if (M->prec == LF_DIST_SINGLE) {
+            const float *col = (const float *)M->data + c * M->lay.lld;
+            for (int64_t r = 0; r < lr; r++)
+                part[r] += (double)col[r] * vc;
+        } else {
+            const double *col = (const double *)M->data + c * M->lay.lld;
+            for (int64_t r = 0; r < lr; r++)
+                part[r] += col[r] * vc;
         }
-        part[r] = acc;
     }
     int64_t at = 0;
     for (int p = 0; p < P; p++) {

@@ -1,6 +1,8 @@
 /* Distributed merges against the serial lf_merge_add_product: block-cyclic reads of column and
  * row subsets from a model file, pdgemm_ and psgemm_, accumulation into a skip block, a chain of
- * two folds kept distributed, block-cyclic writes, and error paths that end on every rank. */
+ * two folds kept distributed, block-cyclic writes, and error paths that end on every rank; row and
+ * column selections (lf_dist_select) and matrix-vector products (lf_dist_matvec_add) on a matrix
+ * of known values. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -509,6 +511,331 @@ START_TEST(test_bad_subsets)
 }
 END_TEST
 
+/* ---- lf_dist_select and lf_dist_matvec_add on a matrix of known values ---- */
+
+/* 257 x 1000: neither a multiple of 16 nor of 64. */
+enum { KM = 257, KN = 1000 };
+
+/* Element (i, j) of the known matrix: exact in float32 (below 2^18, one binary digit after the
+ * point), and different for every (i, j). */
+static double known_at(int64_t i, int64_t j) { return (double)i * 1000.0 + (double)j + 0.5; }
+
+/* A new (m, n) matrix in blocks of nb with element (i, j) = known_at(i, j), filled by a walk of
+ * the local elements. */
+static lf_dist_matrix_t *known_matrix(int64_t m, int64_t n, int nb, lf_dist_prec_t prec)
+{
+    lf_dist_matrix_t *M = NULL;
+    ck_assert_int_eq(lf_dist_matrix_create(grid, m, n, nb, prec, &M), LF_OK);
+    for (int lj = 0; lj < M->lay.lcols; lj++)
+        for (int li = 0; li < M->lay.lrows; li++) {
+            double v = known_at(lf_grid_l2g(li, nb, grid->myrow, grid->nprow),
+                                lf_grid_l2g(lj, nb, grid->mycol, grid->npcol));
+            size_t at = (size_t)lj * (size_t)M->lay.lld + (size_t)li;
+            if (prec == LF_DIST_SINGLE)
+                ((float *)M->data)[at] = (float)v;
+            else
+                ((double *)M->data)[at] = v;
+        }
+    return M;
+}
+
+/* Checks that R = M[rows, cols] for M = known_matrix(...): R's shape, precision and blocks, every
+ * local element of R (walked with lf_grid_l2g), and that the ranks hold nr * nc elements in all.
+ * Collective. */
+static void check_selected(const lf_dist_matrix_t *R, int nb, lf_dist_prec_t prec,
+                           const int64_t *rows, int64_t nr, const int64_t *cols, int64_t nc,
+                           const char *what)
+{
+    ck_assert(lf_test_all(R != NULL));
+    ck_assert_msg(R->lay.m == nr && R->lay.n == nc, "%s: (%lld, %lld), expected (%lld, %lld)", what,
+                  (long long)R->lay.m, (long long)R->lay.n, (long long)nr, (long long)nc);
+    ck_assert(R->grid == grid && R->prec == prec && R->lay.mb == nb && R->lay.nb == nb);
+    ck_assert_int_eq(R->lay.lrows, lf_grid_numroc(nr, nb, grid->myrow, grid->nprow));
+    ck_assert_int_eq(R->lay.lcols, lf_grid_numroc(nc, nb, grid->mycol, grid->npcol));
+    int64_t wrong = 0, held = (int64_t)R->lay.lrows * R->lay.lcols, total = 0;
+    for (int lj = 0; lj < R->lay.lcols; lj++)
+        for (int li = 0; li < R->lay.lrows; li++) {
+            int64_t a = lf_grid_l2g(li, nb, grid->myrow, grid->nprow);
+            int64_t b = lf_grid_l2g(lj, nb, grid->mycol, grid->npcol);
+            double want = known_at(rows ? rows[a] : a, cols ? cols[b] : b);
+            size_t at = (size_t)lj * (size_t)R->lay.lld + (size_t)li;
+            double v = prec == LF_DIST_SINGLE ? (double)((const float *)R->data)[at]
+                                              : ((const double *)R->data)[at];
+            wrong += v != want;
+            /* The same element through the public accessor. */
+            wrong += lf_dist_matrix_get(R, a, b) != want;
+        }
+    MPI_Allreduce(&held, &total, 1, MPI_INT64_T, MPI_SUM, LF_TEST_COMM);
+    ck_assert_int_eq(total, nr * nc);
+    ck_assert_msg(lf_test_all(wrong == 0), "%s: %lld elements wrong", what, (long long)wrong);
+}
+
+/* A seeded strictly increasing subset of [0, n) keeping about keep of every 8 indices (the same
+ * on every rank). */
+static int64_t random_subset(int64_t n, uint64_t seed, int keep, int64_t *out)
+{
+    lf_rng_t rng = {seed};
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+        if ((int)(lf_rng_next(&rng) % 8) < keep)
+            out[k++] = i;
+    return k;
+}
+
+START_TEST(test_select_known)
+{
+    int64_t third[KN], rnd_rows[KM], rnd_cols[KN], few[KN], one_col[] = {KN - 1},
+                                                            one_row[] = {KM - 1}, mid[] = {65};
+    int64_t n_third_r = 0, n_third_c = 0;
+    for (int64_t i = 0; i < KN; i += 3)
+        third[n_third_c++] = i;
+    for (int64_t i = 0; i < KM; i += 3)
+        n_third_r++;
+    int64_t n_rnd_r = random_subset(KM, 101, 3, rnd_rows);
+    int64_t n_rnd_c = random_subset(KN, 102, 5, rnd_cols);
+    int64_t n_few = random_subset(KN, 103, 1, few);
+    ck_assert(n_rnd_r > 0 && n_rnd_r < KM && n_rnd_c > 0 && n_rnd_c < KN && n_few > 0);
+    const struct {
+        const int64_t *rows;
+        int64_t nr;
+        const int64_t *cols;
+        int64_t nc;
+        const char *what;
+    } cases[] = {
+        {third, n_third_r, NULL, 0, "every third row, all columns"},
+        {rnd_rows, n_rnd_r, rnd_cols, n_rnd_c, "random rows and columns"},
+        {NULL, 0, few, n_few, "all rows, a sparse random column subset"},
+        {NULL, 0, one_col, 1, "all rows, the last column"},
+        {one_row, 1, third, n_third_c, "the last row, every third column"},
+        {mid, 1, mid, 1, "one element"},
+        {NULL, 0, NULL, 0, "everything"},
+        {third, 0, NULL, 0, "no rows"},
+        {NULL, 0, third, 0, "no columns"},
+        {third, 0, third, 0, "nothing"},
+    };
+    static const int blocks[] = {16, 64};
+    for (int p = 0; p < 2; p++)
+        for (size_t t = 0; t < sizeof blocks / sizeof blocks[0]; t++) {
+            lf_dist_prec_t prec = p ? LF_DIST_SINGLE : LF_DIST_DOUBLE;
+            lf_dist_matrix_t *M = known_matrix(KM, KN, blocks[t], prec);
+            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+                lf_dist_matrix_t *R = NULL;
+                ck_assert_int_eq(
+                    lf_dist_select(M, cases[c].rows, cases[c].nr, cases[c].cols, cases[c].nc, &R),
+                    LF_OK);
+                check_selected(R, blocks[t], prec, cases[c].rows, cases[c].rows ? cases[c].nr : KM,
+                               cases[c].cols, cases[c].cols ? cases[c].nc : KN, cases[c].what);
+                lf_dist_matrix_destroy(&R);
+            }
+            /* M itself is left as it was. */
+            check_selected(M, blocks[t], prec, NULL, KM, NULL, KN, "the source");
+            lf_dist_matrix_destroy(&M);
+        }
+}
+END_TEST
+
+/* Selections compose: M[r1, c1][r2, c2] = M[r1[r2], c1[c2]], here with blocks larger than the
+ * result (one block holds it all, on process (0, 0)). */
+START_TEST(test_select_twice)
+{
+    lf_dist_matrix_t *M = known_matrix(KM, KN, 128, LF_DIST_DOUBLE), *A = NULL, *B = NULL;
+    int64_t r1[KM], c1[KN], r2[KM], c2[KN], r[KM], c[KN];
+    int64_t n_r1 = random_subset(KM, 201, 4, r1), n_c1 = random_subset(KN, 202, 2, c1);
+    int64_t n_r2 = random_subset(n_r1, 203, 4, r2), n_c2 = random_subset(n_c1, 204, 2, c2);
+    for (int64_t k = 0; k < n_r2; k++)
+        r[k] = r1[r2[k]];
+    for (int64_t k = 0; k < n_c2; k++)
+        c[k] = c1[c2[k]];
+    ck_assert(n_r2 < 128 && n_c2 < 128);
+    ck_assert_int_eq(lf_dist_select(M, r1, n_r1, c1, n_c1, &A), LF_OK);
+    ck_assert_int_eq(lf_dist_select(A, r2, n_r2, c2, n_c2, &B), LF_OK);
+    check_selected(B, 128, LF_DIST_DOUBLE, r, n_r2, c, n_c2, "selection of a selection");
+    lf_dist_matrix_destroy(&B);
+    lf_dist_matrix_destroy(&A);
+    lf_dist_matrix_destroy(&M);
+}
+END_TEST
+
+START_TEST(test_select_illegal)
+{
+    int size = 0, rank = 0;
+    MPI_Comm_size(LF_TEST_COMM, &size);
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    lf_dist_matrix_t *M = known_matrix(KM, KN, 16, LF_DIST_DOUBLE), *R = NULL;
+    int64_t unsorted[] = {3, 2, 9}, repeated[] = {4, 5, 5}, negative[] = {-1, 4},
+            past_rows[] = {0, KM}, past_cols[] = {10, KN}, good[] = {1, 2, 3};
+    const struct {
+        const int64_t *rows;
+        int64_t nr;
+        const int64_t *cols;
+        int64_t nc;
+    } cases[] = {
+        {unsorted, 3, NULL, 0}, {NULL, 0, unsorted, 3},  {repeated, 3, good, 3},
+        {good, 3, negative, 2}, {past_rows, 2, NULL, 0}, {NULL, 0, past_cols, 2},
+        {good, -1, NULL, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        R = NULL;
+        ck_assert_int_eq(
+            lf_dist_select(M, cases[c].rows, cases[c].nr, cases[c].cols, cases[c].nc, &R),
+            LF_ERR_ARG);
+        ck_assert(lf_test_all(R == NULL));
+        ck_assert(lf_test_any_message("lf_dist_select"));
+        lf_error_clear();
+    }
+    /* A list broken on the last rank only is refused on every rank too. */
+    const int64_t *rows = rank == size - 1 ? unsorted : good;
+    ck_assert_int_eq(lf_dist_select(M, rows, 3, NULL, 0, &R), LF_ERR_ARG);
+    ck_assert(lf_test_all(R == NULL));
+    lf_error_clear();
+    /* The grid still works afterwards. */
+    ck_assert_int_eq(lf_dist_select(M, good, 3, good, 3, &R), LF_OK);
+    check_selected(R, 16, LF_DIST_DOUBLE, good, 3, good, 3, "after the errors");
+    lf_dist_matrix_destroy(&R);
+    lf_dist_matrix_destroy(&M);
+}
+END_TEST
+
+START_TEST(test_select_failed_allocation)
+{
+    int size = 0, rank = 0;
+    MPI_Comm_size(LF_TEST_COMM, &size);
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    lf_dist_matrix_t *M = known_matrix(KM, KN, 16, LF_DIST_SINGLE);
+    int64_t rows[KM], cols[KN];
+    int64_t nr = random_subset(KM, 301, 5, rows), nc = random_subset(KN, 302, 3, cols);
+    /* Every allocation of the selection failing in turn on the last rank only. */
+    int failures = 0;
+    lf_err_t e = LF_OK;
+    lf_dist_matrix_t *R = NULL;
+    for (int k = 0; k < 40; k++) {
+        if (rank == size - 1)
+            lf_alloc_fail_after(k);
+        e = lf_dist_select(M, rows, nr, cols, nc, &R);
+        lf_alloc_fail_after(-1);
+        int code = (int)e, lo = 0, hi = 0;
+        MPI_Allreduce(&code, &lo, 1, MPI_INT, MPI_MIN, LF_TEST_COMM);
+        MPI_Allreduce(&code, &hi, 1, MPI_INT, MPI_MAX, LF_TEST_COMM);
+        ck_assert_msg(lo == hi, "k = %d: ranks returned %d and %d", k, lo, hi);
+        ck_assert_msg(e == LF_OK || e == LF_ERR_NOMEM, "k = %d: %s", k, lf_err_name(e));
+        ck_assert(lf_test_all(e == LF_OK ? R != NULL : R == NULL));
+        if (e != LF_OK)
+            ck_assert(lf_test_any_message("injected allocation failure"));
+        failures += e != LF_OK;
+        lf_error_clear();
+        if (e == LF_OK)
+            break;
+    }
+    ck_assert_int_eq(e, LF_OK);
+    /* The result's two blocks, the index maps, the counts and the two buffers. */
+    ck_assert_int_ge(failures, 5);
+    check_selected(R, 16, LF_DIST_SINGLE, rows, nr, cols, nc, "after the failures");
+    lf_dist_matrix_destroy(&R);
+    lf_dist_matrix_destroy(&M);
+}
+END_TEST
+
+/* y (m) += M · v as documented: each process column pc sums its own columns of a row in
+ * increasing order from 0.0, and the rows' totals add the process columns' sums in order
+ * 0, 1, ... before the one addition to y. Serial, from the known values. */
+static void matvec_in_order(int64_t m, int64_t n, int nb, const double *v, double *y)
+{
+    for (int64_t i = 0; i < m; i++) {
+        double total = 0.0;
+        for (int pc = 0; pc < grid->npcol; pc++) {
+            double acc = 0.0;
+            for (int64_t j = 0; j < n; j++)
+                if ((j / nb) % grid->npcol == pc)
+                    acc += known_at(i, j) * v[j];
+            total += acc;
+        }
+        y[i] += total;
+    }
+}
+
+START_TEST(test_matvec_known)
+{
+    static const struct {
+        int64_t m, n;
+        int nb;
+    } shapes[] = {
+        {KM, KN, 16}, {KM, KN, 64}, /* partial last blocks */
+        {10, 5, 16},                /* one block: the other processes hold nothing */
+        {40, 3, 16},                /* some process columns hold no column */
+        {0, 7, 16},                 /* no rows */
+    };
+    double *v = malloc(KN * sizeof *v), *y = malloc(KM * sizeof *y), *y0 = malloc(KM * sizeof *y0);
+    double *ord = malloc(KM * sizeof *ord);
+    double *root = malloc(KM * sizeof *root);
+    /* v mostly positive, with bits down to 2^-54: the process columns' partial sums then round
+     * when added (cancelling ones, within a factor of two of each other, add exactly in any
+     * order and would not show the order). */
+    lf_rng_t rng = {401};
+    for (int64_t j = 0; j < KN; j++)
+        v[j] = lf_rng_uniform(&rng, -0.25f, 1.0f) + ldexp(lf_rng_uniform(&rng, 0.0f, 1.0f), -30);
+    for (int64_t i = 0; i < KM; i++)
+        y0[i] = lf_rng_uniform(&rng, -1000.0f, 1000.0f);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int p = 0; p < 2; p++) {
+            const int64_t m = shapes[s].m, n = shapes[s].n;
+            const int nb = shapes[s].nb;
+            lf_dist_matrix_t *M = known_matrix(m, n, nb, p ? LF_DIST_SINGLE : LF_DIST_DOUBLE);
+            memcpy(y, y0, KM * sizeof *y);
+            memcpy(ord, y0, KM * sizeof *ord);
+            ck_assert_int_eq(lf_dist_matvec_add(M, v, y), LF_OK);
+            /* Against a plain double loop, relative to the sum of the magnitudes of the terms. */
+            double worst = 0.0;
+            for (int64_t i = 0; i < m; i++) {
+                double sum = y0[i], mag = fabs(y0[i]);
+                for (int64_t j = 0; j < n; j++) {
+                    sum += known_at(i, j) * v[j];
+                    mag += fabs(known_at(i, j) * v[j]);
+                }
+                worst = fmax(worst, fabs(y[i] - sum) / mag);
+            }
+            ck_assert_msg(lf_test_all(worst < 1e-12), "(%lld, %lld) in blocks of %d: %g",
+                          (long long)m, (long long)n, nb, worst);
+            /* Exactly the documented order of additions, bit for bit. */
+            matvec_in_order(m, n, nb, v, ord);
+            ck_assert(lf_test_all(memcmp(y, ord, (size_t)m * sizeof *y) == 0));
+            /* The same bits on every rank; the rest of y untouched. */
+            memcpy(root, y, KM * sizeof *y);
+            MPI_Bcast(root, KM, MPI_DOUBLE, 0, LF_TEST_COMM);
+            ck_assert(lf_test_all(memcmp(y, root, KM * sizeof *y) == 0));
+            ck_assert(lf_test_all(memcmp(y + m, y0 + m, (size_t)(KM - m) * sizeof *y) == 0));
+            lf_dist_matrix_destroy(&M);
+        }
+    /* Allocation failures on the last rank only end on every rank with the same code. */
+    int size = 0, rank = 0, failures = 0;
+    MPI_Comm_size(LF_TEST_COMM, &size);
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    lf_dist_matrix_t *M = known_matrix(KM, KN, 16, LF_DIST_DOUBLE);
+    for (int k = 0; k < 20; k++) {
+        memcpy(y, y0, KM * sizeof *y);
+        if (rank == size - 1)
+            lf_alloc_fail_after(k);
+        lf_err_t e = lf_dist_matvec_add(M, v, y);
+        lf_alloc_fail_after(-1);
+        int code = (int)e, lo = 0, hi = 0;
+        MPI_Allreduce(&code, &lo, 1, MPI_INT, MPI_MIN, LF_TEST_COMM);
+        MPI_Allreduce(&code, &hi, 1, MPI_INT, MPI_MAX, LF_TEST_COMM);
+        ck_assert_msg(lo == hi, "k = %d: ranks returned %d and %d", k, lo, hi);
+        ck_assert_msg(e == LF_OK || e == LF_ERR_NOMEM, "k = %d: %s", k, lf_err_name(e));
+        failures += e != LF_OK;
+        lf_error_clear();
+        if (e == LF_OK)
+            break;
+    }
+    ck_assert_int_ge(failures, 2);
+    lf_dist_matrix_destroy(&M);
+    free(root);
+    free(ord);
+    free(y0);
+    free(y);
+    free(v);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("merge_dist");
@@ -523,6 +850,11 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_illegal_descriptor);
     tcase_add_test(tc, test_failed_allocation);
     tcase_add_test(tc, test_bad_subsets);
+    tcase_add_test(tc, test_select_known);
+    tcase_add_test(tc, test_select_twice);
+    tcase_add_test(tc, test_select_illegal);
+    tcase_add_test(tc, test_select_failed_allocation);
+    tcase_add_test(tc, test_matvec_known);
     suite_add_tcase(s, tc);
     return s;
 }
