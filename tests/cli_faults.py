@@ -296,7 +296,10 @@ def full_disk(tmp):
     x = DATA + ":/train/x"
 
     def args(name, out):
-        return [name, "--model", MODEL, "--data", x, "--out", out]
+        # "compress-dist": compress through the distributed fold, which writes the model
+        # collectively (every rank its blocks) instead of from rank 0.
+        extra = ["--merge", "distributed", "--dist-block", "16"] if name == "compress-dist" else []
+        return [name.split("-")[0], "--model", MODEL, "--data", x, "--out", out] + extra
 
     # (what, ranks, command, tmpfs options, an existing output's bytes or None, message words).
     # Output sizes on the digits model: statistics 36,032 bytes; model 537,600 bytes;
@@ -304,7 +307,7 @@ def full_disk(tmp):
     # sizes make the disk fill at different points of each writer.
     nospace = "No space left on device"
     sizes = {"calibrate": ["4k", "16k", "32k"], "compress": ["4k", "256k", "512k"],
-             "predict": ["4k", "104k"]}
+             "compress-dist": ["4k", "256k", "512k"], "predict": ["4k", "104k"]}
     cases = []
     for np_ in (1, 2):
         for name, options in sizes.items():
@@ -319,7 +322,7 @@ def full_disk(tmp):
                       ["cannot create a temporary file in", nospace]))
     # An existing output survives a run that fails on a full disk.
     existing = b"an earlier result\n" * 200
-    for np_, name in ((1, "compress"), (2, "predict"), (2, "calibrate")):
+    for np_, name in ((1, "compress"), (2, "predict"), (2, "calibrate"), (2, "compress-dist")):
         cases.append(("%s on %d rank(s), existing output" % (name, np_), np_, name, "size=24k",
                       existing, [nospace]))
 
@@ -338,7 +341,7 @@ def full_disk(tmp):
         what, np_, name, _, old, words = cases[k]
         r = results[k] if results and results[k] else None
         if r is not None and mounted[k]:
-            line = check_failed_run(r, what, name, 1, np_)
+            line = check_failed_run(r, what, name.split("-")[0], 1, np_)
             out = os.path.join(dirs[k], "OUT.h5")
             check(out in line and all(w in line for w in words),
                   "%s: the error line does not name %s and %s" % (what, out, words), r)
