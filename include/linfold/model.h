@@ -207,7 +207,8 @@ void lf_model_share_test_group(int ranks);
 
 /* Returns a 64-bit FNV-1a hash over the structure and all values.
  * Not collective.
- * It identifies the model a statistics file was computed for. */
+ * It identifies the model a statistics file was computed for. A shared model is read-only, so
+ * its hash is computed on the first call and remembered (not thread-safe on that first call). */
 uint64_t lf_model_fingerprint(const lf_model_t *m);
 
 #endif /* LINFOLD_MODEL_H */
