@@ -38,7 +38,7 @@ static void grid_free(lf_grid_t **g, bool in_grid)
     *g = NULL;
 }
 
-lf_err_t lf_grid_create(MPI_Comm comm, lf_grid_t **out)
+static lf_err_t grid_create(MPI_Comm comm, bool tall, lf_grid_t **out)
 {
     lf_err_t err = LF_OK;
     lf_grid_t *g = NULL;
@@ -54,7 +54,10 @@ lf_err_t lf_grid_create(MPI_Comm comm, lf_grid_t **out)
              "cannot duplicate the communicator for the process grid");
     LF_CALL_MPI(MPI_Comm_rank(g->comm, &g->rank));
     LF_CALL_MPI(MPI_Comm_size(g->comm, &g->size));
-    lf_grid_shape(g->size, &g->nprow, &g->npcol);
+    if (tall)
+        lf_grid_shape(g->size, &g->npcol, &g->nprow);
+    else
+        lf_grid_shape(g->size, &g->nprow, &g->npcol);
     int me = 0, np = 0;
     Cblacs_pinfo(&me, &np); /* initialises BLACS when this is its first use */
     g->handle = Csys2blacs_handle(g->comm);
@@ -79,6 +82,13 @@ lf_err_t lf_grid_create(MPI_Comm comm, lf_grid_t **out)
 cleanup:
     grid_free(&g, in_grid);
     return err;
+}
+
+lf_err_t lf_grid_create(MPI_Comm comm, lf_grid_t **out) { return grid_create(comm, false, out); }
+
+lf_err_t lf_grid_create_tall(MPI_Comm comm, lf_grid_t **out)
+{
+    return grid_create(comm, true, out);
 }
 
 void lf_grid_destroy(lf_grid_t **g)

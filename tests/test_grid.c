@@ -51,6 +51,31 @@ START_TEST(test_world_grid)
 }
 END_TEST
 
+/* The tall grids: 1x1, 2x1, 3x1, 2x2, placed in row-major order; a descriptor on one is legal. */
+START_TEST(test_tall_grid)
+{
+    int rank = 0, size = 0;
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    MPI_Comm_size(LF_TEST_COMM, &size);
+    static const int rows[] = {0, 1, 2, 3, 2}, cols[] = {0, 1, 1, 1, 2};
+    lf_grid_t *g = NULL;
+    ck_assert_int_eq(lf_grid_create_tall(LF_TEST_COMM, &g), LF_OK);
+    if (size <= 4) {
+        ck_assert_int_eq(g->nprow, rows[size]);
+        ck_assert_int_eq(g->npcol, cols[size]);
+    }
+    ck_assert_int_ge(g->nprow, g->npcol);
+    ck_assert_int_eq(g->nprow * g->npcol, size);
+    ck_assert_int_eq(g->myrow, rank / g->npcol);
+    ck_assert_int_eq(g->mycol, rank % g->npcol);
+    lf_grid_layout_t lay;
+    ck_assert_int_eq(lf_grid_layout(g, 1000, 37, 64, 64, &lay), LF_OK);
+    ck_assert_int_eq(lay.lrows, lf_grid_numroc(1000, 64, g->myrow, g->nprow));
+    ck_assert_int_eq(lf_grid_desc_info(g, lay.desc, 1), 0);
+    lf_grid_destroy(&g);
+}
+END_TEST
+
 /* A grid on half the ranks computes a product on them alone: ones (m, k) · ones (k, n) = k. */
 START_TEST(test_subcomm_grid)
 {
@@ -204,6 +229,7 @@ static Suite *make_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_shape_table);
     tcase_add_test(tc, test_world_grid);
+    tcase_add_test(tc, test_tall_grid);
     tcase_add_test(tc, test_subcomm_grid);
     tcase_add_test(tc, test_numroc_and_maps);
     tcase_add_test(tc, test_layout_and_desc);

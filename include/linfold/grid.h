@@ -70,6 +70,13 @@ void lf_grid_shape(int p, int *pr, int *pc);
  * says; a failure (LF_ERR_MPI, LF_ERR_NOMEM, LF_ERR_INTERNAL) is agreed on every rank and leaves
  * *out NULL everywhere. */
 lf_err_t lf_grid_create(MPI_Comm comm, lf_grid_t **out);
+/* Creates the grid of all ranks of comm in the transposed shape: nprow >= npcol (2 x 1, 3 x 1,
+ * 2 x 2, 3 x 2, ...), placed in row-major order like lf_grid_create's.
+ * Collective on comm.
+ * As lf_grid_create otherwise. A tall grid suits products C = A · B with A tall (many rows) and
+ * B short: pdgemm_ then broadcasts panels of B down the process columns instead of panels of A
+ * along the process rows. */
+lf_err_t lf_grid_create_tall(MPI_Comm comm, lf_grid_t **out);
 /* Leaves the grid (Cblacs_gridexit), frees its handle and communicator, sets *g to NULL.
  * Collective on the grid's communicator.
  * Accepts NULL, but then it must be NULL on every rank. MPI itself stays initialised. */
