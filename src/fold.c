@@ -148,12 +148,7 @@ lf_err_t lf_fold_apply(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p, l
 
     /* Pruned neurons first, as the plan assumed; each leaves its mean output behind. */
     for (int i = 0; i < L - 1; i++) {
-        bool any = false;
-        for (int64_t j = 0; j < p->n_out[i]; j++) {
-            keep[j] = p->fate[i][j] != LF_NEURON_PRUNE;
-            any = any || !keep[j];
-        }
-        if (!any)
+        if (!lf_plan_prune_mask(p, i, keep))
             continue;
         compensate(w, where[i], keep, p->shift[i]);
         int before = w->n_layers;
@@ -165,14 +160,7 @@ lf_err_t lf_fold_apply(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p, l
     for (int i = 0; i < L - 1; i++) {
         if (!p->fold[i])
             continue;
-        int64_t count = 0, pos = 0;
-        for (int64_t j = 0; j < p->n_out[i]; j++) {
-            if (p->fate[i][j] == LF_NEURON_PRUNE)
-                continue;
-            if (p->fate[i][j] == LF_NEURON_FOLD)
-                idx[count++] = pos;
-            pos++;
-        }
+        int64_t count = lf_plan_fold_positions(p, i, idx);
         LF_CALL(lf_comm_agree(comm, lf_interrupt_check("folding")));
         int before = w->n_layers;
         LF_CALL(lf_fold_layer(comm, w, where[i], idx, count));

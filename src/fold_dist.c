@@ -465,12 +465,7 @@ static lf_err_t apply_plan(wmodel_t *w, const lf_plan_t *p)
         local = lf_calloc((size_t)widest, sizeof *idx, (void **)&idx);
     LF_CALL(lf_comm_agree(w->comm, local));
     for (int i = 0; i < L - 1; i++) {
-        bool any = false;
-        for (int64_t j = 0; j < p->n_out[i]; j++) {
-            keep[j] = p->fate[i][j] != LF_NEURON_PRUNE;
-            any = any || !keep[j];
-        }
-        if (!any)
+        if (!lf_plan_prune_mask(p, i, keep))
             continue;
         LF_CALL(compensate(w, i, keep, p->shift[i]));
         LF_CALL(remove_neurons(w, i, keep));
@@ -478,14 +473,7 @@ static lf_err_t apply_plan(wmodel_t *w, const lf_plan_t *p)
     for (int i = 0; i < L - 1; i++) {
         if (!p->fold[i] || !w->layers[i].alive)
             continue;
-        int64_t count = 0, pos = 0;
-        for (int64_t j = 0; j < p->n_out[i]; j++) {
-            if (p->fate[i][j] == LF_NEURON_PRUNE)
-                continue;
-            if (p->fate[i][j] == LF_NEURON_FOLD)
-                idx[count++] = pos;
-            pos++;
-        }
+        int64_t count = lf_plan_fold_positions(p, i, idx);
         LF_CALL(lf_comm_agree(w->comm, lf_interrupt_check("folding")));
         LF_CALL(fold_layer(w, i, idx, count));
     }

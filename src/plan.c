@@ -74,6 +74,29 @@ int64_t lf_plan_share(lf_decimal_t fraction, int64_t n)
     return lf_decimal_mul_nearest(fraction, n);
 }
 
+bool lf_plan_prune_mask(const lf_plan_t *p, int i, bool *keep)
+{
+    bool any = false;
+    for (int64_t j = 0; j < p->n_out[i]; j++) {
+        keep[j] = p->fate[i][j] != LF_NEURON_PRUNE;
+        any = any || !keep[j];
+    }
+    return any;
+}
+
+int64_t lf_plan_fold_positions(const lf_plan_t *p, int i, int64_t *idx)
+{
+    int64_t count = 0, pos = 0;
+    for (int64_t j = 0; j < p->n_out[i]; j++) {
+        if (p->fate[i][j] == LF_NEURON_PRUNE)
+            continue;
+        if (p->fate[i][j] == LF_NEURON_FOLD)
+            idx[count++] = pos;
+        pos++;
+    }
+    return count;
+}
+
 void lf_plan_destroy(lf_plan_t **p)
 {
     if (!p || !*p)

@@ -103,6 +103,16 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
  * Not collective. */
 void lf_plan_destroy(lf_plan_t **p);
 
+/* The two steps a fold takes for layer i, as both fold back ends (fold.h, fold_dist.h) apply
+ * them: keep[j] (p->n_out[i] entries) is false for the neurons pruned, and the return value
+ * says whether any is.
+ * Not collective. */
+bool lf_plan_prune_mask(const lf_plan_t *p, int i, bool *keep);
+/* Fills idx with the positions of layer i's folded neurons among those left after pruning
+ * (increasing) and returns their count.
+ * Not collective. */
+int64_t lf_plan_fold_positions(const lf_plan_t *p, int i, int64_t *idx);
+
 /* Finds the neurons that are provably linear, independent of any data.
  * Not collective.
  * (*out)[i][j] is true for a hidden relu or leaky_relu neuron whose bias and incoming weights are
