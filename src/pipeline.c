@@ -198,7 +198,12 @@ static lf_err_t open_inputs(MPI_Comm comm, lf__run_t *r)
                  "%s has no rows: there is nothing to evaluate", lf_h5io_dataset_spec(r->eval_x));
     }
     if (p->statistics) {
-        LF_CALL(lf_stats_read(comm, p->statistics, r->model, p->model, &r->stats));
+        if (p->loaded_stats)
+            r->stats = p->loaded_stats;
+        else
+            LF_CALL(lf_stats_read(comm, p->statistics, r->model, p->model, &r->own_stats));
+        if (!r->stats)
+            r->stats = r->own_stats;
         LF_CHECK(!r->need_sums || r->stats->with_sums, LF_ERR_ARG,
                  "%s has no output sums, which importance pruning needs: calibrate with "
                  "--output-sums",
@@ -222,8 +227,9 @@ static lf_err_t stage_calibrate(MPI_Comm comm, lf__run_t *r)
                                .every_seconds = p->checkpoint_seconds,
                                .identity = identity,
                                .resume = true};
-    LF_CALL(
-        lf_stats_collect_checkpointed(comm, r->model, r->data, &bo, r->need_sums, &ck, &r->stats));
+    LF_CALL(lf_stats_collect_checkpointed(comm, r->model, r->data, &bo, r->need_sums, &ck,
+                                          &r->own_stats));
+    r->stats = r->own_stats;
     LF_CALL(lf_comm_agree(comm,
                           lf_record_set_int(r->record, "calibration_samples", r->stats->samples)));
 cleanup:
@@ -416,7 +422,7 @@ cleanup:
     lf_record_destroy(&r.record);
     lf__run_discard(comm, &r);
     lf_model_release(comm, &r.result);
-    lf_stats_destroy(&r.stats);
+    lf_stats_destroy(&r.own_stats);
     lf_h5io_dataset_close(&r.eval_y);
     lf_h5io_dataset_close(&r.eval_x);
     lf_h5io_dataset_close(&r.data);

@@ -69,6 +69,7 @@ struct lf_pipeline_config {
     char *mkdirs[F__COUNT]; /* output directories to create before the run */
     int n_mkdirs;
     lf_model_t *model, *reference; /* read by check_files (node-shared), lent to the run */
+    lf_stats_t *stats;             /* the statistics file, read and checked there, lent too */
     MPI_Comm comm;                 /* the communicator they are shared on */
     int64_t model_in, model_out, model_params, calib_rows, eval_rows;
     int model_layers;

@@ -208,6 +208,9 @@ cleanup:
         c->p.loaded_model = m;
         c->p.loaded_reference = ref;
         m = ref = NULL;
+        c->stats = stats;
+        c->p.loaded_stats = stats;
+        stats = NULL;
     }
     lf_model_release(comm, &ref);
     lf_model_release(comm, &m);
@@ -229,5 +232,7 @@ void lf__cfg_release_models(lf_pipeline_config_t *c)
         lf_model_release(c->comm, &c->reference);
         lf_model_release(c->comm, &c->model);
     }
+    lf_stats_destroy(&c->stats);
     c->p.loaded_model = c->p.loaded_reference = NULL;
+    c->p.loaded_stats = NULL;
 }

@@ -20,7 +20,8 @@ typedef struct {
     const lf_model_t *model, *reference;
     lf_model_t *own_model, *own_reference; /* what the runner read itself */
     lf_dataset_t *data, *eval_x, *eval_y;
-    lf_stats_t *stats;
+    const lf_stats_t *stats; /* own_stats, or the statistics file the checks already read */
+    lf_stats_t *own_stats;
     lf_plan_opts_t popts; /* the plan options the stages so far set */
     bool need_sums;
     /* The result of fold or search: a compressed model, or the original one written as such

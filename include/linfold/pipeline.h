@@ -96,6 +96,8 @@ typedef struct {
     /* The model and reference already read and checked (by lf_pipeline_config_check_files), or
      * NULL: the runner reads them. Borrowed: the runner neither changes nor frees them. */
     const lf_model_t *loaded_model, *loaded_reference;
+    /* The statistics file already read and checked against loaded_model, or NULL. Borrowed. */
+    const lf_stats_t *loaded_stats;
 
     /* How to run. */
     int threads;
