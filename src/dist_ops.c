@@ -13,11 +13,7 @@
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
 #include "linfold/merge_dist.h"
-
-static size_t elem_bytes(lf_dist_prec_t prec)
-{
-    return prec == LF_DIST_SINGLE ? sizeof(float) : sizeof(double);
-}
+#include "merge_dist_impl.h"
 
 /* One element of es bytes (4 or 8): constant-size copies the compiler inlines. */
 static inline void copy_elem(char *dst, const char *src, size_t es)
@@ -50,11 +46,8 @@ static lf_err_t check_list(const int64_t *idx, int64_t n, int64_t dim, const cha
     LF_CHECK(n >= 0 && (idx || n == dim), LF_ERR_ARG,
              "lf_dist_select: %lld %s of %lld without an index list", (long long)n, what,
              (long long)dim);
-    for (int64_t k = 0; idx && k < n; k++)
-        LF_CHECK(idx[k] >= 0 && idx[k] < dim && (k == 0 || idx[k] > idx[k - 1]), LF_ERR_ARG,
-                 "lf_dist_select: %s index %lld (entry %lld) is out of [0, %lld) or not "
-                 "increasing",
-                 what, (long long)idx[k], (long long)k, (long long)dim);
+    if (idx)
+        LF_CALL(lf__dist_check_index(idx, n, dim, what, "lf_dist_select", "the matrix"));
 cleanup:
     return err;
 }
@@ -124,7 +117,7 @@ static lf_err_t move_round(const lf_dist_matrix_t *M, lf_dist_matrix_t *R, const
     lf_err_t err = LF_OK;
     const lf_grid_t *g = M->grid;
     int P = g->size;
-    size_t es = elem_bytes(M->prec);
+    size_t es = lf__dist_elem_size(M->prec);
     int64_t nb = M->lay.nb;
     MPI_Datatype type = M->prec == LF_DIST_SINGLE ? MPI_FLOAT : MPI_DOUBLE;
     memset(scount, 0, (size_t)P * sizeof *scount);
@@ -199,9 +192,9 @@ lf_err_t lf_dist_select(const lf_dist_matrix_t *M, const int64_t *rows, int64_t 
         n_rows = M->lay.m;
     if (!cols)
         n_cols = M->lay.n;
-    local = check_list(rows, n_rows, M->lay.m, "row");
+    local = check_list(rows, n_rows, M->lay.m, "rows");
     if (local == LF_OK)
-        local = check_list(cols, n_cols, M->lay.n, "column");
+        local = check_list(cols, n_cols, M->lay.n, "columns");
     LF_CALL(lf_comm_agree(g->comm, local));
     LF_CALL(lf_dist_matrix_create(g, n_rows, n_cols, M->lay.nb, M->prec, &R));
     /* Element counts of this rank's whole share, both ways, to size the rounds. */
@@ -221,7 +214,7 @@ lf_err_t lf_dist_select(const lf_dist_matrix_t *M, const int64_t *rows, int64_t 
     if (rounds > 1)
         rounds *= 2;
     int64_t strip = n_cols / rounds + 1;
-    size_t es = elem_bytes(M->prec);
+    size_t es = lf__dist_elem_size(M->prec);
     int64_t sbytes = (mine < ROUND_LIMIT ? mine : ROUND_LIMIT) * (int64_t)es;
     int64_t rbytes = (theirs < ROUND_LIMIT ? theirs : ROUND_LIMIT) * (int64_t)es;
     local = lf_malloc((size_t)P * 5, sizeof *counts, (void **)&counts);

@@ -12,8 +12,6 @@
  * the few local steps here (index lists, biases) are agreed before the next collective. */
 #include "linfold/fold_dist.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -491,26 +489,6 @@ typedef struct {
     int64_t raw_bytes;
 } out_file_t;
 
-/* Contiguous float32 dataset, allocated when created so that no rank writes fill values. */
-static lf_err_t create_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
-                               hid_t *dset)
-{
-    lf_err_t err = LF_OK;
-    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
-    space = H5Screate_simple(rank, dims, NULL);
-    LF_CALL_H5(space, "dataspace for %s", name);
-    dcpl = lf__h5_create_plist(H5P_DATASET_CREATE);
-    LF_CALL_H5(dcpl, "creation list");
-    LF_CALL_H5(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "allocation time");
-    LF_CALL_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "fill time");
-    *dset = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    LF_CALL_H5(*dset, "cannot create dataset %s", name);
-cleanup:
-    lf__h5_close(&dcpl);
-    lf__h5_close(&space);
-    return err;
-}
-
 /* The new index of original layer i among the live ones. */
 static int new_index(const wmodel_t *w, int i)
 {
@@ -547,7 +525,7 @@ static lf_err_t write_layer(wmodel_t *w, hid_t layers, int i, int ni)
         hsize_t dims[2] = {(hsize_t)blk->rows, (hsize_t)blk->cols};
         char src[32];
         if (ns == ni - 1) {
-            local = create_dataset(grp, "weight", 2, dims, &dset);
+            local = lf__h5_create_dataset_early(grp, "weight", 2, dims, &dset);
         } else {
             if (skip < 0)
                 local = lf__h5_create_group(grp, "skip", &skip);
@@ -556,7 +534,7 @@ static lf_err_t write_layer(wmodel_t *w, hid_t layers, int i, int ni)
             else
                 snprintf(src, sizeof src, "%d", ns);
             if (local == LF_OK)
-                local = create_dataset(skip, src, 2, dims, &dset);
+                local = lf__h5_create_dataset_early(skip, src, 2, dims, &dset);
         }
         LF_CALL(lf_comm_agree(w->comm, local));
         if (blk->d && !blk->rsel && !blk->csel) {
@@ -571,7 +549,7 @@ static lf_err_t write_layer(wmodel_t *w, hid_t layers, int i, int ni)
         lf__h5_close(&dset);
     }
     hsize_t nb = (hsize_t)L->n_out;
-    local = create_dataset(grp, "bias", 1, &nb, &dset);
+    local = lf__h5_create_dataset_early(grp, "bias", 1, &nb, &dset);
     LF_CALL(lf_comm_agree(w->comm, local));
     if (w->grid->rank == 0 &&
         H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, L->bias) < 0) {
@@ -593,22 +571,6 @@ cleanup:
 /* Bytes reserved beyond the raw data for HDF5's metadata. */
 #define METADATA_SLACK ((int64_t)256 << 10)
 
-/* Rank 0 allocates the file's blocks up front: HDF5 must never meet a full disk (see
- * h5io_output.c), so a full disk is an ordinary error before any weight is written. */
-static lf_err_t reserve_space(const char *tmp, const char *path, int64_t bytes)
-{
-    lf_err_t err = LF_OK;
-    int fd = open(tmp, O_WRONLY | O_CLOEXEC);
-    LF_CHECK(fd >= 0, LF_ERR_IO, "%s: cannot open (%s)", tmp, strerror(errno));
-    int rc = posix_fallocate(fd, 0, (off_t)bytes);
-    LF_CHECK(rc == 0, LF_ERR_IO, "%s: cannot reserve %lld bytes for the output (%s)", path,
-             (long long)bytes, strerror(rc));
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    return err;
-}
-
 static lf_err_t write_model(wmodel_t *w, const char *tmp, const char *path, const lf_attr_t *attrs,
                             int n_attrs)
 {
@@ -625,8 +587,9 @@ static lf_err_t write_model(wmodel_t *w, const char *tmp, const char *path, cons
             raw +=
                 w->layers[i].blocks[b].rows * w->layers[i].blocks[b].cols * (int64_t)sizeof(float);
     }
-    LF_CALL(lf_comm_agree(
-        w->comm, w->grid->rank == 0 ? reserve_space(tmp, path, raw + METADATA_SLACK) : LF_OK));
+    LF_CALL(lf_comm_agree(w->comm, w->grid->rank == 0
+                                       ? lf__h5_reserve_file(tmp, path, raw + METADATA_SLACK)
+                                       : LF_OK));
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0 || H5Pset_fapl_mpio(fapl, w->grid->comm, MPI_INFO_NULL) < 0)
         local = LF_ERR_HDF5;

@@ -173,6 +173,15 @@ lf_err_t lf__h5_write_string_attr(hid_t obj, const char *name, const char *value
 /* A scalar attribute of file_type, written from memory of mem_type. */
 lf_err_t lf__h5_write_scalar_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
                                   const void *value);
+/* Creates a contiguous float32 dataset whose storage is allocated at creation and never filled,
+ * so that ranks writing parts of it in parallel never write fill values.
+ * Collective when loc belongs to an MPI-IO file (as HDF5 metadata operations are). */
+lf_err_t lf__h5_create_dataset_early(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                                     hid_t *dset);
+/* Allocates the first `bytes` of the existing file tmp (posix_fallocate), so that a parallel
+ * writer meets a full disk here, as an ordinary error naming path, and never inside HDF5 (see
+ * h5io_output.c for why HDF5 1.10 must not). One rank calls it. */
+lf_err_t lf__h5_reserve_file(const char *tmp, const char *path, int64_t bytes);
 /* Writes a whole dataset of file_type from memory of mem_type. */
 lf_err_t lf__h5_write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
                               hid_t file_type, hid_t mem_type, const void *data);

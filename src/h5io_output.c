@@ -6,8 +6,6 @@
  * file's whole size (posix_fallocate) as soon as the dataset exists, turning a full disk into an
  * ordinary error before any row is written; and a failed output is truncated to nothing before
  * its collective close, which gives the close's few kilobytes of metadata room. */
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -39,49 +37,22 @@ static void output_free(lf_output_t **o)
 static lf_err_t create_dataset(lf_output_t *o, const char *dset_path)
 {
     lf_err_t err = LF_OK;
-    hid_t fapl = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     LF_CALL_H5(fapl, "access list");
     LF_CALL_H5(H5Pset_fapl_mpio(fapl, o->comm, MPI_INFO_NULL), "MPI-IO driver");
     o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     LF_CALL_H5(o->file, "%s: cannot create file", o->tmp);
     hsize_t dims[2] = {(hsize_t)o->rows, (hsize_t)o->cols};
-    space = H5Screate_simple(2, dims, NULL);
-    LF_CALL_H5(space, "dataspace");
-    dcpl = lf__h5_create_plist(H5P_DATASET_CREATE);
-    LF_CALL_H5(dcpl, "creation list");
-    /* Contiguous storage allocated at creation, so that no rank writes fill values later. */
-    LF_CALL_H5(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "allocation time");
-    LF_CALL_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "fill time");
-    o->dset = H5Dcreate2(o->file, dset_path, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    LF_CALL_H5(o->dset, "%s: cannot create %s", o->path, dset_path);
+    LF_CALL(lf__h5_create_dataset_early(o->file, dset_path, 2, dims, &o->dset));
     o->dxpl = lf__h5_collective_dxpl();
     LF_CALL_H5(o->dxpl, "transfer list");
 cleanup:
-    lf__h5_close(&dcpl);
-    lf__h5_close(&space);
     lf__h5_close(&fapl);
     return err;
 }
 
 /* Bytes reserved beyond the raw data for HDF5's metadata (a few kilobytes are needed). */
 #define METADATA_SLACK ((int64_t)64 << 10)
-
-/* Rank 0 allocates the file's blocks up front. */
-static lf_err_t reserve_space(const lf_output_t *o)
-{
-    lf_err_t err = LF_OK;
-    int fd = open(o->tmp, O_WRONLY | O_CLOEXEC);
-    LF_CHECK(fd >= 0, LF_ERR_IO, "%s: cannot open (%s)", o->tmp, strerror(errno));
-    int64_t bytes = o->rows * o->cols * (int64_t)sizeof(float) + METADATA_SLACK;
-    int rc = posix_fallocate(fd, 0, (off_t)bytes);
-    LF_CHECK(rc == 0, LF_ERR_IO, "%s: cannot reserve %lld bytes for the output (%s)", o->path,
-             (long long)bytes, strerror(rc));
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    return err;
-}
 
 lf_err_t lf_h5io_output_create(MPI_Comm comm, const char *path, const char *dset_path, int64_t n,
                                int64_t cols, lf_output_t **out)
@@ -100,7 +71,9 @@ lf_err_t lf_h5io_output_create(MPI_Comm comm, const char *path, const char *dset
     LF_CALL(create_dataset(o, dset_path));
     int rank = 0;
     LF_CALL_MPI(MPI_Comm_rank(o->comm, &rank));
-    LF_CALL(lf_comm_agree(o->comm, rank == 0 ? reserve_space(o) : LF_OK));
+    int64_t bytes = o->rows * o->cols * (int64_t)sizeof(float) + METADATA_SLACK;
+    LF_CALL(
+        lf_comm_agree(o->comm, rank == 0 ? lf__h5_reserve_file(o->tmp, o->path, bytes) : LF_OK));
     *out = o;
     o = NULL;
 cleanup:

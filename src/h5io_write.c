@@ -67,6 +67,39 @@ cleanup:
     return err;
 }
 
+lf_err_t lf__h5_create_dataset_early(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                                     hid_t *dset)
+{
+    lf_err_t err = LF_OK;
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    space = H5Screate_simple(rank, dims, NULL);
+    LF_CALL_H5(space, "dataspace for %s", name);
+    dcpl = lf__h5_create_plist(H5P_DATASET_CREATE);
+    LF_CALL_H5(dcpl, "creation list");
+    LF_CALL_H5(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), "allocation time");
+    LF_CALL_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "fill time");
+    *dset = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    LF_CALL_H5(*dset, "cannot create dataset %s", name);
+cleanup:
+    lf__h5_close(&dcpl);
+    lf__h5_close(&space);
+    return err;
+}
+
+lf_err_t lf__h5_reserve_file(const char *tmp, const char *path, int64_t bytes)
+{
+    lf_err_t err = LF_OK;
+    int fd = open(tmp, O_WRONLY | O_CLOEXEC);
+    LF_CHECK(fd >= 0, LF_ERR_IO, "%s: cannot open (%s)", tmp, strerror(errno));
+    int rc = posix_fallocate(fd, 0, (off_t)bytes);
+    LF_CHECK(rc == 0, LF_ERR_IO, "%s: cannot reserve %lld bytes for the output (%s)", path,
+             (long long)bytes, strerror(rc));
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
 hid_t lf__h5_create_plist(hid_t cls)
 {
     hid_t p = H5Pcreate(cls);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "h5io_impl.h"
+#include "merge_dist_impl.h"
 #include "linfold/alloc.h"
 #include "linfold/atomic.h"
 #include "linfold/comm.h"
@@ -33,7 +34,7 @@ struct lf_dist_file {
     char path[LF_PATH_MAX];
 };
 
-static size_t elem_size(lf_dist_prec_t prec)
+size_t lf__dist_elem_size(lf_dist_prec_t prec)
 {
     return prec == LF_DIST_SINGLE ? sizeof(float) : sizeof(double);
 }
@@ -51,7 +52,8 @@ lf_err_t lf_dist_matrix_create(const lf_grid_t *g, int64_t m, int64_t n, int nb,
         local = lf_grid_layout(g, m, n, nb, nb, &M->lay);
     }
     if (local == LF_OK)
-        local = lf_calloc((size_t)M->lay.lld * (size_t)M->lay.lcols, elem_size(prec), &M->data);
+        local = lf_calloc((size_t)M->lay.lld * (size_t)M->lay.lcols, lf__dist_elem_size(prec),
+                          &M->data);
     if (local != LF_OK)
         lf_error_trace(__FILE__, __LINE__, __func__);
     LF_CALL(lf_comm_agree(g->comm, local));
@@ -238,9 +240,8 @@ cleanup:
     return err;
 }
 
-/* idx[0..n) strictly increasing within [0, dim). */
-static lf_err_t check_index(const int64_t *idx, int64_t n, int64_t dim, const char *what,
-                            const char *file, const char *obj)
+lf_err_t lf__dist_check_index(const int64_t *idx, int64_t n, int64_t dim, const char *what,
+                              const char *file, const char *obj)
 {
     lf_err_t err = LF_OK;
     for (int64_t t = 0; t < n; t++) {
@@ -391,9 +392,9 @@ lf_err_t lf_dist_read(lf_dist_file_t *f, const char *dset_path, const int64_t *r
     *out = NULL;
     local = lf__h5_open_dataset(&f->f, dset_path, &WANT_WEIGHT, &dset, dims);
     if (local == LF_OK && rows)
-        local = check_index(rows, n_rows, (int64_t)dims[0], "rows", f->path, dset_path);
+        local = lf__dist_check_index(rows, n_rows, (int64_t)dims[0], "rows", f->path, dset_path);
     if (local == LF_OK && cols)
-        local = check_index(cols, n_cols, (int64_t)dims[1], "columns", f->path, dset_path);
+        local = lf__dist_check_index(cols, n_cols, (int64_t)dims[1], "columns", f->path, dset_path);
     LF_CALL(lf_comm_agree(g->comm, local));
     int64_t m = rows ? n_rows : (int64_t)dims[0], n = cols ? n_cols : (int64_t)dims[1];
     LF_CALL(lf_dist_matrix_create(g, m, n, nb, prec, &M));
