@@ -113,7 +113,8 @@ lf_err_t lf__run_write_model(MPI_Comm comm, lf__run_t *r)
 {
     lf_err_t err = LF_OK;
     const lf_pipeline_t *p = r->p;
-    if (r->pending_tmp[0] && !r->write_original) {
+    /* A distributed fold wrote the model already (write_original never follows one). */
+    if (r->pending_tmp[0]) {
         err = lf_atomic_finish(comm, r->pending_tmp, p->out_model, LF_OK);
         r->pending_tmp[0] = '\0';
         return err;
