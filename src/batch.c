@@ -6,6 +6,8 @@
 #include <time.h>
 
 #include "linfold/alloc.h"
+#include "linfold/background.h"
+#include "linfold/finite.h"
 #include "linfold/comm.h"
 #include "linfold/interrupt.h"
 #include "linfold/log.h"
@@ -88,14 +90,13 @@ cleanup:
     return err;
 }
 
-static lf_err_t check_finite(const float *x, int64_t rows, int64_t cols, int64_t row0,
+static lf_err_t check_finite(const float *x, int64_t bad, int64_t cols, int64_t row0,
                              const char *spec)
 {
     lf_err_t err = LF_OK;
-    for (int64_t k = 0; k < rows * cols; k++)
-        LF_CHECK(isfinite(x[k]), LF_ERR_VALUE, "%s: row %lld, column %lld is %s", spec,
-                 (long long)(row0 + k / cols), (long long)(k % cols),
-                 isnan(x[k]) ? "NaN" : "infinite");
+    LF_CHECK(bad < 0, LF_ERR_VALUE, "%s: row %lld, column %lld is %s", spec,
+             (long long)(row0 + bad / cols), (long long)(bad % cols),
+             isnan(x[bad]) ? "NaN" : "infinite");
 cleanup:
     return err;
 }
@@ -200,6 +201,176 @@ static void range_blocks(const lf_row_range_t *g, int64_t R, int64_t *b0, int64_
     *b1 = (g->hi - 1) / R + 1;
 }
 
+/* ---------------------------------------------------------------- reading ahead
+ *
+ * A rank's rows are read one I/O batch ahead: while batch i is computed, the background thread
+ * (background.h) reads batch i + 1 into the other of two buffers with pread, zeroes the rows
+ * the rank does not own and finds the first NaN or infinity; the loop turns what it found into
+ * errors once it needs the batch. The values, and so every result, are those of a read in
+ * place. Datasets HDF5 must convert or fill (float64 or big-endian samples, narrower labels,
+ * chunked or compressed storage) are read when needed with the collective HDF5 transfer. */
+
+/* Where the loop is in this rank's share: range seg, batch chunk of that range. */
+typedef struct {
+    int64_t seg, chunk;
+} cursor_t;
+
+/* One I/O batch of this rank: blocks [b0, b1) and rows [lo, hi) of a range whose blocks end at
+ * range_end; no rows (lo == hi == 0) once the share is done. */
+typedef struct {
+    int64_t b0, b1, lo, hi, range_end;
+} span_t;
+
+static span_t batch_span(const cursor_t *c, const lf_row_range_t *share, int64_t n_share, int64_t R,
+                         int64_t per_batch)
+{
+    span_t s = {0, 0, 0, 0, 0};
+    if (c->seg >= n_share)
+        return s;
+    const lf_row_range_t *g = &share[c->seg];
+    range_blocks(g, R, &s.b0, &s.range_end);
+    s.b0 += c->chunk * per_batch;
+    s.b1 = s.b0 + per_batch < s.range_end ? s.b0 + per_batch : s.range_end;
+    s.lo = s.b0 * R > g->lo ? s.b0 * R : g->lo;
+    s.hi = s.b1 * R < g->hi ? s.b1 * R : g->hi;
+    return s;
+}
+
+static void cursor_advance(cursor_t *c, const span_t *s)
+{
+    if (s->hi > s->lo && s->b1 == s->range_end) {
+        c->seg++;
+        c->chunk = 0;
+    } else if (s->hi > s->lo) {
+        c->chunk++;
+    }
+}
+
+/* One of the two buffers, and what reading its batch found. */
+typedef struct {
+    float *x;
+    int64_t *y;
+    span_t span;
+    int x_result, y_result; /* lf_h5io_dataset_pread_rows() results, for direct reads */
+    int64_t bad;            /* first non-finite element of the rows read, or -1 */
+} slot_t;
+
+typedef struct {
+    lf_dataset_t *x, *labels;
+    int64_t R, cols, capacity; /* capacity: rows of a buffer */
+    lf_background_t *bg;       /* NULL: x is read through HDF5 */
+    const slot_t *job;         /* the slot the background thread is reading */
+    slot_t slot[2];
+} reader_t;
+
+/* Zeroes only the rows this rank does not own; the read fills the others. */
+static void zero_unowned(const reader_t *rd, const slot_t *sl)
+{
+    int64_t valid = sl->span.hi - sl->span.lo;
+    int64_t first = valid ? sl->span.lo - sl->span.b0 * rd->R : 0;
+    memset(sl->x, 0, (size_t)(first * rd->cols) * sizeof *sl->x);
+    memset(sl->x + (first + valid) * rd->cols, 0,
+           (size_t)((rd->capacity - first - valid) * rd->cols) * sizeof *sl->x);
+}
+
+static bool labels_direct(const reader_t *rd)
+{
+    return rd->labels && lf_h5io_dataset_direct(rd->labels);
+}
+
+/* The background job: read slot rd->job. No MPI, no HDF5, no error record (background.h). */
+static void read_direct(void *arg)
+{
+    const reader_t *rd = arg;
+    slot_t *sl = (slot_t *)rd->job;
+    int64_t valid = sl->span.hi - sl->span.lo;
+    int64_t first = valid ? sl->span.lo - sl->span.b0 * rd->R : 0;
+    zero_unowned(rd, sl);
+    sl->x_result = lf_h5io_dataset_pread_rows(rd->x, sl->span.lo, valid, sl->x + first * rd->cols);
+    sl->y_result = labels_direct(rd)
+                       ? lf_h5io_dataset_pread_rows(rd->labels, sl->span.lo, valid, sl->y + first)
+                       : 0;
+    sl->bad =
+        sl->x_result == 0 ? lf_first_nonfinite(sl->x + first * rd->cols, valid * rd->cols) : -1;
+}
+
+static lf_err_t reader_create(lf_dataset_t *x, lf_dataset_t *labels, int64_t R, int64_t per_batch,
+                              reader_t *rd)
+{
+    lf_err_t err = LF_OK;
+    *rd = (reader_t){.x = x,
+                     .labels = labels,
+                     .R = R,
+                     .cols = lf_h5io_dataset_cols(x),
+                     .capacity = per_batch * R};
+    for (int k = 0; k < 2; k++) {
+        LF_CALL(lf_malloc((size_t)(rd->capacity * rd->cols), sizeof *rd->slot[k].x,
+                          (void **)&rd->slot[k].x));
+        if (labels)
+            LF_CALL(
+                lf_calloc((size_t)rd->capacity, sizeof *rd->slot[k].y, (void **)&rd->slot[k].y));
+    }
+    if (lf_h5io_dataset_direct(x))
+        LF_CALL(lf_background_create(&rd->bg));
+cleanup:
+    return err;
+}
+
+static void reader_destroy(reader_t *rd)
+{
+    lf_background_destroy(&rd->bg); /* waits for a read in flight into the buffers below */
+    for (int k = 0; k < 2; k++) {
+        lf_free(rd->slot[k].x);
+        lf_free(rd->slot[k].y);
+    }
+}
+
+/* Starts reading the batch of span into the slot of iteration it (direct reads only).
+ * Not collective. */
+static void reader_start(reader_t *rd, int64_t it, const span_t *span)
+{
+    slot_t *sl = &rd->slot[it & 1];
+    sl->span = *span;
+    if (!rd->bg)
+        return;
+    rd->job = sl;
+    lf_background_start(rd->bg, read_direct, rd);
+}
+
+/* The slot of iteration it, read: waits for its direct read, or reads it now through HDF5.
+ * Collective on the datasets (the HDF5 transfers).
+ * A read that fails on one rank only returns its error there; the caller agrees it. */
+static lf_err_t reader_finish(reader_t *rd, int64_t it, slot_t **out)
+{
+    lf_err_t err = LF_OK, y_err = LF_OK;
+    slot_t *sl = &rd->slot[it & 1];
+    int64_t lo = sl->span.lo, valid = sl->span.hi - sl->span.lo;
+    int64_t first = valid ? lo - sl->span.b0 * rd->R : 0;
+    *out = sl;
+    if (rd->bg) {
+        lf_background_wait(rd->bg);
+    } else {
+        zero_unowned(rd, sl);
+        err = lf_h5io_dataset_read_rows(rd->x, valid ? lo : 0, valid, sl->x + first * rd->cols);
+        sl->bad =
+            err == LF_OK ? lf_first_nonfinite(sl->x + first * rd->cols, valid * rd->cols) : -1;
+    }
+    /* Labels read through HDF5 are read here on every rank, whatever happened to the samples:
+     * the transfer is collective. */
+    if (rd->labels && !labels_direct(rd))
+        y_err = lf_h5io_dataset_read_rows(rd->labels, valid ? lo : 0, valid, sl->y + first);
+    LF_CALL(err);
+    if (rd->bg)
+        LF_CALL(lf_h5io_dataset_pread_check(rd->x, lo, valid, sl->x_result));
+    LF_CALL(y_err);
+    if (labels_direct(rd))
+        LF_CALL(lf_h5io_dataset_pread_check(rd->labels, lo, valid, sl->y_result));
+    LF_CALL(
+        check_finite(sl->x + first * rd->cols, sl->bad, rd->cols, lo, lf_h5io_dataset_spec(rd->x)));
+cleanup:
+    return err;
+}
+
 lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
                       const lf_model_t *const *models, int n_models, const lf_batch_opts_t *opts,
                       lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx)
@@ -214,8 +385,7 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
                            lf_block_fn block_fn, lf_batch_fn batch_fn, void *ctx)
 {
     lf_err_t err = LF_OK, local = LF_OK;
-    float *xbuf = NULL;
-    int64_t *ybuf = NULL;
+    reader_t rd = {0};
     lf_row_range_t *share = NULL, *done = NULL;
     int rank = 0, size = 1;
     bool stepping = part && part->step;
@@ -243,52 +413,42 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
 
     local = pass_alloc(&pass, R);
     if (local == LF_OK)
-        local = lf_malloc((size_t)(per_batch * R * cols), sizeof *xbuf, (void **)&xbuf);
-    if (local == LF_OK && labels)
-        local = lf_calloc((size_t)(per_batch * R), sizeof *ybuf, (void **)&ybuf);
+        local = reader_create(x, labels, R, per_batch, &rd);
     if (local == LF_OK && stepping)
         local = lf_calloc((size_t)(n_share > 0 ? n_share : 1), sizeof *done, (void **)&done);
     LF_CALL(lf_comm_agree(comm, local));
 
     double t0 = lf_log_seconds(), last = t0;
-    int64_t seg = 0, chunk = 0, rows_done = 0; /* the range in progress, its next batch */
+    /* cur: the batch in progress, for the rows done; ahead: the next one to read. */
+    cursor_t cur = {0, 0}, ahead = {0, 0};
+    int64_t rows_done = 0;
+    span_t next = batch_span(&ahead, share, n_share, R, per_batch);
+    cursor_advance(&ahead, &next);
+    if (iters > 0)
+        reader_start(&rd, 0, &next);
     for (int64_t it = 0; it < iters; it++) {
-        int64_t b0 = 0, b1 = 0, lo = 0, hi = 0, range_end = 0;
-        if (seg < n_share) {
-            const lf_row_range_t *g = &share[seg];
-            range_blocks(g, R, &b0, &range_end);
-            b0 += chunk * per_batch;
-            b1 = b0 + per_batch < range_end ? b0 + per_batch : range_end;
-            lo = b0 * R > g->lo ? b0 * R : g->lo;
-            hi = b1 * R < g->hi ? b1 * R : g->hi;
-        }
-        int64_t valid = hi - lo;
-        int64_t first = valid ? lo - b0 * R : 0, rows = (b1 - b0) * R;
-        /* Zero only the rows this rank does not own; the read fills the others. */
-        memset(xbuf, 0, (size_t)(first * cols) * sizeof *xbuf);
-        memset(xbuf + (first + valid) * cols, 0,
-               (size_t)((per_batch * R - first - valid) * cols) * sizeof *xbuf);
+        slot_t *sl = NULL;
         /* A collective read can fail on one rank only (an I/O error): its error joins the
          * batch's agreement instead of leaving the loop alone. */
-        local = lf_h5io_dataset_read_rows(x, valid ? lo : 0, valid, xbuf + first * cols);
-        if (labels) {
-            lf_err_t read_labels =
-                lf_h5io_dataset_read_rows(labels, valid ? lo : 0, valid, ybuf + first);
-            local = local != LF_OK ? local : read_labels;
+        local = reader_finish(&rd, it, &sl);
+        const span_t sp = sl->span;
+        if (it + 1 < iters) {
+            next = batch_span(&ahead, share, n_share, R, per_batch);
+            cursor_advance(&ahead, &next);
+            reader_start(&rd, it + 1, &next);
         }
-        lf_batch_t io = {.x = xbuf,
-                         .labels = ybuf,
-                         .rows = rows,
-                         .first = first,
+        int64_t valid = sp.hi - sp.lo;
+        lf_batch_t io = {.x = sl->x,
+                         .labels = sl->y,
+                         .rows = (sp.b1 - sp.b0) * R,
+                         .first = valid ? sp.lo - sp.b0 * R : 0,
                          .valid = valid,
                          .cols = cols,
-                         .row0 = b0 * R,
+                         .row0 = sp.b0 * R,
                          .pass = &pass};
-        if (local == LF_OK)
-            local = check_finite(xbuf + first * cols, valid, cols, lo, lf_h5io_dataset_spec(x));
         if (local == LF_OK && valid > 0) {
             blocks_t blocks = {.batch = &io, .block_rows = R, .fn = block_fn, .ctx = ctx};
-            local = lf_pool_run(pass.threads, (int)(b1 - b0), run_block, &blocks);
+            local = lf_pool_run(pass.threads, (int)(sp.b1 - sp.b0), run_block, &blocks);
         }
         lf_interrupt_tick();
         /* With a step, the signal is the step's to see first (it is agreed below). */
@@ -298,18 +458,13 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
         if (batch_fn)
             LF_CALL(lf_comm_agree(comm, batch_fn(&io, ctx)));
         rows_done += valid;
-        if (valid > 0 && b1 == range_end) {
-            seg++;
-            chunk = 0;
-        } else if (valid > 0) {
-            chunk++;
-        }
+        cursor_advance(&cur, &sp);
         if (stepping) {
             /* Done: the ranges before the one in progress, and that one up to hi. */
-            int64_t n_done = seg < n_share ? seg : n_share;
+            int64_t n_done = cur.seg < n_share ? cur.seg : n_share;
             memcpy(done, share, (size_t)n_done * sizeof *done);
-            if (seg < n_share && chunk > 0)
-                done[n_done++] = (lf_row_range_t){share[seg].lo, hi};
+            if (cur.seg < n_share && cur.chunk > 0)
+                done[n_done++] = (lf_row_range_t){share[cur.seg].lo, sp.hi};
             int sig = lf_interrupt_agree(comm);
             lf_batch_state_t st = {
                 .batch = it + 1, .batches = iters, .signal = sig, .done = done, .n_done = n_done};
@@ -333,10 +488,9 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
                (long long)total, elapsed, elapsed > 0 ? (double)total / elapsed : 0.0, size,
                size == 1 ? "" : "s", pass.threads, pass.threads > 1 ? "s" : "");
 cleanup:
+    reader_destroy(&rd);
     pass_free(&pass);
     lf_free(done);
     lf_free(share);
-    lf_free(ybuf);
-    lf_free(xbuf);
     return err;
 }

@@ -24,8 +24,9 @@ struct lf_dataset {
     hid_t dset, dxpl;
     lf_data_kind_t kind;
     int64_t rows, cols;
-    int fd;      /* this rank's own descriptor of the file, for the size check */
-    int64_t end; /* the file must reach this many bytes for the dataset to be whole */
+    int fd;         /* this rank's own descriptor of the file, for the size check */
+    int64_t end;    /* the file must reach this many bytes for the dataset to be whole */
+    int64_t direct; /* byte offset of row 0 when rows can be read with pread; -1: through HDF5 */
     lf__h5_chunk_check_t *chunks; /* filtered chunks, decoded once before HDF5 does */
     char spec[LF_PATH_MAX + 1024];
 };
@@ -150,6 +151,34 @@ cleanup:
     return err;
 }
 
+/* Rows can be read straight from the file, without HDF5, when they are stored as they are wanted
+ * in memory: contiguous, allocated, whole, and in this machine's float32 (samples) or int64
+ * (labels). H5Dget_offset counts from the file's first byte, a user block included. Any other
+ * dataset is read through HDF5, which converts types and fills unallocated storage. Every rank
+ * sees the same file, and agrees anyway: the two ways differ in which calls are collective. */
+static lf_err_t find_direct(MPI_Comm comm, lf_dataset_t *ds)
+{
+    lf_err_t err = LF_OK;
+    hid_t dcpl = H5Dget_create_plist(ds->dset), type = H5Dget_type(ds->dset);
+    hid_t mem = ds->kind == LF_DATA_SAMPLES ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64;
+    LF_CALL_H5(dcpl, "%s: creation list", ds->spec);
+    LF_CALL_H5(type, "%s: type", ds->spec);
+    haddr_t offset = H5Dget_offset(ds->dset);
+    hsize_t stored = H5Dget_storage_size(ds->dset);
+    H5Eclear2(H5E_DEFAULT);
+    int64_t need = ds->rows * ds->cols * (int64_t)H5Tget_size(mem);
+    int direct = H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Tequal(type, mem) > 0 &&
+                 offset != HADDR_UNDEF && need > 0 && (int64_t)stored == need &&
+                 (int64_t)offset + need <= ds->f.size;
+    int all = 0;
+    LF_CALL_MPI(MPI_Allreduce(&direct, &all, 1, MPI_INT, MPI_MIN, comm));
+    ds->direct = all ? (int64_t)offset : -1;
+cleanup:
+    lf__h5_close(&type);
+    lf__h5_close(&dcpl);
+    return err;
+}
+
 lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t kind,
                               lf_dataset_t **out)
 {
@@ -161,6 +190,7 @@ lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t ki
     ds->f = LF__H5_FILE_NONE;
     ds->dset = ds->dxpl = H5I_INVALID_HID;
     ds->fd = -1;
+    ds->direct = -1;
     ds->kind = kind;
     snprintf(ds->spec, sizeof ds->spec, "%s", spec);
     LF_CALL(lf_h5io_split_spec(spec, ds->file, sizeof ds->file, obj, sizeof obj));
@@ -177,6 +207,7 @@ lf_err_t lf_h5io_dataset_open(MPI_Comm comm, const char *spec, lf_data_kind_t ki
     ds->dxpl = lf__h5_collective_dxpl();
     LF_CALL_H5(ds->dxpl, "transfer list");
     LF_CALL(independent_for_chunks(ds));
+    LF_CALL(find_direct(comm, ds));
     LF_CALL(lf_comm_agree(comm, open_descriptor(ds)));
     LF_CALL(lf_comm_agree(
         comm, lf__h5_chunk_check_create(ds->dset, ds->spec, ds->fd, ds->f.size, &ds->chunks)));
@@ -248,6 +279,45 @@ lf_err_t lf_h5io_dataset_read_rows(lf_dataset_t *ds, int64_t row0, int64_t count
 cleanup:
     lf__h5_close(&mspace);
     lf__h5_close(&fspace);
+    return err;
+}
+
+bool lf_h5io_dataset_direct(const lf_dataset_t *ds) { return ds->direct >= 0; }
+
+int lf_h5io_dataset_pread_rows(const lf_dataset_t *ds, int64_t row0, int64_t count, void *buf)
+{
+    size_t row_bytes = (size_t)ds->cols * (ds->kind == LF_DATA_SAMPLES ? sizeof(float) : 8);
+    size_t left = (size_t)count * row_bytes;
+    off_t at = (off_t)(ds->direct + row0 * (int64_t)row_bytes);
+    char *p = buf;
+    if (ds->direct < 0 || row0 < 0 || count < 0 || row0 + count > ds->rows)
+        return EINVAL;
+    while (left > 0) {
+        ssize_t got = pread(ds->fd, p, left, at);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return errno;
+        if (got == 0)
+            return ENODATA; /* the file ends before the rows do */
+        p += got;
+        at += got;
+        left -= (size_t)got;
+    }
+    return 0;
+}
+
+lf_err_t lf_h5io_dataset_pread_check(const lf_dataset_t *ds, int64_t row0, int64_t count,
+                                     int result)
+{
+    lf_err_t err = LF_OK;
+    /* A file that shrank says so, whatever the read made of it. */
+    LF_CALL(check_still_whole(ds));
+    LF_CHECK(result == 0, LF_ERR_IO, "%s: cannot read rows %lld to %lld (%s)", ds->spec,
+             (long long)row0, (long long)(row0 + count - 1),
+             result == ENODATA ? "the file ends before them: truncated while being read?"
+                               : strerror(result));
+cleanup:
     return err;
 }
 

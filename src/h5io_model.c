@@ -1,8 +1,8 @@
 /* Model files (format v1, docs/format.md): reading in a reader process, writing on rank 0.
  *
  * Reading: rank 0 forks a reader process (sandbox_impl.h) that opens the file with the serial
- * driver, reads and validates every object, and sends the model back through a pipe in a plain
- * layout (below); rank 0 checks that what arrives is no larger than the file can justify,
+ * driver, checks every object, and sends the model back through a pipe in a plain layout, the
+ * values strip by strip as it reads them (the wire, below); rank 0 checks that what arrives is no larger than the file can justify,
  * validates it again, and broadcasts it (lf_h5io_read_model_shared: rank 0 receives it straight
  * into its node's shared window, and only the other nodes' first ranks receive the broadcast).
  * No rank of the job ever runs HDF5 on a model file it did
@@ -27,16 +27,6 @@
 
 static const lf__h5_want_t WEIGHTS = {H5T_FLOAT, 2, "a float dataset (weights are float32)"};
 static const lf__h5_want_t BIASES = {H5T_FLOAT, 1, "a float dataset (biases are float32)"};
-
-/* Reads a whole float dataset into dst. */
-static lf_err_t read_floats(hid_t dset, float *dst, const char *file, const char *path)
-{
-    lf_err_t err = LF_OK;
-    LF_CALL_H5(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst),
-               "%s: cannot read %s", file, path);
-cleanup:
-    return err;
-}
 
 /* ---------------------------------------------------------------- one layer (reader process) */
 
@@ -66,9 +56,8 @@ cleanup:
     return err;
 }
 
-/* Reads the 2-D block at path, which must have shape (rows, cols), into dst. */
-static lf_err_t read_block(const lf__h5_file_t *f, const char *path, int64_t rows, int64_t cols,
-                           float *dst)
+/* Checks that the 2-D block at path has shape (rows, cols); its values come later. */
+static lf_err_t check_block(const lf__h5_file_t *f, const char *path, int64_t rows, int64_t cols)
 {
     lf_err_t err = LF_OK;
     hid_t dset = H5I_INVALID_HID;
@@ -78,11 +67,11 @@ static lf_err_t read_block(const lf__h5_file_t *f, const char *path, int64_t row
              "%s: %s has shape (%llu, %llu), expected (%lld, %lld)", f->path, path,
              (unsigned long long)dims[0], (unsigned long long)dims[1], (long long)rows,
              (long long)cols);
-    LF_CALL(read_floats(dset, dst, f->path, path));
 cleanup:
     lf__h5_close(&dset);
     return err;
 }
+
 /* The shape of layer i's weight, checked against its predecessor's width. */
 static lf_err_t weight_shape(const lf__h5_file_t *f, int i, const lf_model_t *m, int64_t *n_out,
                              int64_t *n_in)
@@ -106,6 +95,19 @@ static lf_err_t weight_shape(const lf__h5_file_t *f, int i, const lf_model_t *m,
     *n_in = (int64_t)dims[1];
 cleanup:
     lf__h5_close(&dset);
+    return err;
+}
+
+/* Appends block src to layer i of a skeleton (a model without arrays); sources ascend. */
+static lf_err_t skeleton_block(lf_model_t *m, int i, int src, const char *path)
+{
+    lf_err_t err = LF_OK;
+    lf_layer_t *L = &m->layers[i];
+    LF_CHECK(L->n_blocks == 0 || L->blocks[L->n_blocks - 1].src < src, LF_ERR_INTERNAL,
+             "%s: the reader process sent a malformed block", path);
+    LF_CALL(lf_realloc((size_t)L->n_blocks + 1, sizeof *L->blocks, (void **)&L->blocks));
+    L->blocks[L->n_blocks++] = (lf_block_t){.src = src, .w = NULL};
+cleanup:
     return err;
 }
 
@@ -169,7 +171,7 @@ cleanup:
     return err;
 }
 
-static lf_err_t read_skips(const lf__h5_file_t *f, int i, lf_model_t *m)
+static lf_err_t read_skip_structure(const lf__h5_file_t *f, int i, lf_model_t *m)
 {
     lf_err_t err = LF_OK;
     hid_t skip = H5I_INVALID_HID;
@@ -187,9 +189,8 @@ static lf_err_t read_skips(const lf__h5_file_t *f, int i, lf_model_t *m)
     for (int k = 0; k < n; k++) {
         char bpath[64];
         lf_model_block_path(bpath, sizeof bpath, i, srcs[k]);
-        lf_block_t *blk = NULL;
-        LF_CALL(lf_model_block_ensure(m, i, srcs[k], &blk));
-        LF_CALL(read_block(f, bpath, m->layers[i].n_out, lf_model_width(m, srcs[k]), blk->w));
+        LF_CALL(check_block(f, bpath, m->layers[i].n_out, lf_model_width(m, srcs[k])));
+        LF_CALL(skeleton_block(m, i, srcs[k], f->path));
     }
 cleanup:
     lf_free(srcs);
@@ -197,7 +198,9 @@ cleanup:
     return err;
 }
 
-static lf_err_t read_layer(const lf__h5_file_t *f, int i, lf_model_t *m)
+/* Layer i's structure into the skeleton m: activation, shapes and skip sources, every dataset
+ * opened and checked; no values (send_values streams them). */
+static lf_err_t read_layer_structure(const lf__h5_file_t *f, int i, lf_model_t *m)
 {
     lf_err_t err = LF_OK;
     hid_t grp = H5I_INVALID_HID, dset = H5I_INVALID_HID;
@@ -211,17 +214,18 @@ static lf_err_t read_layer(const lf__h5_file_t *f, int i, lf_model_t *m)
     LF_CALL(weight_shape(f, i, m, &n_out, &n_in));
     if (i == 0)
         m->n_in = n_in;
-    LF_CALL(lf_model_layer_init(m, i, n_out, act, (float)alpha));
-    snprintf(path, sizeof path, "/layers/%d/weight", i);
-    LF_CALL(read_block(f, path, n_out, n_in, lf_model_block(m, i, i - 1)->w));
+    m->layers[i].n_out = n_out;
+    m->layers[i].act = act;
+    m->layers[i].alpha = (float)alpha;
 
     hsize_t dims[2];
     snprintf(path, sizeof path, "/layers/%d/bias", i);
     LF_CALL(lf__h5_open_dataset(f, path, &BIASES, &dset, dims));
     LF_CHECK((int64_t)dims[0] == n_out, LF_ERR_SHAPE, "%s: %s has shape (%llu), expected (%lld)",
              f->path, path, (unsigned long long)dims[0], (long long)n_out);
-    LF_CALL(read_floats(dset, m->layers[i].bias, f->path, path));
-    LF_CALL(read_skips(f, i, m));
+    LF_CALL(read_skip_structure(f, i, m));
+    /* The weight (source i - 1) is the last block: sources ascend. */
+    LF_CALL(skeleton_block(m, i, i - 1, f->path));
 cleanup:
     lf__h5_close(&dset);
     lf__h5_close(&grp);
@@ -255,37 +259,41 @@ cleanup:
     return err;
 }
 
-/* Reads and validates the whole model file in this process. */
-static lf_err_t read_model_here(const char *path, lf_model_t **out)
+/* Reads and checks the structure of the model file in this process: a skeleton (every array
+ * NULL), with f left open for the values. */
+static lf_err_t read_structure_here(const char *path, lf__h5_file_t *f, lf_model_t **out)
 {
     lf_err_t err = LF_OK;
-    lf__h5_file_t f = LF__H5_FILE_NONE;
     lf_model_t *m = NULL;
     *out = NULL;
-    LF_CALL(lf__h5_open_file_serial(path, &f));
+    LF_CALL(lf__h5_open_file_serial(path, f));
     int64_t count = 0;
-    LF_CALL(read_header(&f, &count));
+    LF_CALL(read_header(f, &count));
     LF_CALL(lf_model_create(1, (int)count, &m));
     for (int i = 0; i < (int)count; i++)
-        LF_CALL(read_layer(&f, i, m));
-    LF_CALL(lf_model_validate(m, path));
+        LF_CALL(read_layer_structure(f, i, m));
     *out = m;
     m = NULL;
 cleanup:
     lf_model_destroy(&m);
-    lf__h5_close(&f.id);
     return err;
 }
 
 /* ---------------------------------------------------------------- the wire
  *
- * int64 n_in, int32 n_layers; per layer int64 n_out, int32 act, float alpha, int32 n_blocks and
- * n_blocks int32 sources; then per layer the bias (n_out floats) and the blocks in order
- * (n_out x width floats each, row-major). Native byte order: both ends are one program. */
+ * The structure first: int64 n_in, int32 n_layers; per layer int64 n_out, int32 act, float
+ * alpha, int32 n_blocks and n_blocks int32 sources. Then the values, per layer the bias (n_out
+ * floats) and the blocks in order (n_out x width floats each, row-major), each array as strips
+ * of whole rows: a status word (lf__sandbox_send_status: 0, or an error and its message), an
+ * int64 row count and the rows. The reader holds one strip at a time, never the model, so a
+ * model as large as a node's memory still passes through it; the receiver writes each strip
+ * straight into place. Native byte order: both ends are one program. */
+
+enum { STRIP_BYTES = 8 << 20 };
 
 static bool send(const void *p, size_t n) { return lf__sandbox_write(p, n); }
 
-static lf_err_t send_model(const lf_model_t *m)
+static lf_err_t send_structure(const lf_model_t *m)
 {
     bool ok = send(&m->n_in, sizeof m->n_in) && send(&m->n_layers, sizeof m->n_layers);
     for (int i = 0; ok && i < m->n_layers; i++) {
@@ -298,14 +306,93 @@ static lf_err_t send_model(const lf_model_t *m)
             ok = send(&src, sizeof src);
         }
     }
-    for (int i = 0; ok && i < m->n_layers; i++) {
-        const lf_layer_t *L = &m->layers[i];
-        ok = send(L->bias, (size_t)L->n_out * sizeof(float));
-        for (int b = 0; ok && b < L->n_blocks; b++)
-            ok = send(L->blocks[b].w,
-                      (size_t)(L->n_out * lf_model_width(m, L->blocks[b].src)) * sizeof(float));
-    }
     return ok ? LF_OK : LF_ERR_IO;
+}
+
+/* Rows per strip of a (rows, cols) dataset: about STRIP_BYTES, and for a chunked dataset whole
+ * bands of chunk rows, so that no chunk is decoded twice. */
+static int64_t strip_rows(hid_t dset, int64_t rows, int64_t cols)
+{
+    int64_t band = 1;
+    hid_t dcpl = H5Dget_create_plist(dset);
+    hsize_t chunk[2] = {1, 1};
+    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 2, chunk) >= 1)
+        band = chunk[0] >= 1 && chunk[0] < (hsize_t)rows ? (int64_t)chunk[0] : rows;
+    lf__h5_close(&dcpl);
+    H5Eclear2(H5E_DEFAULT);
+    int64_t bands = STRIP_BYTES / (band * cols * (int64_t)sizeof(float));
+    int64_t r = band * (bands > 1 ? bands : 1);
+    return r < rows ? r : rows;
+}
+
+/* Reads rows [row0, row0 + count) of a (rows, cols) dataset (1-D when cols is 0) into buf. */
+static lf_err_t read_strip(const lf__h5_file_t *f, hid_t dset, const char *path, int64_t row0,
+                           int64_t count, int64_t cols, float *buf)
+{
+    lf_err_t err = LF_OK;
+    hid_t fspace = H5Dget_space(dset), mspace = H5I_INVALID_HID;
+    LF_CALL_H5(fspace, "%s: %s space", f->path, path);
+    LF_CALL(
+        lf__h5_select_rows(fspace, cols > 0 ? 2 : 1, row0, count, cols > 0 ? cols : 1, &mspace));
+    LF_CALL_H5(H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, buf),
+               "%s: cannot read %s", f->path, path);
+cleanup:
+    lf__h5_close(&mspace);
+    lf__h5_close(&fspace);
+    return err;
+}
+
+/* Streams one array of the model: (rows, cols) at path, 1-D when cols is 0. An error is sent in
+ * place of the strip that failed, and ends the stream. */
+static lf_err_t send_array(const lf__h5_file_t *f, const char *path, int64_t rows, int64_t cols,
+                           float **buf, size_t *cap)
+{
+    lf_err_t err = LF_OK;
+    hid_t dset = H5I_INVALID_HID;
+    hsize_t dims[2];
+    int64_t width = cols > 0 ? cols : 1, step = 0;
+    err = lf__h5_open_dataset(f, path, cols > 0 ? &WEIGHTS : &BIASES, &dset, dims);
+    if (err == LF_OK)
+        step = strip_rows(dset, rows, width);
+    size_t need = (size_t)(step * width) * sizeof(float);
+    if (err == LF_OK && need > *cap) {
+        lf_free(*buf);
+        *buf = NULL;
+        *cap = 0;
+        err = lf_malloc((size_t)(step * width), sizeof(float), (void **)buf);
+        *cap = err == LF_OK ? need : 0;
+    }
+    if (err != LF_OK)
+        lf__sandbox_send_status(err);
+    for (int64_t r = 0; err == LF_OK && r < rows; r += step) {
+        int64_t n = rows - r < step ? rows - r : step;
+        err = read_strip(f, dset, path, r, n, cols, *buf);
+        lf__sandbox_send_status(err);
+        if (err == LF_OK &&
+            !(send(&n, sizeof n) && send(*buf, (size_t)(n * width) * sizeof(float))))
+            err = LF_ERR_IO;
+    }
+    lf__h5_close(&dset);
+    return err;
+}
+
+static lf_err_t send_values(const lf__h5_file_t *f, const lf_model_t *m)
+{
+    lf_err_t err = LF_OK;
+    float *buf = NULL;
+    size_t cap = 0;
+    char path[64];
+    for (int i = 0; err == LF_OK && i < m->n_layers; i++) {
+        const lf_layer_t *L = &m->layers[i];
+        snprintf(path, sizeof path, "/layers/%d/bias", i);
+        err = send_array(f, path, L->n_out, 0, &buf, &cap);
+        for (int b = 0; err == LF_OK && b < L->n_blocks; b++) {
+            lf_model_block_path(path, sizeof path, i, L->blocks[b].src);
+            err = send_array(f, path, L->n_out, lf_model_width(m, L->blocks[b].src), &buf, &cap);
+        }
+    }
+    lf_free(buf);
+    return err;
 }
 
 typedef struct {
@@ -315,25 +402,16 @@ typedef struct {
 static lf_err_t model_reader(void *ctx)
 {
     const model_job_t *job = ctx;
+    lf__h5_file_t f = LF__H5_FILE_NONE;
     lf_model_t *m = NULL;
-    lf_err_t err = read_model_here(job->path, &m);
+    lf_err_t err = read_structure_here(job->path, &f, &m);
     lf__sandbox_send_status(err);
     if (err == LF_OK)
-        err = send_model(m);
+        err = send_structure(m);
+    if (err == LF_OK)
+        err = send_values(&f, m);
     lf_model_destroy(&m);
-    return err;
-}
-
-/* Appends block src to layer i of a skeleton (a model without arrays); sources ascend. */
-static lf_err_t skeleton_block(lf_model_t *m, int i, int src, const char *path)
-{
-    lf_err_t err = LF_OK;
-    lf_layer_t *L = &m->layers[i];
-    LF_CHECK(L->n_blocks == 0 || L->blocks[L->n_blocks - 1].src < src, LF_ERR_INTERNAL,
-             "%s: the reader process sent a malformed block", path);
-    LF_CALL(lf_realloc((size_t)L->n_blocks + 1, sizeof *L->blocks, (void **)&L->blocks));
-    L->blocks[L->n_blocks++] = (lf_block_t){.src = src, .w = NULL};
-cleanup:
+    lf__h5_close(&f.id);
     return err;
 }
 
@@ -397,16 +475,33 @@ cleanup:
     return err;
 }
 
-static lf_err_t receive_values(lf__sandbox_t *sb, lf_model_t *m)
+/* Receives one array of (rows, width) floats into dst, strip by strip (see the wire above). */
+static lf_err_t receive_array(lf__sandbox_t *sb, const char *path, float *dst, int64_t rows,
+                              int64_t width)
+{
+    lf_err_t err = LF_OK;
+    for (int64_t r = 0; r < rows;) {
+        int64_t n = 0;
+        LF_CALL(lf__sandbox_receive_status(sb));
+        LF_CALL(lf__sandbox_read(sb, &n, sizeof n));
+        LF_CHECK(n >= 1 && n <= rows - r, LF_ERR_INTERNAL,
+                 "%s: the reader process sent a malformed strip", path);
+        LF_CALL(lf__sandbox_read(sb, dst + r * width, (size_t)(n * width) * sizeof(float)));
+        r += n;
+    }
+cleanup:
+    return err;
+}
+
+static lf_err_t receive_values(lf__sandbox_t *sb, const char *path, lf_model_t *m)
 {
     lf_err_t err = LF_OK;
     for (int i = 0; i < m->n_layers; i++) {
         lf_layer_t *L = &m->layers[i];
-        LF_CALL(lf__sandbox_read(sb, L->bias, (size_t)L->n_out * sizeof(float)));
+        LF_CALL(receive_array(sb, path, L->bias, L->n_out, 1));
         for (int b = 0; b < L->n_blocks; b++)
-            LF_CALL(lf__sandbox_read(sb, L->blocks[b].w,
-                                     (size_t)(L->n_out * lf_model_width(m, L->blocks[b].src)) *
-                                         sizeof(float)));
+            LF_CALL(receive_array(sb, path, L->blocks[b].w, L->n_out,
+                                  lf_model_width(m, L->blocks[b].src)));
     }
 cleanup:
     return err;
@@ -426,7 +521,7 @@ static lf_err_t read_through_reader(const char *path, lf_model_t **out)
     LF_CALL(lf__sandbox_start(path, &limits, model_reader, &job, &sb));
     LF_CALL(lf__sandbox_receive_status(sb));
     LF_CALL(receive_structure(sb, path, size, true, &m));
-    LF_CALL(receive_values(sb, m));
+    LF_CALL(receive_values(sb, path, m));
     LF_CALL(lf__sandbox_finish(&sb));
     /* Defence in depth: what arrives is checked as if it came from a file. */
     LF_CALL(lf_model_validate(m, path));
@@ -484,7 +579,7 @@ static lf_err_t fill_from_reader(void *ctx, lf_model_t *dst)
 {
     lf_err_t err = LF_OK;
     shared_fill_t *job = ctx;
-    LF_CALL(receive_values(job->sb, dst));
+    LF_CALL(receive_values(job->sb, job->path, dst));
     LF_CALL(lf__sandbox_finish(&job->sb));
     LF_CALL(lf_model_validate(dst, job->path));
 cleanup:

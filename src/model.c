@@ -11,6 +11,7 @@
 
 #include "linfold/alloc.h"
 #include "linfold/comm.h"
+#include "linfold/finite.h"
 
 static const char *const act_names[] = {"relu",    "leaky_relu", "identity",
                                         "sigmoid", "tanh",       "softmax"};
@@ -302,12 +303,8 @@ void lf_model_block_path(char *buf, size_t cap, int i, int src)
 
 static bool all_finite(const float *x, int64_t n, int64_t *bad)
 {
-    for (int64_t k = 0; k < n; k++)
-        if (!isfinite(x[k])) {
-            *bad = k;
-            return false;
-        }
-    return true;
+    *bad = lf_first_nonfinite(x, n);
+    return *bad < 0;
 }
 
 lf_err_t lf_model_validate(const lf_model_t *m, const char *name)

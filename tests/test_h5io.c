@@ -69,6 +69,57 @@ START_TEST(test_model_round_trip_is_bitwise)
 }
 END_TEST
 
+/* Arrays larger than the reader's 8 MiB strips arrive in several strips, in order: a (2300, 1000)
+ * weight (9.2 MB, contiguous: strips of 2,097 and 203 rows) and the same weight chunked in bands
+ * of 333 rows and deflated (strips of six whole bands, 1,998 rows), both read back bit for bit, privately and into the shared
+ * window. */
+START_TEST(test_model_read_in_strips)
+{
+    int rank = 0;
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    const int64_t widths[] = {2300, 3};
+    lf_model_t *m = lf_test_mlp(1000, widths, 2, -1.0f, 1.0f, -0.5f, 0.5f, 21), *r = NULL;
+    char a[300], c[300];
+    snprintf(a, sizeof a, "%s/big.h5", tmpdir);
+    snprintf(c, sizeof c, "%s/big-chunked.h5", tmpdir);
+    ck_assert_int_eq(lf_h5io_write_model(LF_TEST_COMM, a, m, NULL, 0), LF_OK);
+    if (rank == 0) {
+        /* The same file with /layers/0/weight rewritten chunked and deflated. */
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "cp %s %s", a, c);
+        ck_assert_int_eq(system(cmd), 0);
+        hid_t f = H5Fopen(c, H5F_ACC_RDWR, H5P_DEFAULT);
+        ck_assert_int_ge(H5Ldelete(f, "/layers/0/weight", H5P_DEFAULT), 0);
+        hsize_t dims[2] = {2300, 1000}, chunk[2] = {333, 250};
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), sp = H5Screate_simple(2, dims, NULL);
+        H5Pset_chunk(dcpl, 2, chunk);
+        H5Pset_deflate(dcpl, 1);
+        hid_t d =
+            H5Dcreate2(f, "/layers/0/weight", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                  lf_model_block(m, 0, LF_SRC_INPUT)->w),
+                         0);
+        H5Dclose(d);
+        H5Sclose(sp);
+        H5Pclose(dcpl);
+        H5Fclose(f);
+    }
+    MPI_Barrier(LF_TEST_COMM);
+    const char *files[] = {a, c};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(lf_h5io_read_model(LF_TEST_COMM, files[k], &r), LF_OK);
+        ck_assert_mem_eq(lf_model_block(r, 0, LF_SRC_INPUT)->w,
+                         lf_model_block(m, 0, LF_SRC_INPUT)->w, 2300 * 1000 * sizeof(float));
+        ck_assert(lf_model_fingerprint(r) == lf_model_fingerprint(m));
+        lf_model_destroy(&r);
+        ck_assert_int_eq(lf_h5io_read_model_shared(LF_TEST_COMM, files[k], &r), LF_OK);
+        ck_assert(lf_model_fingerprint(r) == lf_model_fingerprint(m));
+        lf_model_release(LF_TEST_COMM, &r);
+    }
+    lf_model_destroy(&m);
+}
+END_TEST
+
 /* A write that cannot happen leaves nothing behind and the model is not there to be read. */
 START_TEST(test_write_failure_leaves_nothing)
 {
@@ -693,6 +744,7 @@ static Suite *make_suite(void)
     TCase *tc = tcase_create("h5io");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_model_round_trip_is_bitwise);
+    tcase_add_test(tc, test_model_read_in_strips);
     tcase_add_test(tc, test_write_failure_leaves_nothing);
     tcase_add_test(tc, test_sharded_reads);
     tcase_add_test(tc, test_dataset_errors);

@@ -15,6 +15,7 @@
 #define LINFOLD_H5IO_H
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "linfold/error.h"
@@ -80,6 +81,21 @@ const char *lf_h5io_dataset_file(const lf_dataset_t *ds);
  * buf is row-major float32 (count, cols) for samples, int64 (count) for labels. count may differ
  * between ranks and be 0. */
 lf_err_t lf_h5io_dataset_read_rows(lf_dataset_t *ds, int64_t row0, int64_t count, void *buf);
+/* Whether rows of ds can be read with lf_h5io_dataset_pread_rows() (contiguous, allocated,
+ * stored as float32 samples or int64 labels in this machine's byte order). The same on every rank.
+ * Not collective. */
+bool lf_h5io_dataset_direct(const lf_dataset_t *ds);
+/* Reads rows [row0, row0 + count) of a direct dataset into buf (as lf_h5io_dataset_read_rows())
+ * with pread on this rank's own descriptor, and returns 0 or an errno (ENODATA: the file ends
+ * before the rows).
+ * Not collective. Thread-safe: no HDF5, no MPI, no error record, so it may run on a background
+ * thread (background.h); lf_h5io_dataset_pread_check() turns the result into an error. */
+int lf_h5io_dataset_pread_rows(const lf_dataset_t *ds, int64_t row0, int64_t count, void *buf);
+/* The error for lf_h5io_dataset_pread_rows()'s result, naming the file and the rows, and the
+ * check that the file still holds the whole dataset (see lf_h5io_dataset_read_rows()).
+ * Not collective. */
+lf_err_t lf_h5io_dataset_pread_check(const lf_dataset_t *ds, int64_t row0, int64_t count,
+                                     int result);
 /* Closes the dataset and its file and sets *ds to NULL.
  * Collective on ds.
  * Accepts NULL, but then it must be NULL on every rank: closing the file is collective. */
