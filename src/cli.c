@@ -111,9 +111,10 @@ static const flag_t flags[] = {
      "evaluation samples for --sweep and --max-accuracy-drop", NULL},
     {"--eval-labels", F_STRING, OFF(eval_labels), M_SEARCH, "F.h5:/y", "evaluation labels", NULL},
     {"--merge", F_STRING, OFF(merge), M_MERGE, "auto|serial|distributed",
-     "how the model written is folded: every rank in memory (serial), or on a ScaLAPACK grid "
-     "with no rank holding a whole weight (distributed); auto (default) goes distributed when "
-     "the largest product reaches --dist-threshold",
+     "how models are folded (the one written, and those a search evaluates): every rank in "
+     "memory (serial), or on a ScaLAPACK grid with no rank holding a whole weight "
+     "(distributed); auto (default) goes distributed when the largest product reaches "
+     "--dist-threshold",
      NULL},
     {"--dist-threshold", F_INT, OFF(dist_threshold), M_MERGE, "N",
      "elements of the largest product (the two widest layers) from which auto goes distributed "
@@ -364,7 +365,7 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     LF_CHECK(!o->budget || (o->eval_data && o->eval_labels), LF_ERR_USAGE,
              "--max-accuracy-drop needs --eval-data and --eval-labels");
     LF_CALL(check_modes(o));
-    lf_merge_path_t path;
+    lf_merge_path_t path = LF_MERGE_AUTO;
     if (o->merge)
         LF_CALL(lf_merge_path_parse(o->merge, &path));
     LF_CHECK(!o->merge_precision || strcmp(o->merge_precision, "double") == 0 ||
@@ -372,13 +373,18 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
              LF_ERR_USAGE, "--merge-precision '%s' is not double or single", o->merge_precision);
     LF_CHECK(o->dist_block <= 4096, LF_ERR_USAGE, "--dist-block %lld is above 4096",
              (long long)o->dist_block);
-    if (o->sweep_text) {
-        const char *why = "a sweep writes no model";
+    if (o->sweep_text && !o->eval_data) {
+        /* With --eval-data a sweep folds every threshold's model to evaluate it. */
+        const char *why = "a sweep without --eval-data folds no model";
         REFUSE(o, "--merge", "--sweep", why);
         REFUSE(o, "--dist-threshold", "--sweep", why);
         REFUSE(o, "--dist-block", "--sweep", why);
         REFUSE(o, "--merge-precision", "--sweep", why);
     }
+    LF_CHECK(!o->sweep_text || !o->merge || path != LF_MERGE_DISTRIBUTED || o->sweep_out,
+             LF_ERR_USAGE,
+             "--merge distributed with --sweep needs --sweep-out: the models it evaluates are "
+             "written beside that file, on a file system every rank sees");
     lf_layer_rule_t rule;
     if (o->layer_rule)
         LF_CALL(lf_plan_parse_layer_rule(o->layer_rule, &rule));

@@ -159,6 +159,47 @@ cleanup:
     return err;
 }
 
+/* Whether this run folds on the process grid: a model at or above the distributed threshold, and
+ * an output file to put temporaries beside. */
+static bool folds_distributed(const lf__run_t *r)
+{
+    return r->p->out_model && lf_fold_dist_should(r->p->merge, r->p->dist_threshold, r->model);
+}
+
+/* The file a search's candidates are written beside when they fold on the grid: the output
+ * model, or for a search that writes none, its CSV or its record. Parallel HDF5 needs a file
+ * system every rank sees, which is where outputs go; NULL (no output at all): candidates fold in
+ * memory. */
+static const char *candidate_anchor(const lf__run_t *r)
+{
+    const lf_pipeline_t *p = r->p;
+    if (!lf_fold_dist_should(p->merge, p->dist_threshold, r->model))
+        return NULL;
+    return p->out_model ? p->out_model : p->sweep_out ? p->sweep_out : p->out_report;
+}
+
+/* A search's candidate folded on the process grid (lf_search_fold_fn): written to a temporary
+ * file beside the anchor, read back (one copy per node) and the file removed at once. A model
+ * too wide to fold in memory is then never folded in memory, candidates included. */
+static lf_err_t fold_candidate(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *plan, void *ctx,
+                               lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    const lf__run_t *r = ctx;
+    const lf_pipeline_t *p = r->p;
+    const char *anchor = candidate_anchor(r);
+    char tmp[LF_PATH_MAX] = "";
+    lf_merge_dist_opts_t o = {.block = (int)p->dist_block,
+                              .prec = p->merge_single ? LF_DIST_SINGLE : LF_DIST_DOUBLE};
+    LF_CALL(lf_atomic_begin(comm, anchor, tmp, sizeof tmp));
+    LF_CALL(lf_fold_dist_write(comm, p->model, m, plan, &o, tmp, anchor, NULL, 0, NULL));
+    LF_CALL(lf_h5io_read_model_shared(comm, tmp, out));
+cleanup:
+    if (tmp[0])
+        lf_atomic_finish(comm, tmp, anchor, LF_ERR_IO); /* removes it */
+    return err;
+}
+
 /* Plans and folds one compression, summarises it and keeps the result in r. */
 static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t *popts,
                               const char *extra_key, const char *extra_value)
@@ -173,7 +214,7 @@ static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t 
     r->result_opts = *popts;
     r->extra_key = extra_key;
     r->extra_value = extra_value;
-    if (p->out_model && lf_fold_dist_should(p->merge, p->dist_threshold, m)) {
+    if (folds_distributed(r)) {
         if (r->talk)
             printf("merges: distributed (ScaLAPACK, blocks of %lld, %s)\n",
                    (long long)p->dist_block, p->merge_single ? "psgemm_" : "pdgemm_");
@@ -418,6 +459,13 @@ lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r)
                                    .threads = p->threads,
                                    .progress = p->progress,
                                    .what = NULL};
+    if (candidate_anchor(r)) {
+        eval.fold = fold_candidate;
+        eval.fold_ctx = r;
+    }
+    LF_CHECK(eval.fold || !eval.x || p->merge != LF_MERGE_DISTRIBUTED, LF_ERR_USAGE,
+             "merge: distributed: this search writes no file (no model, sweep-out or report) "
+             "beside which the models it evaluates could be written; give one");
     if (p->n_sweep > 0)
         LF_CALL(run_sweep(comm, r, &eval));
     else if (p->target)

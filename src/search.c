@@ -79,7 +79,10 @@ lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t
     if (!eval || !eval->x)
         return LF_OK;
     LF_CALL(lf_comm_agree(comm, lf_plan_create(m, s, &pt->opts, &p)));
-    LF_CALL(lf_fold_apply(comm, m, p, &f, NULL));
+    if (eval->fold)
+        LF_CALL(eval->fold(comm, m, p, eval->fold_ctx, &f));
+    else
+        LF_CALL(lf_fold_apply(comm, m, p, &f, NULL));
     LF_CALL(lf_eval_run(comm, f, m, eval->x, eval->labels, &eval->batch, &r));
     pt->evaluated = true;
     pt->samples = r.samples;
@@ -87,7 +90,7 @@ lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t
     pt->accuracy = r.has_labels && r.samples ? (double)r.correct / (double)r.samples : NAN;
     pt->agreement = r.samples ? (double)r.agree / (double)r.samples : NAN;
 cleanup:
-    lf_model_destroy(&f);
+    lf_model_release(comm, &f);
     lf_plan_destroy(&p);
     return err;
 }

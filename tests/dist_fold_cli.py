@@ -17,8 +17,14 @@ of each hidden layer provably linear on the data (bench/wide_model.py), folded w
   5. a pipeline file with `fold: {merge: distributed}` and an evaluate stage runs, reports the
      same agreement as `eval`, and publishes the model only at the end;
   6. bad values (`--merge scalapack`, `--dist-block 0`, `merge-precision: half`) are refused
-     before any work with exit 2.
+     before any work with exit 2;
+  7. searches fold their candidates on the grid too: an accuracy-budget search and a sweep with
+     `--merge distributed` (labels: the original model's own predictions) evaluate exactly the
+     candidates of the serial search, with the same parameter counts and accuracies, fold each
+     of them on the grid (one log line per fold), choose a model of the same size within 1e-5
+     of the serial search's, and leave no temporary file behind.
 """
+import re
 import os
 import subprocess
 import sys
@@ -177,8 +183,52 @@ def main():
     check(r.status == 2 and "merge-precision must be double or single" in r.err,
           "merge-precision: half is refused at its position", r)
 
+    searches(tmp, model, data, x, orig)
     subprocess.run(["rm", "-rf", tmp])
     return cli_checks.finish("dist_fold_cli")
+
+
+def search_lines(out):
+    """The frontier or sweep rows of a search's report: every line with a parameter count and an
+    accuracy or agreement figure, as printed."""
+    return [l for l in out.splitlines() if re.search(r"\b0\.\d{4}\b", l) and re.search(r"\d{4,}", l)]
+
+
+def searches(tmp, model, data, x, orig):
+    labels = os.path.join(tmp, "labels.h5")
+    with h5py.File(labels, "w") as f:
+        f["y"] = np.argmax(orig, axis=1).astype(np.int64)
+    os.makedirs(os.path.join(tmp, "s"), exist_ok=True)
+    common = ["compress", "--model", model, "--data", data + ":/x",
+              "--eval-data", data + ":/x", "--eval-labels", labels + ":/y"]
+    runs = {}
+    for merge in ("serial", "distributed"):
+        out = os.path.join(tmp, "s", "budget-%s.h5" % merge)
+        r = linfold(common + ["--max-accuracy-drop", "0.02", "--search-fractions", "0,0.1",
+                              "--merge", merge, "--out", out],
+                    tmp, ranks=2)
+        check(r.status == 0, "accuracy-budget search, --merge %s" % merge, r)
+        runs[merge] = (r, out)
+    if all(r.status == 0 for r, _ in runs.values()):
+        (rs, ser), (rd, dis) = runs["serial"], runs["distributed"]
+        a, b = search_lines(rs.out), search_lines(rd.out)
+        check(len(a) >= 3 and a == b, "the distributed search evaluates the serial search's "
+              "candidates with the same sizes and accuracies (%d rows)" % len(a), rd)
+        folds = (rd.out + rd.err).count("fold: distributed on a")
+        check(folds >= len(a), "every candidate was folded on the grid (%d folds, %d candidates)"
+              % (folds, len(a)), rd)
+        check((rs.out + rs.err).count("fold: distributed on a") == 0, "the serial search stays serial")
+        check(params(linfold_format.load_model(dis)) == params(linfold_format.load_model(ser)),
+              "the two searches choose models of the same size")
+        d = rel(outputs(ser, x), outputs(dis, x))
+        check(d <= 1e-5, "the chosen models agree within 1e-5 (%.3g)" % d)
+    csv = os.path.join(tmp, "s", "sweep.csv")
+    r = linfold(common + ["--sweep", "1,0.999,0.9", "--sweep-out", csv, "--merge", "distributed"],
+                tmp, ranks=3)
+    check(r.status == 0 and (r.out + r.err).count("fold: distributed on a") == 3,
+          "a sweep folds its three thresholds on the grid", r)
+    left = [n for n in os.listdir(os.path.join(tmp, "s")) if ".tmp-" in n]
+    check(not left, "no temporary files left by the searches: %s" % left)
 
 
 sys.exit(main())

@@ -22,10 +22,19 @@
 #include "linfold/plan.h"
 #include "linfold/stats.h"
 
-/* Evaluation data for searches; x NULL means "do not evaluate". */
+/* Folds candidate plan p of m into *out for evaluation; *out is freed with lf_model_release.
+ * Collective on comm. */
+typedef lf_err_t (*lf_search_fold_fn)(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p,
+                                      void *ctx, lf_model_t **out);
+
+/* Evaluation data for searches; x NULL means "do not evaluate". fold NULL folds candidates in
+ * memory (lf_fold_apply); a model too wide for that gives a function that folds on the process
+ * grid (fold_dist.h), the same on every rank. */
 typedef struct {
     lf_dataset_t *x, *labels;
     lf_batch_opts_t batch;
+    lf_search_fold_fn fold;
+    void *fold_ctx;
 } lf_search_eval_t;
 
 typedef struct {
