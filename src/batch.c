@@ -69,6 +69,12 @@ lf_err_t lf_batch_forward(const lf_batch_t *b, int k, lf_forward_hook_t hook, vo
     return lf_forward_run(fw, p->models[k], b->x, b->rows, hook, hook_ctx, y);
 }
 
+const lf_forward_t *lf_batch_workspace(const lf_batch_t *b, int k)
+{
+    LF_ASSERT(k >= 0 && k < b->pass->n_models);
+    return b->pass->fw[b->tid * b->pass->n_models + k];
+}
+
 /* ---------------------------------------------------------------- checks */
 
 lf_err_t lf_batch_check(lf_dataset_t *x, lf_dataset_t *labels, const lf_model_t *const *models,
@@ -176,6 +182,12 @@ static lf_err_t share_rows(int64_t n, const lf_batch_part_t *part, int rank, int
         m += rows[k].hi - rows[k].lo;
     }
     LF_CALL(lf_calloc((size_t)(n_rows > 0 ? n_rows : 1), sizeof **share, (void **)share));
+    if (part && part->own) { /* the caller shared them out already */
+        memcpy(*share, rows, (size_t)n_rows * sizeof **share);
+        *n_share = n_rows;
+        *total = m;
+        goto cleanup;
+    }
     int64_t skip = 0, count = 0;
     lf_comm_shard(m, rank, size, &skip, &count);
     for (int64_t k = 0; k < n_rows && count > 0; k++) {
@@ -404,6 +416,8 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
      * one. Each range is cut into I/O batches of per_batch blocks on its own. */
     int64_t n_share = 0, total = 0, my_iters = 0, iters = 0;
     LF_CALL(share_rows(n, part, rank, size, &share, &n_share, &total));
+    if (part && part->own) /* each rank knows only its own rows: the pass covers their sum */
+        LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_INT64_T, MPI_SUM, comm));
     for (int64_t k = 0; k < n_share; k++) {
         int64_t b0 = 0, b1 = 0;
         range_blocks(&share[k], R, &b0, &b1);

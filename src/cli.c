@@ -128,6 +128,10 @@ static const flag_t flags[] = {
      NULL},
     {"--prune-dead", F_BOOL, OFF(prune_dead), M_PRUNE, NULL,
      "also remove relu neurons never active on the calibration data", NULL},
+    {"--reconstruct", F_BOOL, OFF(reconstruct), M_PRUNE, NULL,
+     "refit, by ridge least squares on the --data rows, every layer whose inputs the compression "
+     "changed, so that it reproduces the original pre-activations (docs/algorithm.md)",
+     NULL},
     {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout", NULL},
     {"--provable", F_BOOL, OFF(provable), M_PROVABLE, NULL,
      "list neurons linear on every input: weights and bias >= 0 on non-negative inputs", NULL},
@@ -373,6 +377,11 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
              LF_ERR_USAGE, "--merge-precision '%s' is not double or single", o->merge_precision);
     LF_CHECK(o->dist_block <= 4096, LF_ERR_USAGE, "--dist-block %lld is above 4096",
              (long long)o->dist_block);
+    LF_CHECK(!o->reconstruct || o->data, LF_ERR_USAGE,
+             "--reconstruct needs --data: the rows the layers are refitted on");
+    LF_CHECK(!o->reconstruct || (!o->sweep_text && !o->budget), LF_ERR_USAGE,
+             "--reconstruct does not evaluate search candidates yet: use it with a threshold, "
+             "pruning, --select or --target-ratio");
     if (o->sweep_text && !o->eval_data) {
         /* With --eval-data a sweep folds every threshold's model to evaluate it. */
         const char *why = "a sweep without --eval-data folds no model";

@@ -18,7 +18,7 @@ typedef struct {
     const char *eval_data, *eval_labels, *sweep_text, *sweep_out, *fractions_text, *prune_scope;
     lf_decimal_t threshold, prune_fraction, target_ratio, max_drop; /* exact, as written */
     bool target, budget; /* --target-ratio, --max-accuracy-drop given */
-    bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums;
+    bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums, reconstruct;
     bool provable, input_nonnegative;
     int64_t batch;
     lf_decimal_t sweep[LF_CLI_LIST_MAX], fractions[LF_CLI_LIST_MAX]; /* parsed lists */

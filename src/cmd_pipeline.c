@@ -39,6 +39,7 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     p.prune_dead = o->prune_dead;
     p.prune_fraction = o->prune_fraction;
     p.prune_global = o->prune_scope && o->prune_scope[0] == 'g';
+    p.reconstruct = o->reconstruct;
     if (o->select) {
         LF_CALL(lf_plan_parse_select(o->select, &p.rule));
         p.rule_given = true;

@@ -21,6 +21,12 @@ struct lf_forward {
     int64_t row0;       /* global index of the next run's row 0 */
 };
 
+const float *lf_forward_activations(const lf_forward_t *fw, int i)
+{
+    LF_ASSERT(i >= 0 && i < fw->n_layers);
+    return fw->act[i];
+}
+
 lf_err_t lf_forward_create(const lf_model_t *m, int64_t max_rows, lf_forward_t **out)
 {
     lf_err_t err = LF_OK;

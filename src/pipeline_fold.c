@@ -19,6 +19,7 @@
 #include "linfold/h5io.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
+#include "linfold/refit.h"
 #include "linfold/report.h"
 #include "linfold/search.h"
 #include "linfold/stats.h"
@@ -200,6 +201,24 @@ cleanup:
     return err;
 }
 
+/* Refits the layers of folded whose inputs changed, on the calibration rows (refit.h). */
+static lf_err_t reconstruct(MPI_Comm comm, lf__run_t *r, const lf_plan_t *plan, const int *where,
+                            lf_model_t *folded)
+{
+    lf_err_t err = LF_OK;
+    lf_refit_report_t rep = {0};
+    LF_CHECK(r->data, LF_ERR_USAGE,
+             "reconstruction needs the calibration rows: run a calibrate stage (--data)");
+    lf_refit_opts_t o = {.threads = r->p->threads, .what = r->talk ? "reconstruct" : NULL};
+    LF_CALL(lf_refit_apply(comm, r->model, folded, plan, where, r->data, &o, &rep));
+    if (r->talk)
+        printf("reconstruction: %d layer%s refitted by least squares in %.2f s\n", rep.n_layers,
+               rep.n_layers == 1 ? "" : "s", rep.seconds);
+cleanup:
+    lf_refit_report_free(&rep);
+    return err;
+}
+
 /* Plans and folds one compression, summarises it and keeps the result in r. */
 static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t *popts,
                               const char *extra_key, const char *extra_value)
@@ -215,12 +234,17 @@ static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t 
     r->extra_key = extra_key;
     r->extra_value = extra_value;
     if (folds_distributed(r)) {
+        LF_CHECK(!p->reconstruct, LF_ERR_USAGE,
+                 "reconstruction after a distributed fold is not built yet: it needs the model "
+                 "in memory (--merge serial)");
         if (r->talk)
             printf("merges: distributed (ScaLAPACK, blocks of %lld, %s)\n",
                    (long long)p->dist_block, p->merge_single ? "psgemm_" : "pdgemm_");
         LF_CALL(fold_distributed(comm, r, plan, &folded, &where));
     } else {
         LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
+        if (p->reconstruct)
+            LF_CALL(reconstruct(comm, r, plan, where, folded));
     }
     LF_CALL(lf_comm_agree(comm, lf_record_plan(r->record, m, r->stats, plan, popts, folded)));
     if (r->talk) {

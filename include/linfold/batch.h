@@ -105,6 +105,7 @@ typedef lf_err_t (*lf_batch_step_fn)(MPI_Comm comm, const lf_batch_state_t *st, 
 typedef struct {
     const lf_row_range_t *rows; /* ascending, disjoint, non-empty, within [0, n); NULL: all */
     int64_t n_rows;             /* entries of rows (0 with rows set: no rows at all) */
+    bool own;                   /* rows are this rank's own, not shared out among the ranks */
     lf_batch_step_fn step;      /* may be NULL */
     void *step_ctx;
 } lf_batch_part_t;
@@ -130,8 +131,10 @@ lf_err_t lf_batch_run(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
 /* lf_batch_run() over part of the rows, with a step function between batches.
  * Collective on comm.
  * part NULL is lf_batch_run(). The rows of part->rows are shared out by count over the ranks
- * (lf_comm_shard of their number), each row computed at its position in its aligned block as in
- * a pass over all rows. With part->step set, a signal is agreed after each batch and handed to
+ * (lf_comm_shard of their number), or with part->own are this rank's rows as given (each rank
+ * its own list; a caller that needs a shard aligned to something of its own, such as the refit's
+ * fixed row groups). Each row is computed at its position in its aligned block as in a pass
+ * over all rows. With part->step set, a signal is agreed after each batch and handed to
  * the step instead of failing the batch where it arrived. LF_ERR_ARG for ranges that are not
  * ascending, disjoint and within the rows of x; other errors as lf_batch_run(). */
 lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
@@ -145,5 +148,10 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
  * hook may be NULL (see forward.h). Errors name the dataset and the global row. */
 lf_err_t lf_batch_forward(const lf_batch_t *b, int k, lf_forward_hook_t hook, void *hook_ctx,
                           const float **y);
+
+/* The workspace lf_batch_forward() ran model k in on this block's thread: its activations of
+ * every layer (lf_forward_activations()) stay there until the thread's next forward of model k.
+ * Not collective. */
+const lf_forward_t *lf_batch_workspace(const lf_batch_t *b, int k);
 
 #endif /* LINFOLD_BATCH_H */

@@ -40,6 +40,10 @@ lf_err_t lf_forward_create(const lf_model_t *m, int64_t max_rows, lf_forward_t *
  * naming the layer, the neuron and the row; the hook never sees one. */
 lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, int64_t rows,
                         lf_forward_hook_t hook, void *ctx, const float **out);
+/* Layer i's activations from the last run, row-major (rows, n_out of layer i): what later
+ * layers' blocks read. Valid until the next run.
+ * Not collective. */
+const float *lf_forward_activations(const lf_forward_t *fw, int i);
 /* Names the rows of the following runs in error messages: source (borrowed, e.g. "data.h5:/x")
  * and the global index of row 0.
  * Not collective. */

@@ -61,6 +61,8 @@ typedef struct {
     /* prune */
     bool prune_dead, prune_global;
     lf_decimal_t prune_fraction;
+    /* reconstruct: refit the layers whose inputs changed (refit.h) */
+    bool reconstruct;
     /* fold */
     lf_decimal_t threshold;
     lf_layer_rule_t rule;

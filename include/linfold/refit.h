@@ -1,0 +1,120 @@
+/* Least-squares reconstruction: refitting the layers of a compressed model whose inputs changed.
+ *
+ * Pruning a neuron, or folding one that is not linear on every row, changes what its readers
+ * see; their weights were fitted to the old inputs. For each layer of the compressed model f
+ * whose inputs changed, taken from the input side, the refit solves for all its incoming blocks
+ * and its bias at once, X = [W_1 | ... | W_s | b]ᵀ (K x n_out, K = the layer's input width + 1),
+ * so that its pre-activations reproduce the original model's (its kept neurons) on the
+ * calibration rows, with f's own activations as inputs (earlier layers already refitted, so
+ * errors do not pile up):
+ *
+ *     G = Σ_rows hᵀh,  B = Σ_rows hᵀz,  (G + λ D) X = B,  D = diag(G) (1 where a column is 0)
+ *
+ * D makes the ridge relative to each input's energy, so λ means the same for inputs of any
+ * scale; an input that is 0 on every row gets weight 0. λ is chosen per layer from a grid: the
+ * fit rows are the rows r with r mod 5 != 4, the others (a fixed 20 %) are held out; each λ is
+ * solved on the fit rows and scored by its squared error on the held-out rows, computed from the
+ * held-out sums (Σ‖z - hX‖² = tr(XᵀG_h X) - 2 tr(XᵀB_h) + Σ‖z‖², the last term the same for
+ * every λ); the best is then solved on all rows.
+ *
+ * Sums. Rows are cut into groups of lf_refit_group_rows() consecutive rows (whole compute blocks,
+ * batch.h); each rank takes whole groups. A group's G and B come from one cblas_dsyrk and one
+ * cblas_dgemm over its rows in double (products of float32 values are exact in double), and the
+ * groups are added along the fixed pairwise tree of tree_sum.h: G and B are bitwise identical at
+ * any rank and thread count. Solves run on rank 0 (LAPACK dposv, Cholesky; dsyevd and a
+ * pseudo-inverse when G + λD is not positive definite) and are broadcast.
+ *
+ *     lf_refit_report_t rep = {0};
+ *     lf_refit_apply(comm, model, small, plan, where, data, &opts, &rep);   // small refitted
+ *     lf_refit_report_free(&rep);
+ */
+#ifndef LINFOLD_REFIT_H
+#define LINFOLD_REFIT_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "linfold/batch.h"
+#include "linfold/error.h"
+#include "linfold/h5io.h"
+#include "linfold/model.h"
+#include "linfold/plan.h"
+
+#define LF_REFIT_LAMBDAS_MAX 16
+
+typedef struct {
+    int threads;                          /* compute threads of this rank */
+    double lambdas[LF_REFIT_LAMBDAS_MAX]; /* the grid tried; n_lambdas 0: the default */
+    int n_lambdas;
+    const char *what; /* label for log lines, or NULL: quiet */
+} lf_refit_opts_t;
+
+/* What the refit did to one layer. */
+typedef struct {
+    int layer;        /* in the compressed model */
+    int source_layer; /* in the original model */
+    int64_t k, n_out; /* unknowns per output (inputs + 1) and outputs */
+    int64_t fit_rows, held_rows;
+    double lambda;      /* the one chosen */
+    double held_before; /* mean squared error per output on the held-out rows, before */
+    double held_after;  /* the same with the refit on the fit rows at the chosen λ */
+    bool fallback;      /* G + λD was not positive definite: solved by eigendecomposition */
+    double seconds;
+} lf_refit_layer_t;
+
+typedef struct {
+    lf_refit_layer_t *layers; /* one per refitted layer, from the input side */
+    int n_layers;
+    double seconds;
+} lf_refit_report_t;
+
+/* The sums of one layer's refit: G and B over the fit rows and over the held-out rows. */
+typedef struct {
+    int64_t k, n_out;
+    double *g_fit, *g_held; /* (k, k), row-major, symmetric */
+    double *b_fit, *b_held; /* (k, n_out), row-major */
+    int64_t fit_rows, held_rows;
+    double zz_fit, zz_held; /* Σ‖z‖² over the fit rows and the held-out rows */
+} lf_refit_sums_t;
+
+/* Rows per group of the refit's sums for n rows (16 compute blocks).
+ * Not collective. */
+int64_t lf_refit_group_rows(int64_t n);
+
+/* Refits the layers of f, the compression of m by plan p (where from lf_fold_apply), whose
+ * inputs changed, on the rows of x (calibration rows, not the rows that judge the result).
+ * Collective on comm.
+ * f must be a private model, equal on all ranks; it is changed in place and stays equal on all
+ * ranks. report (may be NULL) receives one entry per refitted layer; free it with
+ * lf_refit_report_free(). Errors are agreed. */
+lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const lf_plan_t *p,
+                        const int *where, lf_dataset_t *x, const lf_refit_opts_t *opts,
+                        lf_refit_report_t *report);
+
+/* The sums for layer layer_f of f, whose targets are the pre-activations of layer layer_m of m
+ * at neurons kept[0 .. n_out) (n_out = f's width there), over the rows of x.
+ * Collective on comm.
+ * Bitwise identical on every rank and at any rank and thread count. Free with
+ * lf_refit_sums_free(). */
+lf_err_t lf_refit_sums(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, int layer_f,
+                       int layer_m, const int64_t *kept, lf_dataset_t *x,
+                       const lf_refit_opts_t *opts, lf_refit_sums_t *out);
+void lf_refit_sums_free(lf_refit_sums_t *s);
+
+/* Solves (G + λ D) X = B for the fit rows (all rows with all_rows), X (k, n_out) row-major.
+ * Not collective.
+ * *fallback is set when the system was not positive definite and the eigendecomposition solved
+ * it (a pseudo-inverse: eigenvalues below k ε λ_max are dropped). LF_ERR_VALUE when LAPACK
+ * fails outright (a non-finite sum). */
+lf_err_t lf_refit_solve(const lf_refit_sums_t *s, double lambda, bool all_rows, double *x,
+                        bool *fallback);
+
+/* The squared error of X over the held-out rows, Σ‖z - hX‖², from the sums:
+ * Σ‖z‖² + tr(XᵀG_h X) - 2 tr(XᵀB_h) (NaN when no memory is left for it).
+ * Not collective. */
+double lf_refit_held_error(const lf_refit_sums_t *s, const double *x);
+
+void lf_refit_report_free(lf_refit_report_t *r);
+
+#endif /* LINFOLD_REFIT_H */

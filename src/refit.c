@@ -1,0 +1,538 @@
+/* Least-squares reconstruction of the layers whose inputs changed; see refit.h. */
+#include "linfold/refit.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "linfold/alloc.h"
+#include "linfold/comm.h"
+#include "linfold/forward.h"
+#include "linfold/log.h"
+#include "linfold/tree_sum.h"
+
+/* LAPACK (OpenBLAS carries it), Fortran calling convention. */
+extern void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda,
+                   double *b, const int *ldb, int *info);
+extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
+                    double *w, double *work, const int *lwork, int *iwork, const int *liwork,
+                    int *info);
+
+enum { GROUP_BLOCKS = 16, HOLD_EVERY = 5 };
+
+/* The default λ grid, relative to diag(G) (refit.h). */
+static const double DEFAULT_LAMBDAS[] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1};
+#define DEFAULT_LAMBDA 1e-3 /* when no row is held out */
+
+int64_t lf_refit_group_rows(int64_t n) { return GROUP_BLOCKS * lf_batch_block_rows(n, 256); }
+
+static bool held_out(int64_t row) { return row % HOLD_EVERY == HOLD_EVERY - 1; }
+
+void lf_refit_sums_free(lf_refit_sums_t *s)
+{
+    lf_free(s->g_fit);
+    lf_free(s->g_held);
+    lf_free(s->b_fit);
+    lf_free(s->b_held);
+    memset(s, 0, sizeof *s);
+}
+
+void lf_refit_report_free(lf_refit_report_t *r)
+{
+    if (!r)
+        return;
+    lf_free(r->layers);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---------------------------------------------------------------- the sums */
+
+typedef struct {
+    const lf_model_t *m, *f;
+    int layer_f, layer_m;
+    const int64_t *kept;
+    int64_t k, n_out, group_rows, n;
+    double *h, *z;   /* (group_rows, k), (group_rows, n_out): the group's rows, in order */
+    double *hc, *zc; /* the same, compacted: fit rows, then held-out rows */
+    double *v;       /* the group's vector for the tree: G_fit, G_held, B_fit, B_held, counts */
+    lf_tree_sum_t *tree;
+} sums_pass_t;
+
+typedef struct {
+    const sums_pass_t *s;
+    const lf_batch_t *b;
+} hook_ctx_t;
+
+/* The original model's pre-activations of the target layer, kept neurons, rows that hold data. */
+static lf_err_t take_targets(int layer, const float *z, int64_t rows, int64_t n_out, void *arg)
+{
+    (void)rows;
+    const hook_ctx_t *c = arg;
+    const sums_pass_t *s = c->s;
+    if (layer != s->layer_m)
+        return LF_OK;
+    for (int64_t r = c->b->first; r < c->b->first + c->b->valid; r++) {
+        double *dst = s->z + (c->b->offset + r) * s->n_out;
+        for (int64_t o = 0; o < s->n_out; o++)
+            dst[o] = (double)z[r * n_out + s->kept[o]];
+    }
+    return LF_OK;
+}
+
+/* One compute block: the original model up to the targets, the compressed one for the inputs. */
+static lf_err_t sums_block(const lf_batch_t *b, int tid, void *arg)
+{
+    (void)tid;
+    lf_err_t err = LF_OK;
+    const sums_pass_t *s = arg;
+    const float *y = NULL;
+    hook_ctx_t hc = {.s = s, .b = b};
+    LF_CALL(lf_batch_forward(b, 0, take_targets, &hc, &y));
+    LF_CALL(lf_batch_forward(b, 1, NULL, NULL, &y));
+    const lf_forward_t *fw = lf_batch_workspace(b, 1);
+    const lf_layer_t *L = &s->f->layers[s->layer_f];
+    for (int64_t r = b->first; r < b->first + b->valid; r++) {
+        double *dst = s->h + (b->offset + r) * s->k;
+        int64_t at = 0;
+        for (int q = 0; q < L->n_blocks; q++) {
+            int src = L->blocks[q].src;
+            int64_t w = lf_model_width(s->f, src);
+            const float *a =
+                src == LF_SRC_INPUT ? b->x + r * b->cols : lf_forward_activations(fw, src) + r * w;
+            for (int64_t c = 0; c < w; c++)
+                dst[at + c] = (double)a[c];
+            at += w;
+        }
+        dst[at] = 1.0; /* the bias */
+    }
+cleanup:
+    return err;
+}
+
+/* G (k x k, full) and B (k x n_out) of rows [0, rows) of hc / zc. */
+static void group_products(const sums_pass_t *s, const double *h, const double *z, int64_t rows,
+                           double *g, double *bm)
+{
+    int64_t k = s->k;
+    if (rows == 0) {
+        memset(g, 0, (size_t)(k * k) * sizeof *g);
+        memset(bm, 0, (size_t)(k * s->n_out) * sizeof *bm);
+        return;
+    }
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)k, (int)rows, 1.0, h, (int)k, 0.0, g,
+                (int)k);
+    for (int64_t i = 0; i < k; i++) /* mirror the upper triangle */
+        for (int64_t j = 0; j < i; j++)
+            g[i * k + j] = g[j * k + i];
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)s->n_out, (int)rows, 1.0, h,
+                (int)k, z, (int)s->n_out, 0.0, bm, (int)s->n_out);
+}
+
+/* After each I/O batch (one group): split its rows into fit and held-out rows, form the group's
+ * sums and add them to the tree. */
+static lf_err_t sums_group(const lf_batch_t *io, void *arg)
+{
+    lf_err_t err = LF_OK;
+    sums_pass_t *s = arg;
+    int64_t k = s->k, o = s->n_out, nf = 0, nh = 0;
+    if (io->valid == 0)
+        return LF_OK;
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t r = io->first; r < io->first + io->valid; r++) {
+            bool held = held_out(io->row0 + r);
+            if (held != (pass == 1))
+                continue;
+            int64_t at = nf + nh;
+            memcpy(s->hc + at * k, s->h + r * k, (size_t)k * sizeof *s->h);
+            memcpy(s->zc + at * o, s->z + r * o, (size_t)o * sizeof *s->z);
+            *(held ? &nh : &nf) += 1;
+        }
+    double *v = s->v;
+    group_products(s, s->hc, s->zc, nf, v, v + 2 * k * k);
+    group_products(s, s->hc + nf * k, s->zc + nf * o, nh, v + k * k, v + 2 * k * k + k * o);
+    double *tail = v + 2 * k * k + 2 * k * o;
+    tail[0] = (double)nf;
+    tail[1] = (double)nh;
+    tail[2] = tail[3] = 0.0; /* Σ‖z‖² over the fit rows and the held-out rows */
+    for (int64_t r = 0; r < nf + nh; r++)
+        for (int64_t j = 0; j < o; j++)
+            tail[r < nf ? 2 : 3] += s->zc[r * o + j] * s->zc[r * o + j];
+    int64_t g = io->row0 / s->group_rows;
+    LF_CALL(lf_tree_sum_push(s->tree, g, v));
+cleanup:
+    return err;
+}
+
+lf_err_t lf_refit_sums(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, int layer_f,
+                       int layer_m, const int64_t *kept, lf_dataset_t *x,
+                       const lf_refit_opts_t *opts, lf_refit_sums_t *out)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
+    int rank = 0, size = 1;
+    double *total = NULL;
+    memset(out, 0, sizeof *out);
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL_MPI(MPI_Comm_size(comm, &size));
+    const lf_layer_t *L = &f->layers[layer_f];
+    sums_pass_t s = {.m = m,
+                     .f = f,
+                     .layer_f = layer_f,
+                     .layer_m = layer_m,
+                     .kept = kept,
+                     .n_out = L->n_out,
+                     .n = lf_h5io_dataset_rows(x)};
+    s.k = 1;
+    for (int q = 0; q < L->n_blocks; q++)
+        s.k += lf_model_width(f, L->blocks[q].src);
+    s.group_rows = lf_refit_group_rows(s.n);
+    int64_t k = s.k, o = s.n_out, len = 2 * k * k + 2 * k * o + 4;
+    int64_t groups = (s.n + s.group_rows - 1) / s.group_rows, g0 = 0, ng = 0;
+    lf_comm_shard(groups, rank, size, &g0, &ng);
+    lf_row_range_t mine = {g0 * s.group_rows,
+                           (g0 + ng) * s.group_rows < s.n ? (g0 + ng) * s.group_rows : s.n};
+    lf_batch_part_t part = {.rows = &mine, .n_rows = ng > 0 ? 1 : 0, .own = true};
+    size_t rows_x_k = (size_t)(s.group_rows * k), rows_x_o = (size_t)(s.group_rows * o);
+    local = lf_tree_sum_create(len, groups, &s.tree);
+    if (local == LF_OK)
+        local = lf_malloc(rows_x_k, sizeof *s.h, (void **)&s.h);
+    if (local == LF_OK)
+        local = lf_malloc(rows_x_k, sizeof *s.hc, (void **)&s.hc);
+    if (local == LF_OK)
+        local = lf_malloc(rows_x_o > 0 ? rows_x_o : 1, sizeof *s.z, (void **)&s.z);
+    if (local == LF_OK)
+        local = lf_malloc(rows_x_o > 0 ? rows_x_o : 1, sizeof *s.zc, (void **)&s.zc);
+    if (local == LF_OK)
+        local = lf_malloc((size_t)len, sizeof *s.v, (void **)&s.v);
+    if (local == LF_OK)
+        local = lf_malloc((size_t)len, sizeof *total, (void **)&total);
+    LF_CALL(lf_comm_agree(comm, local));
+    const lf_model_t *models[] = {m, f};
+    lf_batch_opts_t bo = {.batch_rows = s.group_rows, .threads = opts->threads};
+    LF_CALL(lf_batch_run_part(comm, x, NULL, models, 2, &bo, &part, sums_block, sums_group, &s));
+    LF_CALL(lf_tree_sum_finish(comm, s.tree, total));
+    out->k = k;
+    out->n_out = o;
+    local = lf_malloc((size_t)(k * k), sizeof *out->g_fit, (void **)&out->g_fit);
+    if (local == LF_OK)
+        local = lf_malloc((size_t)(k * k), sizeof *out->g_held, (void **)&out->g_held);
+    if (local == LF_OK)
+        local =
+            lf_malloc((size_t)(k * o > 0 ? k * o : 1), sizeof *out->b_fit, (void **)&out->b_fit);
+    if (local == LF_OK)
+        local =
+            lf_malloc((size_t)(k * o > 0 ? k * o : 1), sizeof *out->b_held, (void **)&out->b_held);
+    LF_CALL(lf_comm_agree(comm, local));
+    memcpy(out->g_fit, total, (size_t)(k * k) * sizeof *total);
+    memcpy(out->g_held, total + k * k, (size_t)(k * k) * sizeof *total);
+    memcpy(out->b_fit, total + 2 * k * k, (size_t)(k * o) * sizeof *total);
+    memcpy(out->b_held, total + 2 * k * k + k * o, (size_t)(k * o) * sizeof *total);
+    out->fit_rows = (int64_t)total[len - 4];
+    out->held_rows = (int64_t)total[len - 3];
+    out->zz_fit = total[len - 2];
+    out->zz_held = total[len - 1];
+cleanup:
+    if (err != LF_OK)
+        lf_refit_sums_free(out);
+    lf_tree_sum_destroy(&s.tree);
+    lf_free(total);
+    lf_free(s.v);
+    lf_free(s.zc);
+    lf_free(s.z);
+    lf_free(s.hc);
+    lf_free(s.h);
+    return err;
+}
+
+/* ---------------------------------------------------------------- solving */
+
+/* The system for the fit rows, or all rows: A = G + λ D (column-major = row-major, symmetric) and
+ * the right-hand side B in column-major (k x n_out). */
+static void build_system(const lf_refit_sums_t *s, double lambda, bool all_rows, double *a,
+                         double *bc)
+{
+    int64_t k = s->k, o = s->n_out;
+    for (int64_t i = 0; i < k * k; i++)
+        a[i] = s->g_fit[i] + (all_rows ? s->g_held[i] : 0.0);
+    for (int64_t i = 0; i < k; i++) {
+        double d = a[i * k + i];
+        a[i * k + i] += lambda * (d > 0.0 ? d : 1.0);
+    }
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < o; j++)
+            bc[j * k + i] = s->b_fit[i * o + j] + (all_rows ? s->b_held[i * o + j] : 0.0);
+}
+
+/* X = V diag(1 / w) Vᵀ B over the eigenvalues w above k ε max(w): the minimum-norm solution
+ * when A is singular. a is overwritten by V; bc (column-major) by X. */
+static lf_err_t solve_eigen(double *a, double *bc, int64_t k, int64_t o)
+{
+    lf_err_t err = LF_OK;
+    double *w = NULL, *work = NULL, *t = NULL, wq = 0;
+    int *iwork = NULL, n = (int)k, info = 0, lwork = -1, liwork = -1, iq = 0;
+    dsyevd_("V", "U", &n, a, &n, w, &wq, &lwork, &iq, &liwork, &info);
+    LF_CHECK(info == 0, LF_ERR_VALUE, "dsyevd workspace query failed (info %d)", info);
+    lwork = (int)wq;
+    liwork = iq;
+    LF_CALL(lf_malloc((size_t)k, sizeof *w, (void **)&w));
+    LF_CALL(lf_malloc((size_t)lwork, sizeof *work, (void **)&work));
+    LF_CALL(lf_malloc((size_t)liwork, sizeof *iwork, (void **)&iwork));
+    LF_CALL(lf_malloc((size_t)(k * (o > 0 ? o : 1)), sizeof *t, (void **)&t));
+    dsyevd_("V", "U", &n, a, &n, w, work, &lwork, iwork, &liwork, &info);
+    LF_CHECK(info == 0, LF_ERR_VALUE,
+             "the eigendecomposition of a %lld x %lld system did not converge (dsyevd info %d)",
+             (long long)k, (long long)k, info);
+    double cut = (double)k * 2.220446049250313e-16 * fabs(w[k - 1]);
+    /* t = Vᵀ B, scaled by 1 / w; then X = V t. */
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, n, (int)o, n, 1.0, a, n, bc, n, 0.0, t, n);
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < o; j++)
+            t[j * k + i] = w[i] > cut ? t[j * k + i] / w[i] : 0.0;
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, (int)o, n, 1.0, a, n, t, n, 0.0, bc,
+                n);
+cleanup:
+    lf_free(t);
+    lf_free(iwork);
+    lf_free(work);
+    lf_free(w);
+    return err;
+}
+
+lf_err_t lf_refit_solve(const lf_refit_sums_t *s, double lambda, bool all_rows, double *x,
+                        bool *fallback)
+{
+    lf_err_t err = LF_OK;
+    int64_t k = s->k, o = s->n_out;
+    double *a = NULL, *bc = NULL;
+    int n = (int)k, nrhs = (int)o, info = 0;
+    *fallback = false;
+    LF_CALL(lf_malloc((size_t)(k * k), sizeof *a, (void **)&a));
+    LF_CALL(lf_malloc((size_t)(k * (o > 0 ? o : 1)), sizeof *bc, (void **)&bc));
+    build_system(s, lambda, all_rows, a, bc);
+    for (int64_t i = 0; i < k * k; i++)
+        LF_CHECK(isfinite(a[i]), LF_ERR_VALUE,
+                 "the refit's sums are not finite (overflow in double): inputs too large");
+    dposv_("U", &n, &nrhs, a, &n, bc, &n, &info);
+    LF_CHECK(info >= 0, LF_ERR_INTERNAL, "dposv: illegal argument %d", -info);
+    if (info > 0) { /* not positive definite: start again from the system itself */
+        *fallback = true;
+        build_system(s, lambda, all_rows, a, bc);
+        LF_CALL(solve_eigen(a, bc, k, o));
+    }
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < o; j++)
+            x[i * o + j] = bc[j * k + i];
+cleanup:
+    lf_free(bc);
+    lf_free(a);
+    return err;
+}
+
+double lf_refit_held_error(const lf_refit_sums_t *s, const double *x)
+{
+    int64_t k = s->k, o = s->n_out;
+    double *t = NULL, e = 0.0;
+    if (k * o == 0)
+        return s->zz_held;
+    if (lf_malloc((size_t)(k * o), sizeof *t, (void **)&t) != LF_OK)
+        return NAN;
+    /* T = G_h X; Σ‖z - hX‖² = Σ‖z‖² + Σ_aj X_aj (T_aj - 2 B_h,aj). */
+    cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, (int)k, (int)o, 1.0, s->g_held, (int)k, x,
+                (int)o, 0.0, t, (int)o);
+    for (int64_t i = 0; i < k * o; i++)
+        e += x[i] * (t[i] - 2.0 * s->b_held[i]);
+    lf_free(t);
+    return s->zz_held + e;
+}
+
+/* ---------------------------------------------------------------- the refit */
+
+/* X (k x n_out) from layer i of f as it is: the blocks' weights, then the bias. */
+static void current_weights(const lf_model_t *f, int i, double *x)
+{
+    const lf_layer_t *L = &f->layers[i];
+    int64_t o = L->n_out, at = 0;
+    for (int q = 0; q < L->n_blocks; q++) {
+        int64_t w = lf_model_width(f, L->blocks[q].src);
+        for (int64_t c = 0; c < w; c++)
+            for (int64_t j = 0; j < o; j++)
+                x[(at + c) * o + j] = (double)L->blocks[q].w[j * w + c];
+        at += w;
+    }
+    for (int64_t j = 0; j < o; j++)
+        x[at * o + j] = (double)L->bias[j];
+}
+
+static void store_weights(lf_model_t *f, int i, const double *x)
+{
+    lf_layer_t *L = &f->layers[i];
+    int64_t o = L->n_out, at = 0;
+    for (int q = 0; q < L->n_blocks; q++) {
+        int64_t w = lf_model_width(f, L->blocks[q].src);
+        for (int64_t c = 0; c < w; c++)
+            for (int64_t j = 0; j < o; j++)
+                L->blocks[q].w[j * w + c] = (float)x[(at + c) * o + j];
+        at += w;
+    }
+    for (int64_t j = 0; j < o; j++)
+        L->bias[j] = (float)x[at * o + j];
+}
+
+/* Which layers of f to refit: those reading a layer that lost neurons or was refitted, and those
+ * whose sources are not their original layer's (a layer between disappeared). src_of[k]: the
+ * original index of f's layer k. */
+static void choose_layers(const lf_model_t *m, const lf_model_t *f, const int *where,
+                          const int *src_of, bool *refit, bool *changed)
+{
+    for (int k = 0; k < f->n_layers; k++) {
+        const lf_layer_t *L = &f->layers[k], *O = &m->layers[src_of[k]];
+        bool r = L->n_blocks != O->n_blocks;
+        for (int q = 0; q < L->n_blocks && !r; q++) {
+            int s = L->blocks[q].src, so = O->blocks[q].src;
+            int mapped = so == LF_SRC_INPUT ? LF_SRC_INPUT : where[so];
+            r = s != mapped || (s != LF_SRC_INPUT && changed[s]);
+        }
+        refit[k] = r;
+        changed[k] = r || L->n_out != O->n_out;
+    }
+}
+
+/* Rank 0 chooses λ on the held-out rows and solves on all rows; X goes to every rank. */
+static lf_err_t fit_layer(MPI_Comm comm, const lf_refit_sums_t *s, const lf_refit_opts_t *opts,
+                          const double *x0, double *x, lf_refit_layer_t *rec)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
+    int rank = 0;
+    int64_t n = s->k * s->n_out;
+    double *trial = NULL, info[4] = {0};
+    const double *grid = opts->n_lambdas > 0 ? opts->lambdas : DEFAULT_LAMBDAS;
+    int n_grid = opts->n_lambdas > 0 ? opts->n_lambdas
+                                     : (int)(sizeof DEFAULT_LAMBDAS / sizeof *DEFAULT_LAMBDAS);
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    if (rank == 0) {
+        double best = INFINITY, lambda = DEFAULT_LAMBDA;
+        bool fb = false, any_fb = false;
+        local = lf_malloc((size_t)(n > 0 ? n : 1), sizeof *trial, (void **)&trial);
+        for (int g = 0; g < n_grid && local == LF_OK && s->held_rows > 0; g++) {
+            local = lf_refit_solve(s, grid[g], false, trial, &fb);
+            double e = local == LF_OK ? lf_refit_held_error(s, trial) : NAN;
+            if (local == LF_OK && e < best) {
+                best = e;
+                lambda = grid[g];
+            }
+        }
+        if (local == LF_OK)
+            local = lf_refit_solve(s, lambda, false, trial, &fb);
+        double after = local == LF_OK ? lf_refit_held_error(s, trial) : NAN;
+        if (local == LF_OK)
+            local = lf_refit_solve(s, lambda, true, x, &any_fb);
+        double per = s->held_rows > 0 && s->n_out > 0
+                         ? 1.0 / ((double)s->held_rows * (double)s->n_out)
+                         : 0.0;
+        info[0] = lambda;
+        info[1] = lf_refit_held_error(s, x0) * per;
+        info[2] = after * per;
+        info[3] = any_fb;
+    }
+    LF_CALL(lf_comm_agree(comm, local));
+    LF_CALL_MPI(MPI_Bcast(info, 4, MPI_DOUBLE, 0, comm));
+    for (int64_t at = 0; at < n; at += 1 << 20) {
+        int len = (int)(n - at < (1 << 20) ? n - at : (1 << 20));
+        LF_CALL_MPI(MPI_Bcast(x + at, len, MPI_DOUBLE, 0, comm));
+    }
+    rec->lambda = info[0];
+    rec->held_before = info[1];
+    rec->held_after = info[2];
+    rec->fallback = info[3] != 0.0;
+cleanup:
+    lf_free(trial);
+    return err;
+}
+
+lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const lf_plan_t *p,
+                        const int *where, lf_dataset_t *x, const lf_refit_opts_t *opts,
+                        lf_refit_report_t *report)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
+    int *src_of = NULL;
+    bool *refit = NULL, *changed = NULL;
+    int64_t *kept = NULL;
+    double *x0 = NULL, *xs = NULL;
+    lf_refit_sums_t sums = {0};
+    lf_refit_report_t rep = {0};
+    double t0 = lf_log_seconds();
+    LF_CHECK(!f->shared, LF_ERR_ARG, "the refit changes the compressed model: it must be private");
+    LF_CHECK(p->n_layers == m->n_layers, LF_ERR_ARG, "the plan was made for another model");
+    local = lf_calloc((size_t)f->n_layers, sizeof *src_of, (void **)&src_of);
+    if (local == LF_OK)
+        local = lf_calloc((size_t)f->n_layers, sizeof *refit, (void **)&refit);
+    if (local == LF_OK)
+        local = lf_calloc((size_t)f->n_layers, sizeof *changed, (void **)&changed);
+    if (local == LF_OK)
+        local = lf_calloc((size_t)f->n_layers, sizeof *rep.layers, (void **)&rep.layers);
+    LF_CALL(lf_comm_agree(comm, local));
+    for (int i = 0; i < m->n_layers; i++)
+        if (where[i] >= 0)
+            src_of[where[i]] = i;
+    choose_layers(m, f, where, src_of, refit, changed);
+    for (int k = 0; k < f->n_layers; k++) {
+        if (!refit[k])
+            continue;
+        double tl = lf_log_seconds();
+        int i = src_of[k];
+        const lf_layer_t *L = &f->layers[k];
+        lf_free(kept);
+        kept = NULL;
+        LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)L->n_out, sizeof *kept, (void **)&kept)));
+        int64_t n_kept = 0;
+        for (int64_t j = 0; j < p->n_out[i]; j++)
+            if (p->fate[i][j] == LF_NEURON_KEEP && n_kept < L->n_out)
+                kept[n_kept++] = j;
+        LF_CHECK(n_kept == L->n_out, LF_ERR_INTERNAL,
+                 "layer %d keeps %lld neurons by the plan, the compressed model has %lld", i,
+                 (long long)n_kept, (long long)L->n_out);
+        LF_CALL(lf_refit_sums(comm, m, f, k, i, kept, x, opts, &sums));
+        int64_t n = sums.k * sums.n_out;
+        lf_free(x0);
+        lf_free(xs);
+        x0 = xs = NULL;
+        local = lf_malloc((size_t)(n > 0 ? n : 1), sizeof *x0, (void **)&x0);
+        if (local == LF_OK)
+            local = lf_malloc((size_t)(n > 0 ? n : 1), sizeof *xs, (void **)&xs);
+        LF_CALL(lf_comm_agree(comm, local));
+        current_weights(f, k, x0);
+        lf_refit_layer_t *rec = &rep.layers[rep.n_layers++];
+        *rec = (lf_refit_layer_t){.layer = k,
+                                  .source_layer = i,
+                                  .k = sums.k,
+                                  .n_out = sums.n_out,
+                                  .fit_rows = sums.fit_rows,
+                                  .held_rows = sums.held_rows};
+        LF_CALL(fit_layer(comm, &sums, opts, x0, xs, rec));
+        store_weights(f, k, xs);
+        rec->seconds = lf_log_seconds() - tl;
+        if (opts->what)
+            lf_log(LF_LOG_INFO, comm,
+                   "%s: layer %d (%lld inputs + bias, %lld outputs, %lld fit + %lld held-out "
+                   "rows): lambda %g, held-out error %.4g -> %.4g%s, %.2f s",
+                   opts->what, i, (long long)(sums.k - 1), (long long)rec->n_out,
+                   (long long)rec->fit_rows, (long long)rec->held_rows, rec->lambda,
+                   rec->held_before, rec->held_after,
+                   rec->fallback ? " (singular: eigendecomposition)" : "", rec->seconds);
+        lf_refit_sums_free(&sums);
+    }
+    rep.seconds = lf_log_seconds() - t0;
+    if (report) {
+        *report = rep;
+        rep.layers = NULL;
+    }
+cleanup:
+    lf_refit_sums_free(&sums);
+    lf_refit_report_free(&rep);
+    lf_free(xs);
+    lf_free(x0);
+    lf_free(kept);
+    lf_free(changed);
+    lf_free(refit);
+    lf_free(src_of);
+    return err;
+}

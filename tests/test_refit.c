@@ -1,0 +1,331 @@
+/* Least-squares reconstruction (refit.h): exact recovery where an exact refit exists, sums that
+ * are bitwise identical at any rank and thread count, solves against an independent reference,
+ * and the degenerate systems. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lf_test.h"
+#include "linfold/forward.h"
+#include "linfold/refit.h"
+
+static char tmpdir[256];
+
+static void setup(void) { lf_test_tmpdir(tmpdir, sizeof tmpdir); }
+static void teardown(void) { lf_test_tmpdir_remove(tmpdir); }
+
+enum { N_IN = 12, HID = 8, OUT = 3, ROWS = 777 };
+
+/* 12 -> 8 (relu, every neuron active on inputs in [0, 1)) -> 3 (identity); neuron 7 of the
+ * hidden layer is neuron 0 + neuron 1 exactly (weights and bias), so it is redundant. */
+static lf_model_t *redundant_model(void)
+{
+    const int64_t widths[] = {HID, OUT};
+    lf_model_t *m = lf_test_mlp(N_IN, widths, 2, -1.0f, 1.0f, -0.5f, 0.5f, 3);
+    lf_test_shape_layer(m, 0, HID, 0, 4);
+    float *w = lf_model_block(m, 0, LF_SRC_INPUT)->w, *b = m->layers[0].bias;
+    for (int c = 0; c < N_IN; c++) /* sums of two floats in [0, 0.5): exact in float32 */
+        w[7 * N_IN + c] = w[0 * N_IN + c] + w[1 * N_IN + c];
+    b[7] = b[0] + b[1];
+    return m;
+}
+
+/* m with hidden neuron `drop` removed (its readers' columns too), nothing else changed. */
+static lf_model_t *without(const lf_model_t *m, int64_t drop)
+{
+    lf_model_t *f = NULL;
+    bool keep[HID];
+    for (int j = 0; j < HID; j++)
+        keep[j] = j != drop;
+    ck_assert_int_eq(lf_model_copy(m, &f), LF_OK);
+    ck_assert_int_eq(lf_model_remove_neurons(f, 0, keep), LF_OK);
+    return f;
+}
+
+static lf_dataset_t *open_rows(MPI_Comm comm, const char *spec)
+{
+    lf_dataset_t *x = NULL;
+    ck_assert_int_eq(lf_h5io_dataset_open(comm, spec, LF_DATA_SAMPLES, &x), LF_OK);
+    return x;
+}
+
+/* X (k x OUT, inputs then bias) into layer 1 of f. */
+static void store(lf_model_t *f, const double *x)
+{
+    lf_layer_t *L = &f->layers[1];
+    int64_t w = f->layers[0].n_out;
+    for (int64_t c = 0; c < w; c++)
+        for (int j = 0; j < OUT; j++)
+            L->blocks[0].w[j * w + c] = (float)x[c * OUT + j];
+    for (int j = 0; j < OUT; j++)
+        L->bias[j] = (float)x[w * OUT + j];
+}
+
+/* Largest |f(x) - m(x)| over the rows, relative to the largest |m(x)|. */
+static double rel_diff(const lf_model_t *m, const lf_model_t *f, const float *x, int64_t n)
+{
+    lf_forward_t *a = NULL, *b = NULL;
+    const float *ya = NULL, *yb = NULL;
+    ck_assert_int_eq(lf_forward_create(m, n, &a), LF_OK);
+    ck_assert_int_eq(lf_forward_create(f, n, &b), LF_OK);
+    ck_assert_int_eq(lf_forward_run(a, m, x, n, NULL, NULL, &ya), LF_OK);
+    ck_assert_int_eq(lf_forward_run(b, f, x, n, NULL, NULL, &yb), LF_OK);
+    double d = 0, top = 0;
+    for (int64_t k = 0; k < n * OUT; k++) {
+        d = fmax(d, fabs((double)ya[k] - (double)yb[k]));
+        top = fmax(top, fabs((double)ya[k]));
+    }
+    lf_forward_destroy(&a);
+    lf_forward_destroy(&b);
+    return d / top;
+}
+
+static const int64_t ALL_OUT[OUT] = {0, 1, 2};
+
+/* Removing the redundant neuron and refitting its reader recovers the original outputs; mean
+ * compensation (the neuron's mean output added through its weights) leaves an error orders of
+ * magnitude larger. */
+START_TEST(test_exact_refit_recovers_outputs)
+{
+    lf_model_t *m = redundant_model(), *f = without(m, 7), *mc = without(m, 7);
+    char spec[600];
+    lf_test_write_samples(tmpdir, "x", ROWS, N_IN, 0.0f, 1.0f, 9, spec, sizeof spec);
+    float *x = malloc(ROWS * N_IN * sizeof(float));
+    lf_test_fill(x, ROWS * N_IN, 0.0f, 1.0f, 9);
+    /* Mean compensation, computed here from the neuron's outputs. */
+    double mean = 0;
+    const float *w = lf_model_block(m, 0, LF_SRC_INPUT)->w;
+    for (int64_t r = 0; r < ROWS; r++) {
+        double z = m->layers[0].bias[7];
+        for (int c = 0; c < N_IN; c++)
+            z += (double)w[7 * N_IN + c] * x[r * N_IN + c];
+        mean += z > 0 ? z / ROWS : 0;
+    }
+    for (int j = 0; j < OUT; j++)
+        mc->layers[1].bias[j] += (float)(mean * lf_model_block(m, 1, 0)->w[j * HID + 7]);
+    lf_dataset_t *ds = open_rows(LF_TEST_COMM, spec);
+    lf_refit_opts_t o = {.threads = 2};
+    lf_refit_sums_t s = {0};
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, f, 1, 1, ALL_OUT, ds, &o, &s), LF_OK);
+    ck_assert_int_eq(s.k, HID);              /* 7 kept neurons + the bias */
+    ck_assert_int_eq(s.held_rows, ROWS / 5); /* rows 4, 9, ..., 774 */
+    ck_assert_int_eq(s.fit_rows, ROWS - ROWS / 5);
+    double X[HID * OUT];
+    bool fb = true;
+    ck_assert_int_eq(lf_refit_solve(&s, 0.0, true, X, &fb), LF_OK);
+    ck_assert(!fb);
+    store(f, X);
+    double refit = rel_diff(m, f, x, ROWS), comp = rel_diff(m, mc, x, ROWS);
+    ck_assert_msg(refit <= 1e-6, "refit error %.3g", refit);
+    ck_assert_msg(comp >= 1e3 * refit && comp > 1e-3, "mean compensation %.3g, refit %.3g", comp,
+                  refit);
+    /* The held-out error of the exact solution is ~0, of the unrefitted model is not. */
+    ck_assert(lf_refit_held_error(&s, X) <= 1e-9 * s.zz_held);
+    lf_refit_sums_free(&s);
+    lf_h5io_dataset_close(&ds);
+    free(x);
+    lf_model_destroy(&mc);
+    lf_model_destroy(&f);
+    lf_model_destroy(&m);
+}
+END_TEST
+
+/* G and B over P ranks with 2 threads equal, bit for bit, those of this rank alone with one
+ * thread (MPI_COMM_SELF): the fixed groups and the fixed tree make the split invisible. */
+START_TEST(test_sums_bitwise_at_any_rank_count)
+{
+    const int64_t widths[] = {HID, 5, OUT};
+    lf_model_t *m = lf_test_mlp(N_IN, widths, 3, -1.0f, 1.0f, -0.3f, 0.3f, 11), *f = NULL;
+    bool keep[HID] = {1, 0, 1, 1, 0, 1, 1, 1};
+    ck_assert_int_eq(lf_model_copy(m, &f), LF_OK);
+    ck_assert_int_eq(lf_model_remove_neurons(f, 0, keep), LF_OK);
+    char spec[600];
+    /* 9,000 rows: three groups of 4,096 rows, the last one partial. */
+    lf_test_write_samples(tmpdir, "big", 9000, N_IN, -1.0f, 1.0f, 12, spec, sizeof spec);
+    const int64_t kept[5] = {0, 1, 2, 3, 4};
+    lf_refit_sums_t a = {0}, b = {0};
+    lf_dataset_t *all = open_rows(LF_TEST_COMM, spec), *self = open_rows(MPI_COMM_SELF, spec);
+    lf_refit_opts_t two = {.threads = 2}, one = {.threads = 1};
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, f, 1, 1, kept, all, &two, &a), LF_OK);
+    ck_assert_int_eq(lf_refit_sums(MPI_COMM_SELF, m, f, 1, 1, kept, self, &one, &b), LF_OK);
+    ck_assert_int_eq(a.k, 7);
+    ck_assert_int_eq(a.fit_rows + a.held_rows, 9000);
+    ck_assert_mem_eq(a.g_fit, b.g_fit, 49 * sizeof(double));
+    ck_assert_mem_eq(a.g_held, b.g_held, 49 * sizeof(double));
+    ck_assert_mem_eq(a.b_fit, b.b_fit, 35 * sizeof(double));
+    ck_assert_mem_eq(a.b_held, b.b_held, 35 * sizeof(double));
+    ck_assert(a.zz_fit == b.zz_fit && a.zz_held == b.zz_held);
+    lf_refit_sums_free(&a);
+    lf_refit_sums_free(&b);
+    lf_h5io_dataset_close(&self);
+    lf_h5io_dataset_close(&all);
+    lf_model_destroy(&f);
+    lf_model_destroy(&m);
+}
+END_TEST
+
+/* The sums against a direct double loop over the rows, and the solve against a Cholesky
+ * factorisation written out here; a constant-zero input gets weight 0. */
+START_TEST(test_against_direct_reference)
+{
+    lf_model_t *m = redundant_model(), *f = without(m, 3);
+    /* Hidden neuron 5 of f (original 6) reads nothing and has bias 0: its output is 0 on every
+     * row, a zero column of G. */
+    float *w = lf_model_block(f, 0, LF_SRC_INPUT)->w;
+    memset(w + 5 * N_IN, 0, N_IN * sizeof(float));
+    f->layers[0].bias[5] = 0.0f;
+    char spec[600];
+    lf_test_write_samples(tmpdir, "ref", 500, N_IN, 0.0f, 1.0f, 21, spec, sizeof spec);
+    float *x = malloc(500 * N_IN * sizeof(float));
+    lf_test_fill(x, 500 * N_IN, 0.0f, 1.0f, 21);
+    lf_dataset_t *ds = open_rows(LF_TEST_COMM, spec);
+    lf_refit_opts_t o = {.threads = 1};
+    lf_refit_sums_t s = {0};
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, f, 1, 1, ALL_OUT, ds, &o, &s), LF_OK);
+    /* Direct sums over all rows, from one forward pass of each model. */
+    enum { K = HID };
+    double G[K * K] = {0}, B[K * OUT] = {0};
+    lf_forward_t *fa = NULL, *fb = NULL;
+    const float *y = NULL;
+    ck_assert_int_eq(lf_forward_create(f, 500, &fa), LF_OK);
+    ck_assert_int_eq(lf_forward_create(m, 500, &fb), LF_OK);
+    ck_assert_int_eq(lf_forward_run(fa, f, x, 500, NULL, NULL, &y), LF_OK);
+    ck_assert_int_eq(lf_forward_run(fb, m, x, 500, NULL, NULL, &y), LF_OK);
+    const float *h = lf_forward_activations(fa, 0); /* (500, 7) */
+    for (int64_t r = 0; r < 500; r++) {
+        double hv[K];
+        for (int c = 0; c < K - 1; c++)
+            hv[c] = h[r * (K - 1) + c];
+        hv[K - 1] = 1.0;
+        for (int a = 0; a < K; a++) {
+            for (int b = 0; b < K; b++)
+                G[a * K + b] += hv[a] * hv[b];
+            for (int j = 0; j < OUT; j++)
+                B[a * OUT + j] += hv[a] * y[r * OUT + j]; /* identity output: y = z */
+        }
+    }
+    double gmax = 0, gdiff = 0, bmax = 0, bdiff = 0;
+    for (int k = 0; k < K * K; k++) {
+        gmax = fmax(gmax, fabs(G[k]));
+        gdiff = fmax(gdiff, fabs(G[k] - s.g_fit[k] - s.g_held[k]));
+    }
+    for (int k = 0; k < K * OUT; k++) {
+        bmax = fmax(bmax, fabs(B[k]));
+        bdiff = fmax(bdiff, fabs(B[k] - s.b_fit[k] - s.b_held[k]));
+    }
+    /* The activations differ from those of 256-row blocks in their last float bits. */
+    ck_assert_msg(gdiff <= 1e-6 * gmax && bdiff <= 1e-6 * bmax, "G %.3g, B %.3g", gdiff / gmax,
+                  bdiff / bmax);
+    ck_assert(s.g_fit[5 * K + 5] == 0.0 && s.g_held[5 * K + 5] == 0.0);
+    /* Reference: (G + λ D) X = B on all rows by Cholesky, D = diag(G) with 1 for a zero column. */
+    const double lambda = 1e-3;
+    double A[K * K], L[K * K] = {0}, X[K * OUT], R[K * OUT];
+    for (int k = 0; k < K * K; k++)
+        A[k] = s.g_fit[k] + s.g_held[k];
+    for (int i = 0; i < K; i++)
+        A[i * K + i] += lambda * (A[i * K + i] > 0 ? A[i * K + i] : 1.0);
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j <= i; j++) {
+            double v = A[i * K + j];
+            for (int q = 0; q < j; q++)
+                v -= L[i * K + q] * L[j * K + q];
+            L[i * K + j] = i == j ? sqrt(v) : v / L[j * K + j];
+        }
+    for (int c = 0; c < OUT; c++) {
+        double t[K];
+        for (int i = 0; i < K; i++) {
+            double v = s.b_fit[i * OUT + c] + s.b_held[i * OUT + c];
+            for (int q = 0; q < i; q++)
+                v -= L[i * K + q] * t[q];
+            t[i] = v / L[i * K + i];
+        }
+        for (int i = K - 1; i >= 0; i--) {
+            double v = t[i];
+            for (int q = i + 1; q < K; q++)
+                v -= L[q * K + i] * R[q * OUT + c];
+            R[i * OUT + c] = v / L[i * K + i];
+        }
+    }
+    bool fallback = true;
+    ck_assert_int_eq(lf_refit_solve(&s, lambda, true, X, &fallback), LF_OK);
+    ck_assert(!fallback);
+    double top = 0, d = 0;
+    for (int k = 0; k < K * OUT; k++) {
+        top = fmax(top, fabs(R[k]));
+        d = fmax(d, fabs(R[k] - X[k]));
+    }
+    ck_assert_msg(d <= 1e-10 * top, "solve differs from the reference by %.3g", d / top);
+    for (int j = 0; j < OUT; j++)
+        ck_assert(X[5 * OUT + j] == 0.0); /* the zero input gets weight 0 */
+    lf_forward_destroy(&fa);
+    lf_forward_destroy(&fb);
+    lf_refit_sums_free(&s);
+    lf_h5io_dataset_close(&ds);
+    free(x);
+    lf_model_destroy(&f);
+    lf_model_destroy(&m);
+}
+END_TEST
+
+/* Duplicated neurons make G singular: with λ = 0 the eigendecomposition solves it and still
+ * reproduces the outputs; fewer rows than unknowns with a ridge give a finite solution. */
+START_TEST(test_degenerate_systems)
+{
+    lf_model_t *m = redundant_model(), *f = without(m, 7);
+    /* f's hidden neurons 2 and 3 made identical: columns 2 and 3 of G are equal. */
+    float *w = lf_model_block(f, 0, LF_SRC_INPUT)->w;
+    memcpy(w + 3 * N_IN, w + 2 * N_IN, N_IN * sizeof(float));
+    f->layers[0].bias[3] = f->layers[0].bias[2];
+    lf_model_t *target = NULL;
+    ck_assert_int_eq(lf_model_copy(f, &target), LF_OK); /* a target f can reproduce exactly */
+    char spec[600];
+    lf_test_write_samples(tmpdir, "dup", 300, N_IN, 0.0f, 1.0f, 31, spec, sizeof spec);
+    float *x = malloc(300 * N_IN * sizeof(float));
+    lf_test_fill(x, 300 * N_IN, 0.0f, 1.0f, 31);
+    lf_dataset_t *ds = open_rows(LF_TEST_COMM, spec);
+    lf_refit_opts_t o = {.threads = 1};
+    lf_refit_sums_t s = {0};
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, target, f, 1, 1, ALL_OUT, ds, &o, &s), LF_OK);
+    double X[HID * OUT];
+    bool fb = false;
+    ck_assert_int_eq(lf_refit_solve(&s, 0.0, true, X, &fb), LF_OK);
+    ck_assert(fb);
+    store(f, X);
+    ck_assert_msg(rel_diff(target, f, x, 300) <= 1e-5, "%.3g", rel_diff(target, f, x, 300));
+    /* The minimum-norm solution splits the weight evenly between the twins. */
+    for (int j = 0; j < OUT; j++)
+        ck_assert(fabs(X[2 * OUT + j] - X[3 * OUT + j]) <= 1e-6 * (fabs(X[2 * OUT + j]) + 1e-12));
+    lf_refit_sums_free(&s);
+    lf_h5io_dataset_close(&ds);
+    /* 6 rows, 8 unknowns. */
+    lf_test_write_samples(tmpdir, "few", 6, N_IN, 0.0f, 1.0f, 41, spec, sizeof spec);
+    ds = open_rows(LF_TEST_COMM, spec);
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, f, 1, 1, ALL_OUT, ds, &o, &s), LF_OK);
+    ck_assert_int_eq(s.fit_rows + s.held_rows, 6);
+    ck_assert_int_eq(lf_refit_solve(&s, 1e-3, true, X, &fb), LF_OK);
+    ck_assert(!fb);
+    for (int k = 0; k < HID * OUT; k++)
+        ck_assert(isfinite(X[k]));
+    lf_refit_sums_free(&s);
+    lf_h5io_dataset_close(&ds);
+    free(x);
+    lf_model_destroy(&target);
+    lf_model_destroy(&f);
+    lf_model_destroy(&m);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("refit");
+    TCase *tc = tcase_create("refit");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_exact_refit_recovers_outputs);
+    tcase_add_test(tc, test_sums_bitwise_at_any_rank_count);
+    tcase_add_test(tc, test_against_direct_reference);
+    tcase_add_test(tc, test_degenerate_systems);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(int argc, char **argv) { return lf_test_run_mpi(argc, argv, make_suite); }
