@@ -39,7 +39,6 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     p.prune_dead = o->prune_dead;
     p.prune_fraction = o->prune_fraction;
     p.prune_global = o->prune_scope && o->prune_scope[0] == 'g';
-    p.reconstruct = o->reconstruct;
     if (o->select) {
         LF_CALL(lf_plan_parse_select(o->select, &p.rule));
         p.rule_given = true;
@@ -70,6 +69,8 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
         LF_CALL(lf_pipeline_add_stage(&p, LF_STAGE_PRUNE));
     bool search = o->n_sweep > 0 || o->target || o->budget;
     LF_CALL(lf_pipeline_add_stage(&p, search ? LF_STAGE_SEARCH : LF_STAGE_FOLD));
+    if (o->reconstruct)
+        LF_CALL(lf_pipeline_add_stage(&p, LF_STAGE_RECONSTRUCT));
     LF_CALL(lf_pipeline_check(&p));
     LF_CALL(lf_pipeline_run(comm, &p));
 cleanup:

@@ -16,11 +16,11 @@
 #include "linfold/report.h"
 #include "pipeline_impl.h"
 
-static const char *const stage_names[LF_STAGE__COUNT] = {"calibrate", "prune",    "fold",
-                                                         "search",    "evaluate", "predict"};
+static const char *const stage_names[LF_STAGE__COUNT] = {
+    "calibrate", "prune", "fold", "search", "reconstruct", "evaluate", "predict"};
 
 /* Where a stage may stand: ranks must not fall along the list. */
-static const int stage_rank[LF_STAGE__COUNT] = {0, 1, 2, 2, 3, 3};
+static const int stage_rank[LF_STAGE__COUNT] = {0, 1, 2, 2, 3, 4, 4};
 
 void lf_pipeline_init(lf_pipeline_t *p)
 {
@@ -89,7 +89,7 @@ int lf_pipeline_problems(const lf_pipeline_t *p, lf_pipeline_report_fn report, v
         PROBLEM(!seen[s], (int)s, "stage %s appears twice", name);
         PROBLEM(stage_rank[s] >= last, (int)s,
                 "stage %s cannot come after %s (the order is calibrate, prune, fold or search, "
-                "then evaluate and predict)",
+                "reconstruct, then evaluate and predict)",
                 name, prev);
         seen[s] = 1;
         last = stage_rank[s] > last ? stage_rank[s] : last;
@@ -111,6 +111,11 @@ int lf_pipeline_problems(const lf_pipeline_t *p, lf_pipeline_report_fn report, v
             plan_name);
     PROBLEM(!seen[LF_STAGE_PRUNE] || planning, LF_STAGE_PRUNE,
             "stage prune sets what fold or search removes: add a fold or search stage after it");
+    PROBLEM(!seen[LF_STAGE_RECONSTRUCT] || (planning && !sweep && !p->budget), LF_STAGE_RECONSTRUCT,
+            "stage reconstruct refits the model of a fold stage or a target-ratio search (a sweep "
+            "or an accuracy budget does not refit its candidates yet)");
+    PROBLEM(!seen[LF_STAGE_RECONSTRUCT] || p->calibration, LF_STAGE_RECONSTRUCT,
+            "stage reconstruct needs calibration data: the rows it refits the layers on");
     PROBLEM(!p->out_stats || seen[LF_STAGE_CALIBRATE], -1,
             "output statistics need a calibrate stage");
     PROBLEM(!seen[LF_STAGE_SEARCH] || sweep + p->target + p->budget == 1, LF_STAGE_SEARCH,
@@ -184,7 +189,7 @@ static lf_err_t open_inputs(MPI_Comm comm, lf__run_t *r)
     if (p->reference && !p->loaded_reference)
         LF_CALL(lf_h5io_read_model_shared(comm, p->reference, &r->own_reference));
     r->reference = p->loaded_reference ? p->loaded_reference : r->own_reference;
-    if (lf_pipeline_has(p, LF_STAGE_CALIBRATE))
+    if (lf_pipeline_has(p, LF_STAGE_CALIBRATE) || lf_pipeline_has(p, LF_STAGE_RECONSTRUCT))
         LF_CALL(lf_h5io_dataset_open(comm, p->calibration, LF_DATA_SAMPLES, &r->data));
     if (p->eval_data)
         LF_CALL(lf_h5io_dataset_open(comm, p->eval_data, LF_DATA_SAMPLES, &r->eval_x));
@@ -301,6 +306,7 @@ static lf_err_t run_stage(MPI_Comm comm, lf__run_t *r, lf_stage_t s)
     case LF_STAGE_PRUNE: return LF_OK; /* its options are in r->popts */
     case LF_STAGE_FOLD: return lf__stage_fold(comm, r);
     case LF_STAGE_SEARCH: return lf__stage_search(comm, r);
+    case LF_STAGE_RECONSTRUCT: return lf__stage_reconstruct(comm, r);
     case LF_STAGE_EVALUATE: return stage_evaluate(comm, r);
     case LF_STAGE_PREDICT: return stage_predict(comm, r);
     case LF_STAGE__COUNT: break;
@@ -421,7 +427,7 @@ cleanup:
     }
     lf_record_destroy(&r.record);
     lf__run_discard(comm, &r);
-    lf_model_release(comm, &r.result);
+    lf__run_drop_result(comm, &r);
     lf_stats_destroy(&r.own_stats);
     lf_h5io_dataset_close(&r.eval_y);
     lf_h5io_dataset_close(&r.eval_x);

@@ -511,8 +511,9 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
                                               "merge-precision",
                                               NULL};
     static const char *const batch_keys[] = {"batch", NULL};
+    static const char *const none[] = {NULL};
     static const char *const *const keys[LF_STAGE__COUNT] = {
-        calibrate_keys, prune_keys, fold_keys, search_keys, batch_keys, batch_keys};
+        calibrate_keys, prune_keys, fold_keys, search_keys, none, batch_keys, batch_keys};
     char where[64];
     snprintf(where, sizeof where, "stage %s", lf_stage_name(s));
     if (!o)
@@ -594,6 +595,7 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
         parse_merge(c, o);
         break;
     }
+    case LF_STAGE_RECONSTRUCT: break;
     case LF_STAGE_EVALUATE:
         if ((v = lf_yaml_get(o, "batch")))
             lf__cfg_get_count(c, "batch", v, &p->evaluate_batch);

@@ -149,6 +149,7 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c)
             put_int(&b, o, "batch", p->search_batch);
             put_merge(&b, o, p);
             break;
+        case LF_STAGE_RECONSTRUCT: break;
         case LF_STAGE_EVALUATE: put_int(&b, o, "batch", p->evaluate_batch); break;
         case LF_STAGE_PREDICT: put_int(&b, o, "batch", p->predict_batch); break;
         case LF_STAGE__COUNT: break;
@@ -212,7 +213,7 @@ void lf_pipeline_config_print_plan(const lf_pipeline_config_t *c, FILE *f)
         fprintf(f, "reference    %s\n", p->reference);
     fprintf(f, "stages:\n");
     for (int k = 0; k < p->n_stages; k++) {
-        fprintf(f, "  %d. %-10s", k + 1, lf_stage_name(p->stages[k]));
+        fprintf(f, "  %d. %-12s", k + 1, lf_stage_name(p->stages[k]));
         switch (p->stages[k]) {
         case LF_STAGE_CALIBRATE:
             fprintf(f, "batch %lld rows, output sums %s%s\n", (long long)p->calibrate_batch,
@@ -240,6 +241,10 @@ void lf_pipeline_config_print_plan(const lf_pipeline_config_t *c, FILE *f)
                         (lf_decimal_format(p->max_drop, b, sizeof b), b));
             fprintf(f, ", layers %s, batch %lld rows\n", lf__rule_text(&po.rule, rule, sizeof rule),
                     (long long)p->search_batch);
+            break;
+        case LF_STAGE_RECONSTRUCT:
+            fprintf(f, "refit the layers whose inputs changed on the calibration rows (ridge "
+                       "least squares, lambda chosen on held-out rows)\n");
             break;
         case LF_STAGE_EVALUATE:
             fprintf(f, "batch %lld rows, %s%s\n", (long long)p->evaluate_batch,

@@ -117,7 +117,8 @@ lf_err_t lf_pipeline_config_check_files(MPI_Comm comm, lf_pipeline_config_t *c)
                      "the reference model maps %lld inputs to %lld outputs, the model %lld to %lld",
                      (long long)ref->n_in, (long long)lf_model_n_out(ref), (long long)m->n_in,
                      (long long)lf_model_n_out(m));
-    if (p->calibration && lf_pipeline_has(p, LF_STAGE_CALIBRATE) &&
+    if (p->calibration &&
+        (lf_pipeline_has(p, LF_STAGE_CALIBRATE) || lf_pipeline_has(p, LF_STAGE_RECONSTRUCT)) &&
         checked(comm, c, F_CALIBRATION,
                 lf_h5io_dataset_open(comm, p->calibration, LF_DATA_SAMPLES, &data))) {
         check_width(c, F_CALIBRATION, data, n_in);

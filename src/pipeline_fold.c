@@ -17,6 +17,7 @@
 #include "linfold/fold.h"
 #include "linfold/fold_dist.h"
 #include "linfold/h5io.h"
+#include "linfold/log.h"
 #include "linfold/model.h"
 #include "linfold/plan.h"
 #include "linfold/refit.h"
@@ -201,16 +202,36 @@ cleanup:
     return err;
 }
 
-/* Refits the layers of folded whose inputs changed, on the calibration rows (refit.h). */
-static lf_err_t reconstruct(MPI_Comm comm, lf__run_t *r, const lf_plan_t *plan, const int *where,
-                            lf_model_t *folded)
+void lf__run_drop_result(MPI_Comm comm, lf__run_t *r)
+{
+    lf_model_release(comm, &r->result);
+    lf_plan_destroy(&r->result_plan);
+    lf_free(r->result_where);
+    r->result_where = NULL;
+}
+
+lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r)
 {
     lf_err_t err = LF_OK;
     lf_refit_report_t rep = {0};
-    LF_CHECK(r->data, LF_ERR_USAGE,
-             "reconstruction needs the calibration rows: run a calibrate stage (--data)");
+    if (r->write_original) { /* an accuracy budget kept the original model: nothing changed */
+        if (r->talk)
+            printf("reconstruction: nothing to refit, the original model is kept\n");
+        return LF_OK;
+    }
+    LF_CHECK(r->result && r->result_plan && r->result_where && !r->result->shared, LF_ERR_USAGE,
+             "reconstruction after a distributed fold is not built yet: it needs the compressed "
+             "model in memory (merge: serial)");
+    /* Rows a refit was fitted to flatter it: the judging rows should be others (refit.h). */
+    if (r->p->eval_data && strcmp(r->p->eval_data, r->p->calibration) == 0)
+        lf_log(LF_LOG_WARN, comm,
+               "reconstruct: the evaluation rows (%s) are the rows the layers are refitted on; "
+               "accuracy measured there overstates the refit: evaluate on other rows",
+               r->p->eval_data);
     lf_refit_opts_t o = {.threads = r->p->threads, .what = r->talk ? "reconstruct" : NULL};
-    LF_CALL(lf_refit_apply(comm, r->model, folded, plan, where, r->data, &o, &rep));
+    LF_CALL(lf_refit_apply(comm, r->model, r->result, r->result_plan, r->result_where, r->data, &o,
+                           &rep));
+    LF_CALL(lf_comm_agree(comm, lf_model_validate(r->result, "the reconstructed model")));
     if (r->talk)
         printf("reconstruction: %d layer%s refitted by least squares in %.2f s\n", rep.n_layers,
                rep.n_layers == 1 ? "" : "s", rep.seconds);
@@ -234,17 +255,12 @@ static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t 
     r->extra_key = extra_key;
     r->extra_value = extra_value;
     if (folds_distributed(r)) {
-        LF_CHECK(!p->reconstruct, LF_ERR_USAGE,
-                 "reconstruction after a distributed fold is not built yet: it needs the model "
-                 "in memory (--merge serial)");
         if (r->talk)
             printf("merges: distributed (ScaLAPACK, blocks of %lld, %s)\n",
                    (long long)p->dist_block, p->merge_single ? "psgemm_" : "pdgemm_");
         LF_CALL(fold_distributed(comm, r, plan, &folded, &where));
     } else {
         LF_CALL(lf_fold_apply(comm, m, plan, &folded, &where));
-        if (p->reconstruct)
-            LF_CALL(reconstruct(comm, r, plan, where, folded));
     }
     LF_CALL(lf_comm_agree(comm, lf_record_plan(r->record, m, r->stats, plan, popts, folded)));
     if (r->talk) {
@@ -254,9 +270,13 @@ static lf_err_t compress_with(MPI_Comm comm, lf__run_t *r, const lf_plan_opts_t 
                    popts->rule.kind == LF_RULE_OPTIMAL ? "optimal" : "greedy",
                    (long long)plan->search_nodes);
     }
-    lf_model_release(comm, &r->result);
+    lf__run_drop_result(comm, r);
     r->result = folded;
+    r->result_plan = plan;
+    r->result_where = where;
     folded = NULL;
+    plan = NULL;
+    where = NULL;
 cleanup:
     lf_free(where);
     lf_model_release(comm, &folded);

@@ -27,6 +27,8 @@ typedef struct {
     /* The result of fold or search: a compressed model, or the original one written as such
      * (an accuracy budget no compressed model meets). */
     lf_model_t *result;
+    lf_plan_t *result_plan; /* the plan result was folded by, and where its layers went */
+    int *result_where;
     bool write_original;
     lf_plan_opts_t result_opts;
     const char *extra_key, *extra_value; /* one more attribute of the written model */
@@ -45,6 +47,12 @@ const lf_model_t *lf__run_current(const lf__run_t *r);
  * Collective on comm. */
 lf_err_t lf__stage_fold(MPI_Comm comm, lf__run_t *r);
 lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r);
+/* Refits the result's layers whose inputs changed (refit.h).
+ * Collective on comm. */
+lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r);
+/* Frees the result and its plan.
+ * Collective on comm (a shared result is freed collectively). */
+void lf__run_drop_result(MPI_Comm comm, lf__run_t *r);
 /* Writes r->result (or the original model) to p->out_model with its attributes, or publishes
  * the file a distributed fold wrote.
  * Collective on comm. */

@@ -145,7 +145,7 @@ check(r.status == 0 and c9.status == 0 and
 # --dry-run: valid, prints the plan, writes nothing (not even the output directory).
 shutil.rmtree(os.path.join(root, "pipelines", "out"))
 r = linfold(["run", PIPE, "--dry-run"], root)
-check(r.status == 0 and "valid" in r.out and "3. fold      threshold 0.8" in r.out and
+check(r.status == 0 and "valid" in r.out and "3. fold        threshold 0.8" in r.out and
       "359 rows" in r.out, "dry-run prints the resolved plan", r)
 check(not os.path.exists(os.path.join(root, "pipelines", "out")), "dry-run writes nothing")
 

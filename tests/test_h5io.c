@@ -14,6 +14,7 @@
 
 #include "lf_test.h"
 #include "linfold/alloc.h"
+#include "linfold/batch.h"
 #include "linfold/comm.h"
 #include "linfold/error.h"
 #include "linfold/h5io.h"
@@ -738,6 +739,95 @@ START_TEST(test_filtered_chunks)
 }
 END_TEST
 
+/* Labels stored as int64 (read with pread) beside samples that HDF5 must convert or gather
+ * (float64, chunked float32) reach the blocks as stored, as they do beside contiguous float32
+ * samples: every row's label and values are checked against the formula that wrote them. */
+enum { LB_ROWS = 37, LB_COLS = 3 };
+
+typedef struct {
+    int64_t seen, bad;
+} label_check_t;
+
+static double lb_value(int64_t row, int64_t col) { return (double)(row * LB_COLS + col) + 0.25; }
+static int64_t lb_label(int64_t row) { return 3 * row + 1; }
+
+static lf_err_t check_label_block(const lf_batch_t *b, int tid, void *ctx)
+{
+    (void)tid;
+    label_check_t *c = ctx;
+    for (int64_t j = b->first; j < b->first + b->valid; j++) {
+        int64_t row = b->row0 + j;
+        bool ok = b->labels && b->labels[j] == lb_label(row);
+        for (int64_t k = 0; k < b->cols; k++)
+            ok = ok && b->x[j * b->cols + k] == (float)lb_value(row, k);
+        c->seen++;
+        c->bad += ok ? 0 : 1;
+    }
+    return LF_OK;
+}
+
+static void write_label_case(const char *path, hid_t xtype, bool chunked)
+{
+    double x[LB_ROWS * LB_COLS];
+    int64_t y[LB_ROWS];
+    for (int64_t r = 0; r < LB_ROWS; r++) {
+        y[r] = lb_label(r);
+        for (int64_t k = 0; k < LB_COLS; k++)
+            x[r * LB_COLS + k] = lb_value(r, k);
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[2] = {LB_ROWS, LB_COLS}, chunk[2] = {5, LB_COLS}, ny = LB_ROWS;
+    hid_t s = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunked)
+        H5Pset_chunk(dcpl, 2, chunk);
+    hid_t ds = H5Dcreate2(f, "x", xtype, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Dclose(ds);
+    H5Sclose(s);
+    H5Pclose(dcpl);
+    s = H5Screate_simple(1, &ny, NULL);
+    ds = H5Dcreate2(f, "y", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    H5Dclose(ds);
+    H5Sclose(s);
+    H5Fclose(f);
+}
+
+START_TEST(test_labels_beside_converted_samples)
+{
+    const struct {
+        const char *name;
+        hid_t type;
+        bool chunked;
+    } cases[] = {{"f32-contiguous", H5T_IEEE_F32LE, false},
+                 {"f64-contiguous", H5T_IEEE_F64LE, false},
+                 {"f32-chunked", H5T_IEEE_F32LE, true}};
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        char path[300], xspec[320], yspec[320];
+        snprintf(path, sizeof path, "%s/labels-%s.h5", tmpdir, cases[t].name);
+        snprintf(xspec, sizeof xspec, "%s:/x", path);
+        snprintf(yspec, sizeof yspec, "%s:/y", path);
+        if (my_rank() == 0)
+            write_label_case(path, cases[t].type, cases[t].chunked);
+        MPI_Barrier(LF_TEST_COMM);
+        lf_dataset_t *x = NULL, *y = NULL;
+        ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, xspec, LF_DATA_SAMPLES, &x), LF_OK);
+        ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, yspec, LF_DATA_LABELS, &y), LF_OK);
+        lf_batch_opts_t opts = {.batch_rows = 4, .threads = 1};
+        label_check_t c = {0, 0};
+        ck_assert_int_eq(
+            lf_batch_run(LF_TEST_COMM, x, y, NULL, 0, &opts, check_label_block, NULL, &c), LF_OK);
+        int64_t seen = 0, bad = 0;
+        MPI_Allreduce(&c.seen, &seen, 1, MPI_INT64_T, MPI_SUM, LF_TEST_COMM);
+        MPI_Allreduce(&c.bad, &bad, 1, MPI_INT64_T, MPI_SUM, LF_TEST_COMM);
+        ck_assert_msg(seen == LB_ROWS && bad == 0, "%s: %lld rows seen, %lld wrong", cases[t].name,
+                      (long long)seen, (long long)bad);
+        lf_h5io_dataset_close(&y);
+        lf_h5io_dataset_close(&x);
+    }
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("h5io");
@@ -754,6 +844,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_hostile_data);
     tcase_add_test(tc, test_sparse_chunks);
     tcase_add_test(tc, test_filtered_chunks);
+    tcase_add_test(tc, test_labels_beside_converted_samples);
     suite_add_tcase(s, tc);
     return s;
 }

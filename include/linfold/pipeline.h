@@ -42,6 +42,7 @@ typedef enum {
     LF_STAGE_PRUNE,
     LF_STAGE_FOLD,
     LF_STAGE_SEARCH,
+    LF_STAGE_RECONSTRUCT,
     LF_STAGE_EVALUATE,
     LF_STAGE_PREDICT,
     LF_STAGE__COUNT
@@ -61,8 +62,6 @@ typedef struct {
     /* prune */
     bool prune_dead, prune_global;
     lf_decimal_t prune_fraction;
-    /* reconstruct: refit the layers whose inputs changed (refit.h) */
-    bool reconstruct;
     /* fold */
     lf_decimal_t threshold;
     lf_layer_rule_t rule;
