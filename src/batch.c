@@ -285,9 +285,11 @@ static void zero_unowned(const reader_t *rd, const slot_t *sl)
            (size_t)((rd->capacity - first - valid) * rd->cols) * sizeof *sl->x);
 }
 
+/* Labels are read by the background thread only beside samples it reads: without it they go
+ * through HDF5 like the samples. */
 static bool labels_direct(const reader_t *rd)
 {
-    return rd->labels && lf_h5io_dataset_direct(rd->labels);
+    return rd->labels && rd->bg && lf_h5io_dataset_direct(rd->labels);
 }
 
 /* The background job: read slot rd->job. No MPI, no HDF5, no error record (background.h). */

@@ -379,9 +379,6 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
              (long long)o->dist_block);
     LF_CHECK(!o->reconstruct || o->data, LF_ERR_USAGE,
              "--reconstruct needs --data: the rows the layers are refitted on");
-    LF_CHECK(!o->reconstruct || (!o->sweep_text && !o->budget), LF_ERR_USAGE,
-             "--reconstruct does not evaluate search candidates yet: use it with a threshold, "
-             "pruning, --select or --target-ratio");
     if (o->sweep_text && !o->eval_data) {
         /* With --eval-data a sweep folds every threshold's model to evaluate it. */
         const char *why = "a sweep without --eval-data folds no model";

@@ -136,14 +136,18 @@ cleanup:
 
 /* HDF5 1.10.8's collective chunked reads fail (MPI_File_set_view: MPI_ERR_TYPE) on a dataset
  * with unallocated chunks (h5py writes them for data never assigned; they read as the fill
- * value): chunked datasets are read with independent transfers. Every rank still calls for
- * every batch, so nothing else changes. */
+ * value): chunked datasets are read with independent transfers. So are contiguous datasets whose
+ * storage was never allocated: HDF5 fills a rank's non-empty selection without a collective
+ * call, while a rank with an empty one enters the collective path and waits for the others for
+ * ever. Every rank still calls for every batch, so nothing else changes. */
 static lf_err_t independent_for_chunks(lf_dataset_t *ds)
 {
     lf_err_t err = LF_OK;
     hid_t dcpl = H5Dget_create_plist(ds->dset);
     LF_CALL_H5(dcpl, "%s: creation list", ds->spec);
-    if (H5Pget_layout(dcpl) == H5D_CHUNKED)
+    hsize_t stored = H5Dget_storage_size(ds->dset);
+    H5Eclear2(H5E_DEFAULT);
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED || stored == 0)
         LF_CALL_H5(H5Pset_dxpl_mpio(ds->dxpl, H5FD_MPIO_INDEPENDENT), "%s: transfer list",
                    ds->spec);
 cleanup:

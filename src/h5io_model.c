@@ -10,8 +10,10 @@
  * unbounded allocation in the job. Writing is done by rank 0 alone, since every rank holds the
  * same model; object timestamps are off, so the same model gives the same bytes whatever the rank
  * count. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "h5io_impl.h"
 #include "sandbox_impl.h"
@@ -342,6 +344,22 @@ cleanup:
     return err;
 }
 
+/* HDF5 reads past the end of a file that shrank as zeros, without an error: after every strip
+ * the file must still be as long as it was when it was opened (the size every check used). */
+static lf_err_t still_whole(const lf__h5_file_t *f)
+{
+    lf_err_t err = LF_OK;
+    struct stat st;
+    LF_CHECK(stat(f->path, &st) == 0, LF_ERR_IO, "%s: cannot check its size (%s)", f->path,
+             strerror(errno));
+    LF_CHECK((int64_t)st.st_size >= f->size, LF_ERR_IO,
+             "%s: the file shrank from %lld to %lld bytes while it was being read (truncated by "
+             "another process?); its data can no longer be trusted",
+             f->path, (long long)f->size, (long long)st.st_size);
+cleanup:
+    return err;
+}
+
 /* Streams one array of the model: (rows, cols) at path, 1-D when cols is 0. An error is sent in
  * place of the strip that failed, and ends the stream. */
 static lf_err_t send_array(const lf__h5_file_t *f, const char *path, int64_t rows, int64_t cols,
@@ -367,6 +385,8 @@ static lf_err_t send_array(const lf__h5_file_t *f, const char *path, int64_t row
     for (int64_t r = 0; err == LF_OK && r < rows; r += step) {
         int64_t n = rows - r < step ? rows - r : step;
         err = read_strip(f, dset, path, r, n, cols, *buf);
+        if (err == LF_OK)
+            err = still_whole(f);
         lf__sandbox_send_status(err);
         if (err == LF_OK &&
             !(send(&n, sizeof n) && send(*buf, (size_t)(n * width) * sizeof(float))))

@@ -111,9 +111,8 @@ int lf_pipeline_problems(const lf_pipeline_t *p, lf_pipeline_report_fn report, v
             plan_name);
     PROBLEM(!seen[LF_STAGE_PRUNE] || planning, LF_STAGE_PRUNE,
             "stage prune sets what fold or search removes: add a fold or search stage after it");
-    PROBLEM(!seen[LF_STAGE_RECONSTRUCT] || (planning && !sweep && !p->budget), LF_STAGE_RECONSTRUCT,
-            "stage reconstruct refits the model of a fold stage or a target-ratio search (a sweep "
-            "or an accuracy budget does not refit its candidates yet)");
+    PROBLEM(!seen[LF_STAGE_RECONSTRUCT] || planning, LF_STAGE_RECONSTRUCT,
+            "stage reconstruct refits what a fold or search stage makes: add one before it");
     PROBLEM(!seen[LF_STAGE_RECONSTRUCT] || p->calibration, LF_STAGE_RECONSTRUCT,
             "stage reconstruct needs calibration data: the rows it refits the layers on");
     PROBLEM(!p->out_stats || seen[LF_STAGE_CALIBRATE], -1,

@@ -214,6 +214,11 @@ lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r)
 {
     lf_err_t err = LF_OK;
     lf_refit_report_t rep = {0};
+    if (r->p->n_sweep > 0) { /* a sweep writes no model: its candidates were refitted */
+        if (r->talk)
+            printf("reconstruction: every threshold of the sweep was evaluated refitted\n");
+        return LF_OK;
+    }
     if (r->write_original) { /* an accuracy budget kept the original model: nothing changed */
         if (r->talk)
             printf("reconstruction: nothing to refit, the original model is kept\n");
@@ -237,6 +242,23 @@ lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r)
                rep.n_layers == 1 ? "" : "s", rep.seconds);
 cleanup:
     lf_refit_report_free(&rep);
+    return err;
+}
+
+/* A search's candidate folded in memory and refitted (a reconstruct stage follows the search):
+ * the search then judges each candidate as it will be written. Each candidate costs one pass
+ * over the calibration rows per refitted layer on top of its evaluation. */
+static lf_err_t fold_candidate_refit(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *plan,
+                                     void *ctx, lf_model_t **out)
+{
+    lf_err_t err = LF_OK;
+    const lf__run_t *r = ctx;
+    int *where = NULL;
+    LF_CALL(lf_fold_apply(comm, m, plan, out, &where));
+    lf_refit_opts_t o = {.threads = r->p->threads};
+    LF_CALL(lf_refit_apply(comm, m, *out, plan, where, r->data, &o, NULL));
+cleanup:
+    lf_free(where);
     return err;
 }
 
@@ -503,7 +525,14 @@ lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r)
                                    .threads = p->threads,
                                    .progress = p->progress,
                                    .what = NULL};
-    if (candidate_anchor(r)) {
+    bool refit = lf_pipeline_has(p, LF_STAGE_RECONSTRUCT);
+    LF_CHECK(!refit || !candidate_anchor(r), LF_ERR_USAGE,
+             "reconstruction of candidates folded on the process grid is not built yet: it needs "
+             "them in memory (merge: serial)");
+    if (refit) {
+        eval.fold = fold_candidate_refit;
+        eval.fold_ctx = r;
+    } else if (candidate_anchor(r)) {
         eval.fold = fold_candidate;
         eval.fold_ctx = r;
     }

@@ -186,10 +186,11 @@ lf_err_t lf_refit_sums(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, 
         s.k += lf_model_width(f, L->blocks[q].src);
     s.group_rows = lf_refit_group_rows(s.n);
     int64_t k = s.k, o = s.n_out, len = 2 * k * k + 2 * k * o + 4;
-    int64_t groups = (s.n + s.group_rows - 1) / s.group_rows, g0 = 0, ng = 0;
+    int64_t used = s.n;
+    int64_t groups = (used + s.group_rows - 1) / s.group_rows, g0 = 0, ng = 0;
     lf_comm_shard(groups, rank, size, &g0, &ng);
     lf_row_range_t mine = {g0 * s.group_rows,
-                           (g0 + ng) * s.group_rows < s.n ? (g0 + ng) * s.group_rows : s.n};
+                           (g0 + ng) * s.group_rows < used ? (g0 + ng) * s.group_rows : used};
     lf_batch_part_t part = {.rows = &mine, .n_rows = ng > 0 ? 1 : 0, .own = true};
     size_t rows_x_k = (size_t)(s.group_rows * k), rows_x_o = (size_t)(s.group_rows * o);
     local = lf_tree_sum_create(len, groups, &s.tree);

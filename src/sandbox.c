@@ -24,6 +24,7 @@ struct lf__sandbox {
     double start;
     int64_t base_rss;
     char why[128]; /* set once the child was killed or died: what happened */
+    bool outside;  /* killed by someone else (SIGKILL we did not send): not the file's fault */
 };
 
 static int child_fd = -1; /* the pipe's write end, in the child only */
@@ -208,7 +209,13 @@ static void reap(lf__sandbox_t *sb)
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU)
         snprintf(sb->why, sizeof sb->why, "did not finish within %.0f s of CPU time",
                  sb->limits.cpu_seconds);
-    else if (WIFSIGNALED(status))
+    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+        /* linfold kills a reader only after setting why: this SIGKILL came from outside. */
+        snprintf(sb->why, sizeof sb->why,
+                 "was killed from outside (SIGKILL: the kernel's out-of-memory killer, a job "
+                 "limit or an administrator)");
+        sb->outside = true;
+    } else if (WIFSIGNALED(status))
         snprintf(sb->why, sizeof sb->why, "crashed (signal %d)", WTERMSIG(status));
     else if (WIFEXITED(status) && WEXITSTATUS(status) > 1)
         snprintf(sb->why, sizeof sb->why, "stopped (status %d)", WEXITSTATUS(status));
@@ -219,6 +226,8 @@ static lf_err_t fail(lf__sandbox_t *sb)
     lf_err_t err = LF_OK;
     reap(sb);
     LF_CALL(lf_interrupt_check("reading a file"));
+    LF_CHECK(!sb->outside, LF_ERR_IO, "%s: the process reading it %s; nothing says the file is bad",
+             sb->what, sb->why);
     LF_FAIL(LF_ERR_FORMAT, "%s: reading it %s inside the HDF5 library; the file is corrupt",
             sb->what, sb->why[0] ? sb->why : "ended early");
 cleanup:

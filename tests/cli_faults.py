@@ -575,9 +575,79 @@ def truncation(tmp):
         check_nothing_written(work, "STATS.h5", what, r)
 
 
+def read_bytes(pid):
+    """Bytes process pid has read (rchar), or -1 once it is gone."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            return int(next(l for l in f if l.startswith("rchar")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        return -1
+
+
+def model_reader_faults(tmp):
+    """The model's reader process streams it strip by strip: a model truncated, or a reader
+    killed from outside, while the values are on their way. linfold is stopped (SIGSTOP) once
+    its reader has read 8 MB, so the reader blocks on the full pipe mid-model; then the fault,
+    then SIGCONT. Truncation must be an error naming the file (HDF5 would read zeros past the
+    end), a SIGKILL must not be blamed on the file, and no prediction file may appear."""
+    sys.path.insert(0, os.path.join(SRC, "tools"))
+    import linfold_format
+    rng = np.random.default_rng(7)
+    widths = [1024, 4096, 4096, 10]
+    layers = [{"weight": rng.standard_normal((widths[i + 1], widths[i])).astype(np.float32),
+               "bias": np.zeros(widths[i + 1], np.float32),
+               "activation": "relu" if i < 2 else "identity"} for i in range(3)]
+    source = os.path.join(tmp, "wide-model.h5")
+    linfold_format.save_model(source, layers)
+    data = os.path.join(tmp, "rows.h5")
+    with h5py.File(data, "w") as f:
+        f["x"] = rng.standard_normal((20, 1024)).astype(np.float32)
+    for fault, want in (("truncate", "the file shrank from"), ("kill", "was killed from outside")):
+        what = "model reader, %s mid-stream" % fault
+        work = os.path.join(tmp, "m-" + fault)
+        os.mkdir(work)
+        model = os.path.join(work, "model.h5")
+        shutil.copyfile(source, model)
+        out = os.path.join(work, "PRED.h5")
+        cmd = command(1, ["predict", "--model", model, "--data", data + ":/x", "--out", out])
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        reader, t0 = None, time.monotonic()
+        while reader is None and time.monotonic() - t0 < TIMEOUT and proc.poll() is None:
+            try:
+                with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                kids = []
+            for k in kids:
+                if read_bytes(k) >= 8 << 20:
+                    reader = k
+            time.sleep(0.001)
+        check(reader is not None, "%s: the reader process was seen reading" % what)
+        if reader is not None:
+            os.kill(proc.pid, signal.SIGSTOP)
+            time.sleep(0.5)  # the reader fills the pipe and waits
+            if fault == "truncate":
+                os.truncate(model, os.path.getsize(model) // 2)
+            else:
+                os.kill(reader, signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGCONT)
+        try:
+            o, e = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            o, e = proc.communicate()
+            check(False, "%s: still running %d s later" % (what, TIMEOUT))
+        r = Run(cmd, proc.returncode, o, e)
+        check(proc.returncode == 1 and want in e and "LF_ERR_IO" in e and model in e,
+              "%s: exit 1 with '%s' naming the model" % (what, want), r)
+        check(fault != "kill" or "corrupt" not in e, "%s: the file is not called corrupt" % what, r)
+        check_nothing_written(work, "PRED.h5", what, r)
+
+
 def main():
     groups = {"full_disk": full_disk, "signals": signals, "writers": writers,
-              "truncation": truncation}
+              "truncation": truncation, "model_reader": model_reader_faults}
     if GROUP not in groups:
         sys.exit("unknown group %s (expected %s)" % (GROUP, ", ".join(groups)))
     tmp = tempfile.mkdtemp(prefix="linfold-faults-")

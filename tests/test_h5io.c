@@ -121,6 +121,43 @@ START_TEST(test_model_read_in_strips)
 }
 END_TEST
 
+/* A contiguous dataset whose storage was never allocated (created, never written) reads as its
+ * fill value at every rank count, also when some ranks read no row in a batch: HDF5 fills a
+ * non-empty selection without a collective call, so such datasets use independent transfers
+ * (a collective one left the ranks with nothing to read waiting for ever). */
+START_TEST(test_unallocated_contiguous_reads)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    MPI_Comm_size(LF_TEST_COMM, &size);
+    char path[300], spec[320];
+    snprintf(path, sizeof path, "%s/unalloc.h5", tmpdir);
+    snprintf(spec, sizeof spec, "%s:/x", path);
+    if (rank == 0) {
+        hsize_t dims[2] = {5, 3};
+        hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t sp = H5Screate_simple(2, dims, NULL);
+        hid_t d = H5Dcreate2(f, "x", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ck_assert(H5Dget_storage_size(d) == 0);
+        H5Dclose(d);
+        H5Sclose(sp);
+        H5Fclose(f);
+    }
+    MPI_Barrier(LF_TEST_COMM);
+    lf_dataset_t *ds = NULL;
+    ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, LF_DATA_SAMPLES, &ds), LF_OK);
+    ck_assert(!lf_h5io_dataset_direct(ds));
+    float buf[15];
+    for (int k = 0; k < 15; k++)
+        buf[k] = 7.0f;
+    int64_t count = rank == 0 ? 5 : 0; /* every other rank reads nothing */
+    ck_assert_int_eq(lf_h5io_dataset_read_rows(ds, 0, count, buf), LF_OK);
+    for (int k = 0; k < 15; k++)
+        ck_assert(buf[k] == (rank == 0 ? 0.0f : 7.0f));
+    lf_h5io_dataset_close(&ds);
+}
+END_TEST
+
 /* A write that cannot happen leaves nothing behind and the model is not there to be read. */
 START_TEST(test_write_failure_leaves_nothing)
 {
@@ -835,6 +872,7 @@ static Suite *make_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_model_round_trip_is_bitwise);
     tcase_add_test(tc, test_model_read_in_strips);
+    tcase_add_test(tc, test_unallocated_contiguous_reads);
     tcase_add_test(tc, test_write_failure_leaves_nothing);
     tcase_add_test(tc, test_sharded_reads);
     tcase_add_test(tc, test_dataset_errors);
