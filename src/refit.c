@@ -404,7 +404,7 @@ static lf_err_t fit_layer(MPI_Comm comm, const lf_refit_sums_t *s, const lf_refi
     lf_err_t err = LF_OK, local = LF_OK;
     int rank = 0;
     int64_t n = s->k * s->n_out;
-    double *trial = NULL, info[4] = {0};
+    double *trial = NULL, info[5] = {0};
     const double *grid = opts->n_lambdas > 0 ? opts->lambdas : DEFAULT_LAMBDAS;
     int n_grid = opts->n_lambdas > 0 ? opts->n_lambdas
                                      : (int)(sizeof DEFAULT_LAMBDAS / sizeof *DEFAULT_LAMBDAS);
@@ -429,13 +429,19 @@ static lf_err_t fit_layer(MPI_Comm comm, const lf_refit_sums_t *s, const lf_refi
         double per = s->held_rows > 0 && s->n_out > 0
                          ? 1.0 / ((double)s->held_rows * (double)s->n_out)
                          : 0.0;
+        double before = lf_refit_held_error(s, x0);
+        /* Never a worse layer: weights the refit does not beat on the held-out rows stay. */
+        bool keep = local == LF_OK && s->held_rows > 0 && !(after < before);
+        if (keep)
+            memcpy(x, x0, (size_t)n * sizeof *x);
         info[0] = lambda;
-        info[1] = lf_refit_held_error(s, x0) * per;
+        info[1] = before * per;
         info[2] = after * per;
         info[3] = any_fb;
+        info[4] = keep;
     }
     LF_CALL(lf_comm_agree(comm, local));
-    LF_CALL_MPI(MPI_Bcast(info, 4, MPI_DOUBLE, 0, comm));
+    LF_CALL_MPI(MPI_Bcast(info, 5, MPI_DOUBLE, 0, comm));
     for (int64_t at = 0; at < n; at += 1 << 20) {
         int len = (int)(n - at < (1 << 20) ? n - at : (1 << 20));
         LF_CALL_MPI(MPI_Bcast(x + at, len, MPI_DOUBLE, 0, comm));
@@ -444,6 +450,7 @@ static lf_err_t fit_layer(MPI_Comm comm, const lf_refit_sums_t *s, const lf_refi
     rec->held_before = info[1];
     rec->held_after = info[2];
     rec->fallback = info[3] != 0.0;
+    rec->kept = info[4] != 0.0;
 cleanup:
     lf_free(trial);
     return err;
@@ -518,7 +525,11 @@ lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const
                    opts->what, i, (long long)(sums.k - 1), (long long)rec->n_out,
                    (long long)rec->fit_rows, (long long)rec->held_rows, rec->lambda,
                    rec->held_before, rec->held_after,
-                   rec->fallback ? " (singular: eigendecomposition)" : "", rec->seconds);
+                   rec->kept       ? " (the layer keeps its weights: the refit did not lower the "
+                                     "held-out error)"
+                   : rec->fallback ? " (singular: eigendecomposition)"
+                                   : "",
+                   rec->seconds);
         lf_refit_sums_free(&sums);
     }
     rep.seconds = lf_log_seconds() - t0;

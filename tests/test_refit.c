@@ -2,11 +2,15 @@
  * are bitwise identical at any rank and thread count, solves against an independent reference,
  * and the degenerate systems. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lf_test.h"
+#include "linfold/alloc.h"
+#include "linfold/fold.h"
 #include "linfold/forward.h"
+#include "linfold/plan.h"
 #include "linfold/refit.h"
 
 static char tmpdir[256];
@@ -315,6 +319,62 @@ START_TEST(test_degenerate_systems)
 }
 END_TEST
 
+/* The refit never makes a layer worse on the held-out rows: here hidden neuron 6 reads only input
+ * 0, which is 0 on every fit row and positive on the held-out ones (r mod 5 = 4), so a fit on
+ * the fit rows gives it weight 0 while the weights as they are (after removing the dead neuron
+ * 7, which changes nothing on the data) are exact. The layer keeps them, bit for bit. */
+START_TEST(test_refit_never_makes_a_layer_worse)
+{
+    int rank = 0;
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    const int64_t widths[] = {HID, OUT};
+    lf_model_t *m = lf_test_mlp(N_IN, widths, 2, -1.0f, 1.0f, -0.5f, 0.5f, 51), *f = NULL;
+    lf_test_shape_layer(m, 0, 7, 1, 52); /* neurons 0-6 active, 7 dead on inputs >= 0 */
+    float *w = lf_model_block(m, 0, LF_SRC_INPUT)->w;
+    memset(w + 6 * N_IN, 0, N_IN * sizeof(float));
+    w[6 * N_IN + 0] = 1.0f;
+    m->layers[0].bias[6] = 0.0f;
+    enum { N = 500 };
+    float *x = malloc(N * N_IN * sizeof(float));
+    lf_test_fill(x, N * N_IN, 0.0f, 1.0f, 53);
+    for (int r = 0; r < N; r++)
+        if (r % 5 != 4)
+            x[r * N_IN + 0] = 0.0f;
+    char path[300], spec[320];
+    snprintf(path, sizeof path, "%s/holdout.h5", tmpdir);
+    snprintf(spec, sizeof spec, "%s:/x", path);
+    if (rank == 0)
+        lf_test_write_data(path, "/x", x, N, N_IN, NULL, NULL);
+    MPI_Barrier(LF_TEST_COMM);
+    lf_stats_t *st = lf_test_collect(m, spec, 256, true);
+    lf_plan_opts_t po = {.threshold = LF_DECIMAL(1, 0), .prune_dead = true};
+    ck_assert_int_eq(lf_plan_parse_layer_rule("count:0", &po.rule), LF_OK); /* no fold */
+    lf_plan_t *p = NULL;
+    int *where = NULL;
+    ck_assert_int_eq(lf_plan_create(m, st, &po, &p), LF_OK);
+    ck_assert_int_eq(p->n_pruned[0], 1);
+    ck_assert_int_eq(lf_fold_apply(LF_TEST_COMM, m, p, &f, &where), LF_OK);
+    float before[(HID - 1) * OUT];
+    memcpy(before, lf_model_block(f, 1, 0)->w, sizeof before);
+    lf_dataset_t *ds = open_rows(LF_TEST_COMM, spec);
+    lf_refit_opts_t o = {.threads = 1};
+    lf_refit_report_t rep = {0};
+    ck_assert_int_eq(lf_refit_apply(LF_TEST_COMM, m, f, p, where, ds, &o, &rep), LF_OK);
+    ck_assert_int_eq(rep.n_layers, 1);
+    ck_assert(rep.layers[0].kept);
+    ck_assert(rep.layers[0].held_after > rep.layers[0].held_before);
+    ck_assert_mem_eq(lf_model_block(f, 1, 0)->w, before, sizeof before);
+    lf_refit_report_free(&rep);
+    lf_h5io_dataset_close(&ds);
+    lf_free(where);
+    lf_plan_destroy(&p);
+    lf_stats_destroy(&st);
+    free(x);
+    lf_model_destroy(&f);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("refit");
@@ -324,6 +384,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_sums_bitwise_at_any_rank_count);
     tcase_add_test(tc, test_against_direct_reference);
     tcase_add_test(tc, test_degenerate_systems);
+    tcase_add_test(tc, test_refit_never_makes_a_layer_worse);
     suite_add_tcase(s, tc);
     return s;
 }

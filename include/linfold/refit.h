@@ -15,7 +15,9 @@
  * fit rows are the rows r with r mod 5 != 4, the others (a fixed 20 %) are held out; each λ is
  * solved on the fit rows and scored by its squared error on the held-out rows, computed from the
  * held-out sums (Σ‖z - hX‖² = tr(XᵀG_h X) - 2 tr(XᵀB_h) + Σ‖z‖², the last term the same for
- * every λ); the best is then solved on all rows.
+ * every λ); the best is then solved on all rows. A layer whose refit does not lower the
+ * held-out error below that of its weights as they are keeps them: the refit never makes a
+ * layer worse on rows it was not fitted to.
  *
  * Sums. Rows are cut into groups of lf_refit_group_rows() consecutive rows (whole compute blocks,
  * batch.h); each rank takes whole groups. A group's G and B come from one cblas_dsyrk and one
@@ -60,6 +62,7 @@ typedef struct {
     double held_before; /* mean squared error per output on the held-out rows, before */
     double held_after;  /* the same with the refit on the fit rows at the chosen λ */
     bool fallback;      /* G + λD was not positive definite: solved by eigendecomposition */
+    bool kept;          /* the refit did not lower the held-out error: the weights stayed */
     double seconds;
 } lf_refit_layer_t;
 
