@@ -134,6 +134,13 @@ void lf__run_discard(MPI_Comm comm, lf__run_t *r)
     r->pending_tmp[0] = '\0';
 }
 
+/* The process grid's options for this run's distributed folds. */
+static lf_merge_dist_opts_t dist_opts(const lf_pipeline_t *p)
+{
+    return (lf_merge_dist_opts_t){.block = (int)p->dist_block,
+                                  .prec = p->merge_single ? LF_DIST_SINGLE : LF_DIST_DOUBLE};
+}
+
 /* The distributed fold: the plan applied on the process grid and written to a temporary file
  * beside the output, which is then read back (one copy per node) for the summary, the record
  * and the stages after this one, and published once every stage succeeded. */
@@ -146,8 +153,7 @@ static lf_err_t fold_distributed(MPI_Comm comm, lf__run_t *r, const lf_plan_t *p
     model_attrs(r, &attrs);
     lf__run_discard(comm, r);
     LF_CALL(lf_atomic_begin(comm, p->out_model, r->pending_tmp, sizeof r->pending_tmp));
-    lf_merge_dist_opts_t o = {.block = (int)p->dist_block,
-                              .prec = p->merge_single ? LF_DIST_SINGLE : LF_DIST_DOUBLE};
+    lf_merge_dist_opts_t o = dist_opts(p);
     LF_CALL(lf_fold_dist_write(comm, p->model, r->model, plan, &o, r->pending_tmp, p->out_model,
                                attrs.a, attrs.n, where));
     LF_CALL(lf_h5io_read_model_shared(comm, r->pending_tmp, folded));
@@ -191,8 +197,7 @@ static lf_err_t fold_candidate(MPI_Comm comm, const lf_model_t *m, const lf_plan
     const lf_pipeline_t *p = r->p;
     const char *anchor = candidate_anchor(r);
     char tmp[LF_PATH_MAX] = "";
-    lf_merge_dist_opts_t o = {.block = (int)p->dist_block,
-                              .prec = p->merge_single ? LF_DIST_SINGLE : LF_DIST_DOUBLE};
+    lf_merge_dist_opts_t o = dist_opts(p);
     LF_CALL(lf_atomic_begin(comm, anchor, tmp, sizeof tmp));
     LF_CALL(lf_fold_dist_write(comm, p->model, m, plan, &o, tmp, anchor, NULL, 0, NULL));
     LF_CALL(lf_h5io_read_model_shared(comm, tmp, out));

@@ -421,9 +421,7 @@ static lf_err_t fit_layer(MPI_Comm comm, const lf_refit_sums_t *s, const lf_refi
                 lambda = grid[g];
             }
         }
-        if (local == LF_OK)
-            local = lf_refit_solve(s, lambda, false, trial, &fb);
-        double after = local == LF_OK ? lf_refit_held_error(s, trial) : NAN;
+        double after = s->held_rows > 0 ? best : 0.0; /* the chosen λ's, from the grid */
         if (local == LF_OK)
             local = lf_refit_solve(s, lambda, true, x, &any_fb);
         double per = s->held_rows > 0 && s->n_out > 0
