@@ -191,7 +191,7 @@ cat <<'EOF'
 ### Accuracy budget (`--max-accuracy-drop`): selected on the validation split, reported on the test split
 
 ```sh
-$LF compress --model $M --stats $S --max-accuracy-drop DROP \
+$LF compress --model $M --stats $S --max-accuracy-drop DROP --confidence 0 \
   --eval-data $D:/val/x --eval-labels $D:/val/y --out B.h5
 $LF eval --json --model B.h5 --data $D:/test/x --labels $D:/test/y --reference $M
 ```
@@ -204,7 +204,7 @@ echo "drop,params,ratio,accuracy" > "$out/budget.csv"
 for d in 0 0.005; do
   step "accuracy budget $d"
   t0=$SECONDS
-  LF compress --no-progress --model "$M" --stats "$S" --max-accuracy-drop "$d" \
+  LF compress --no-progress --model "$M" --stats "$S" --max-accuracy-drop "$d" --confidence 0 \
     --eval-data "$D:/val/x" --eval-labels "$D:/val/y" --out "$out/budget_$d.h5" > "$out/budget_$d.log"
   dt=$((SECONDS - t0))
   grep -q '^status: budget met' "$out/budget_$d.log" || { cat "$out/budget_$d.log" >&2; exit 1; }

@@ -49,7 +49,7 @@ for budget in 0 0.005 0.01; do
   for rec in no yes; do
     flag=(); [ "$rec" = yes ] && flag=(--reconstruct)
     t0=$(date +%s.%N)
-    LF compress --model "$M" --data "$D:/train/x" --max-accuracy-drop "$budget" \
+    LF compress --model "$M" --data "$D:/train/x" --max-accuracy-drop "$budget" --confidence 0 \
       --eval-data "$D:/val/x" --eval-labels "$D:/val/y" "${flag[@]}" --quiet --out "$out/b.h5"
     t1=$(date +%s.%N)
     p=$(params "$out/b.h5"); a=$(acc "$out/b.h5")

@@ -69,6 +69,16 @@ lf_err_t lf_batch_forward(const lf_batch_t *b, int k, lf_forward_hook_t hook, vo
     return lf_forward_run(fw, p->models[k], b->x, b->rows, hook, hook_ctx, y);
 }
 
+lf_err_t lf_batch_forward_layers(const lf_batch_t *b, int k, int n_run, lf_forward_hook_t hook,
+                                 void *hook_ctx, const float **y)
+{
+    lf_batch_pass_t *p = b->pass;
+    LF_ASSERT(k >= 0 && k < p->n_models);
+    lf_forward_t *fw = p->fw[b->tid * p->n_models + k];
+    lf_forward_set_origin(fw, p->source, b->row0);
+    return lf_forward_run_layers(fw, p->models[k], n_run, b->x, b->rows, hook, hook_ctx, y);
+}
+
 const lf_forward_t *lf_batch_workspace(const lf_batch_t *b, int k)
 {
     LF_ASSERT(k >= 0 && k < b->pass->n_models);

@@ -224,6 +224,12 @@ static lf_err_t check_neuron(const char *path, int i, const lf_layer_stats_t *ls
         LF_CHECK((piecewise || v == 0) && v <= bound && v >= -bound, LF_ERR_FORMAT,
                  "%s: /layers/%d/exact of neuron %lld, bin %d is out of range for %lld samples",
                  path, i, (long long)j, b, (long long)samples);
+        /* Squares are never negative, so neither is any bin of their sum. */
+        v = ls->exact_sq[j].bin[b];
+        LF_CHECK((piecewise || v == 0) && v <= bound && v >= 0, LF_ERR_FORMAT,
+                 "%s: /layers/%d/exact_square of neuron %lld, bin %d is out of range for %lld "
+                 "samples",
+                 path, i, (long long)j, b, (long long)samples);
     }
     int64_t pos = ls->positive[j];
     float hi = ls->zmax[j];
@@ -485,6 +491,7 @@ static lf_err_t read_layers(const lf__h5_file_t *f, const lf_model_t *m, lf_stat
     for (int i = 0; i < m->n_layers; i++) {
         LF_CALL(lf__stats_read_layer(f, i, &s->layers[i]));
         LF_CALL(lf__stats_read_sums(f, i, sums_kind(s->with_sums), &s->layers[i]));
+        LF_CALL(lf__stats_read_squares(f, i, sums_kind(s->with_sums), &s->layers[i]));
     }
 cleanup:
     lf__h5_close(&layers);
@@ -514,6 +521,7 @@ static lf_err_t read_here(const char *path, const lf_model_t *m, const lf_checkp
     LF_CALL(lf_stats_create(m, &ck->stats));
     ck->stats->samples = ck->rows_done;
     ck->stats->with_sums = ck->key.with_sums;
+    ck->stats->with_squares = ck->key.with_sums;
     LF_CALL(read_layers(&f, m, ck->stats));
     LF_CALL(check_content(path, m, ck));
 cleanup:
@@ -525,9 +533,10 @@ cleanup:
 /* ---------------------------------------------------------------- through a reader process
  *
  * The wire: the key as it is in memory, int64 rows_done, ranks and n_done, the done ranges, then
- * per layer positive, negative (int64), zmin, zmax (float) and, with sums, the exact sums (8
- * bins of 16 bytes per neuron). The layer sizes come from the model the parent holds, and the
- * number of ranges is bounded by the rows and by what the file can hold. */
+ * per layer positive, negative (int64), zmin, zmax (float) and, with sums, the exact sums and the
+ * exact sums of squares (8 bins of 16 bytes per neuron each). The layer sizes come from the model
+ * the parent holds, and the number of ranges is bounded by the rows and by what the file can
+ * hold. */
 
 typedef struct {
     const char *path;
@@ -595,6 +604,7 @@ static lf_err_t receive(lf__sandbox_t *sb, const char *path, int64_t file_size, 
     LF_CALL(lf_stats_create(m, &ck->stats));
     ck->stats->samples = ck->rows_done;
     ck->stats->with_sums = k->with_sums;
+    ck->stats->with_squares = k->with_sums;
     LF_CALL(lf__stats_receive_layers(sb, ck->stats, sums_kind(k->with_sums)));
 cleanup:
     return err;
@@ -638,6 +648,7 @@ static lf_err_t bcast_checkpoint(MPI_Comm comm, int rank, const lf_model_t *m, l
         LF_CALL(lf_stats_create(m, &ck->stats));
         ck->stats->samples = ck->rows_done;
         ck->stats->with_sums = ck->key.with_sums;
+        ck->stats->with_squares = ck->key.with_sums;
     }
     LF_CALL(lf_int_cast(2 * ck->n_done, &n));
     LF_CALL_MPI(MPI_Bcast(ck->done, n, MPI_INT64_T, 0, comm));
@@ -652,6 +663,7 @@ static lf_err_t bcast_checkpoint(MPI_Comm comm, int rank, const lf_model_t *m, l
             continue;
         LF_CALL(lf_int_cast(ls->n_out * (int64_t)sizeof *ls->exact, &bytes));
         LF_CALL_MPI(MPI_Bcast(ls->exact, bytes, MPI_BYTE, 0, comm));
+        LF_CALL_MPI(MPI_Bcast(ls->exact_sq, bytes, MPI_BYTE, 0, comm));
     }
 cleanup:
     return err;

@@ -92,6 +92,10 @@ static const flag_t flags[] = {
      &SHARE},
     {"--prune-scope", F_STRING, OFF(prune_scope), M_RULE, "layer|global",
      "--prune-fraction per layer (default) or over the whole network at once", NULL},
+    {"--prune-by", F_STRING, OFF(prune_by), M_RULE, "rate|energy|variance",
+     "what --prune-fraction ranks neurons by: activation rate, output energy E[a^2] x outgoing "
+     "weights^2, or its variance part (default variance)",
+     NULL},
     {"--sweep", F_STRING, OFF(sweep_text), M_SEARCH, "T1,T2,...",
      "one calibration, one row per threshold (no model written)", NULL},
     {"--sweep-out", F_STRING, OFF(sweep_out), M_SEARCH, "F.csv", "also write the sweep as CSV",
@@ -103,6 +107,10 @@ static const flag_t flags[] = {
      "the smallest model within D of the original accuracy on --eval-data/--eval-labels, D in "
      "[0, 1]",
      &UNIT},
+    {"--confidence", F_DECIMAL, OFF(confidence), M_SEARCH, "C",
+     "accept a candidate of --max-accuracy-drop only when an exact upper bound on its drop, at "
+     "confidence C in [0, 1), is within the budget (default 0.95; 0: the measured drop)",
+     &SHARE},
     {"--search-fractions", F_STRING, OFF(fractions_text), M_SEARCH, "P1,P2,...",
      "importance-pruning shares the accuracy search tries (default: the largest share within "
      "the budget, found by bisection, and 0.05 and 0.10 below it)",
@@ -131,6 +139,10 @@ static const flag_t flags[] = {
     {"--reconstruct", F_BOOL, OFF(reconstruct), M_PRUNE, NULL,
      "refit, by ridge least squares on the --data rows, every layer whose inputs the compression "
      "changed, so that it reproduces the original pre-activations (docs/algorithm.md)",
+     NULL},
+    {"--reconstruct-rows", F_INT, OFF(reconstruct_rows), M_PRUNE, "N",
+     "with --reconstruct: refit on about N rows (whole groups of 4,096 spread evenly over "
+     "--data) instead of all; a search refits every candidate, so this bounds its cost",
      NULL},
     {"--json", F_BOOL, OFF(json), M_JSON, NULL, "print one JSON object on stdout", NULL},
     {"--provable", F_BOOL, OFF(provable), M_PROVABLE, NULL,
@@ -336,6 +348,8 @@ static lf_err_t check_modes(const lf__cli_opts_t *o)
     }
     LF_CHECK(!lf__cli_given(o, "--prune-scope") || o->prune_fraction.m > 0 || o->budget,
              LF_ERR_USAGE, "--prune-scope has no effect without a --prune-fraction above 0");
+    LF_CHECK(!lf__cli_given(o, "--prune-by") || o->prune_fraction.m > 0 || o->budget, LF_ERR_USAGE,
+             "--prune-by has no effect without a --prune-fraction above 0");
     if (o->stats && !o->eval_data)
         REFUSE(o, "--batch", "--stats", "no pass over data is made (give it to calibrate)");
 cleanup:
@@ -353,6 +367,9 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     LF_CHECK(!o->prune_scope || strcmp(o->prune_scope, "layer") == 0 ||
                  strcmp(o->prune_scope, "global") == 0,
              LF_ERR_USAGE, "--prune-scope '%s' is not layer or global", o->prune_scope);
+    lf_prune_by_t by = LF_PRUNE_BY_DEFAULT;
+    if (o->prune_by)
+        LF_CALL(lf_plan_parse_prune_by(o->prune_by, &by));
     o->target = lf__cli_given(o, "--target-ratio");
     o->budget = lf__cli_given(o, "--max-accuracy-drop");
     int modes = (o->sweep_text != NULL) + o->target + o->budget;
@@ -363,6 +380,8 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
     LF_CHECK(!o->sweep_out || o->sweep_text, LF_ERR_USAGE, "--sweep-out goes with --sweep");
     LF_CHECK(!o->fractions_text || o->budget, LF_ERR_USAGE,
              "--search-fractions goes with --max-accuracy-drop");
+    LF_CHECK(!lf__cli_given(o, "--confidence") || o->budget, LF_ERR_USAGE,
+             "--confidence goes with --max-accuracy-drop");
     LF_CHECK(!(o->eval_data || o->eval_labels) || o->sweep_text || o->budget, LF_ERR_USAGE,
              "--eval-data and --eval-labels go with --sweep or --max-accuracy-drop");
     LF_CHECK(!o->eval_labels || o->eval_data, LF_ERR_USAGE, "--eval-labels needs --eval-data");
@@ -379,6 +398,8 @@ static lf_err_t check_compress(lf__cli_opts_t *o)
              (long long)o->dist_block);
     LF_CHECK(!o->reconstruct || o->data, LF_ERR_USAGE,
              "--reconstruct needs --data: the rows the layers are refitted on");
+    LF_CHECK(!o->reconstruct_rows || o->reconstruct, LF_ERR_USAGE,
+             "--reconstruct-rows goes with --reconstruct");
     if (o->sweep_text && !o->eval_data) {
         /* With --eval-data a sweep folds every threshold's model to evaluate it. */
         const char *why = "a sweep without --eval-data folds no model";

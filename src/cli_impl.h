@@ -16,7 +16,9 @@ enum { LF_CLI_LIST_MAX = 64 };
 typedef struct {
     const char *model, *data, *labels, *stats, *out, *reference, *layer_rule, *select, *file;
     const char *eval_data, *eval_labels, *sweep_text, *sweep_out, *fractions_text, *prune_scope;
+    const char *prune_by;
     lf_decimal_t threshold, prune_fraction, target_ratio, max_drop; /* exact, as written */
+    lf_decimal_t confidence;                                        /* --confidence */
     bool target, budget; /* --target-ratio, --max-accuracy-drop given */
     bool prune_dead, json, verbose, quiet, progress, no_progress, help, output_sums, reconstruct;
     bool provable, input_nonnegative;
@@ -26,7 +28,7 @@ typedef struct {
     bool dry_run, print_config, resume; /* run */
     const char *shard;
     const char *merge, *merge_precision; /* compress: the merge path */
-    int64_t dist_threshold, dist_block;
+    int64_t dist_threshold, dist_block, reconstruct_rows;
     const char *sets[LF_CLI_LIST_MAX]; /* run: --set KEY=VALUE, in order */
     int n_sets;
     uint64_t given; /* bit k: the k-th flag of the flag table was on the command line */

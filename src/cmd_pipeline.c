@@ -39,6 +39,8 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     p.prune_dead = o->prune_dead;
     p.prune_fraction = o->prune_fraction;
     p.prune_global = o->prune_scope && o->prune_scope[0] == 'g';
+    if (o->prune_by)
+        LF_CALL(lf_plan_parse_prune_by(o->prune_by, &p.prune_by));
     if (o->select) {
         LF_CALL(lf_plan_parse_select(o->select, &p.rule));
         p.rule_given = true;
@@ -56,6 +58,8 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     p.target_ratio = o->target_ratio;
     p.budget = o->budget;
     p.max_drop = o->max_drop;
+    if (lf__cli_given(o, "--confidence"))
+        p.confidence = o->confidence;
     if (o->merge)
         LF_CALL(lf_merge_path_parse(o->merge, &p.merge));
     if (o->dist_threshold)
@@ -71,6 +75,7 @@ lf_err_t lf__cmd_compress(MPI_Comm comm, const lf__cli_opts_t *o)
     LF_CALL(lf_pipeline_add_stage(&p, search ? LF_STAGE_SEARCH : LF_STAGE_FOLD));
     if (o->reconstruct)
         LF_CALL(lf_pipeline_add_stage(&p, LF_STAGE_RECONSTRUCT));
+    p.reconstruct_rows = o->reconstruct_rows;
     LF_CALL(lf_pipeline_check(&p));
     LF_CALL(lf_pipeline_run(comm, &p));
 cleanup:

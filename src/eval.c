@@ -56,8 +56,12 @@ static lf_err_t eval_block(const lf_batch_t *b, int tid, void *ctx)
             const float *rrow = yr + r * n_out;
             int64_t rcls = lf_eval_class(ref_act, rrow, n_out);
             acc->agree += cls == rcls;
-            if (b->labels)
-                acc->ref_correct += rcls == b->labels[r];
+            if (b->labels) {
+                int64_t label = b->labels[r];
+                acc->ref_correct += rcls == label;
+                acc->worse += rcls == label && cls != label;
+                acc->better += cls == label && rcls != label;
+            }
             for (int64_t j = 0; j < n_out; j++) {
                 double d = fabs((double)row[j] - (double)rrow[j]);
                 acc->max_abs_diff = d > acc->max_abs_diff ? d : acc->max_abs_diff;
@@ -90,7 +94,7 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
              (long long)lf_model_n_out(m));
     LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)e.threads, sizeof *e.acc, (void **)&e.acc)));
     LF_CALL(lf_batch_run(comm, x, labels, models, reference ? 2 : 1, opts, eval_block, NULL, &e));
-    int64_t counts[4] = {0, 0, 0, 0};
+    int64_t counts[6] = {0, 0, 0, 0, 0, 0};
     double max_diff = 0.0;
     for (int k = 0; k < e.threads; k++) {
         const lf_eval_result_t *a = &e.acc[k];
@@ -98,9 +102,11 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
         counts[1] += a->correct;
         counts[2] += a->ref_correct;
         counts[3] += a->agree;
+        counts[4] += a->worse;
+        counts[5] += a->better;
         max_diff = a->max_abs_diff > max_diff ? a->max_abs_diff : max_diff;
     }
-    LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, counts, 4, MPI_INT64_T, MPI_SUM, comm));
+    LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, counts, 6, MPI_INT64_T, MPI_SUM, comm));
     LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &max_diff, 1, MPI_DOUBLE, MPI_MAX, comm));
     *res = (lf_eval_result_t){
         .samples = counts[0],
@@ -111,6 +117,8 @@ lf_err_t lf_eval_run(MPI_Comm comm, const lf_model_t *m, const lf_model_t *refer
         .ref_params = reference ? lf_model_params(reference) : 0,
         .ref_correct = counts[2],
         .agree = counts[3],
+        .worse = counts[4],
+        .better = counts[5],
         .max_abs_diff = max_diff,
     };
 cleanup:

@@ -149,11 +149,19 @@ cleanup:
 lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, int64_t rows,
                         lf_forward_hook_t hook, void *ctx, const float **out)
 {
+    return lf_forward_run_layers(fw, m, m->n_layers, x, rows, hook, ctx, out);
+}
+
+lf_err_t lf_forward_run_layers(lf_forward_t *fw, const lf_model_t *m, int n_run, const float *x,
+                               int64_t rows, lf_forward_hook_t hook, void *ctx, const float **out)
+{
     lf_err_t err = LF_OK;
     LF_CHECK(rows >= 0 && rows <= fw->max_rows && m->n_layers == fw->n_layers, LF_ERR_ARG,
              "forward of %lld rows on a workspace for %lld rows and %d layers (model has %d)",
              (long long)rows, (long long)fw->max_rows, fw->n_layers, m->n_layers);
-    for (int i = 0; i < m->n_layers && rows > 0; i++) {
+    LF_CHECK(n_run >= 0 && n_run <= m->n_layers, LF_ERR_ARG,
+             "forward of the first %d layers of a model with %d", n_run, m->n_layers);
+    for (int i = 0; i < n_run && rows > 0; i++) {
         const lf_layer_t *L = &m->layers[i];
         float *z = fw->act[i];
         int n_out = (int)L->n_out;
@@ -169,7 +177,7 @@ lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, i
             LF_CALL(hook(i, z, rows, L->n_out, ctx));
         lf_forward_activate(L->act, L->alpha, z, rows, L->n_out);
     }
-    *out = fw->act[m->n_layers - 1];
+    *out = n_run > 0 ? fw->act[n_run - 1] : x;
 cleanup:
     return err;
 }

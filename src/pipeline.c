@@ -26,7 +26,9 @@ void lf_pipeline_init(lf_pipeline_t *p)
 {
     *p = (lf_pipeline_t){.threshold = LF_DECIMAL(1, 0),
                          .calibrate_batch = 1024,
+                         .prune_by = LF_PRUNE_BY_DEFAULT,
                          .search_batch = 1024,
+                         .confidence = LF_DECIMAL(95, -2),
                          .evaluate_batch = 1024,
                          .predict_batch = 1024,
                          .threads = 1,

@@ -492,8 +492,9 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
     lf_pipeline_t *p = &c->p;
     const lf_yaml_node_t *v;
     static const char *const calibrate_keys[] = {"batch", "output-sums", NULL};
-    static const char *const prune_keys[] = {"dead",           "fraction",    "scope", "prune-dead",
-                                             "prune-fraction", "prune-scope", NULL};
+    static const char *const prune_keys[] = {"dead",        "fraction",   "scope",
+                                             "by",          "prune-dead", "prune-fraction",
+                                             "prune-scope", "prune-by",   NULL};
     static const char *const fold_keys[] = {
         "threshold",      "layer-rule", "select",          "merge",
         "dist-threshold", "dist-block", "merge-precision", NULL};
@@ -502,6 +503,7 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
                                               "target-ratio",
                                               "max-accuracy-drop",
                                               "search-fractions",
+                                              "confidence",
                                               "batch",
                                               "layer-rule",
                                               "select",
@@ -511,9 +513,10 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
                                               "merge-precision",
                                               NULL};
     static const char *const batch_keys[] = {"batch", NULL};
-    static const char *const none[] = {NULL};
+    static const char *const reconstruct_keys[] = {"rows", NULL};
     static const char *const *const keys[LF_STAGE__COUNT] = {
-        calibrate_keys, prune_keys, fold_keys, search_keys, none, batch_keys, batch_keys};
+        calibrate_keys,   prune_keys, fold_keys, search_keys,
+        reconstruct_keys, batch_keys, batch_keys};
     char where[64];
     snprintf(where, sizeof where, "stage %s", lf_stage_name(s));
     if (!o)
@@ -548,6 +551,16 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
             p->prune_global = strcmp(scope, "global") == 0;
             if (p->prune_global && p->prune_fraction.m == 0 && n[1] == NULL)
                 lf__cfg_diag(c, n[2], "scope global has no effect without a fraction above 0");
+        }
+        const lf_yaml_node_t *by_a = lf_yaml_get(o, "by"), *by_b = lf_yaml_get(o, "prune-by");
+        const char *by = NULL;
+        if (by_a && by_b)
+            lf__cfg_diag(c, by_b, "by and prune-by are the same option: give one");
+        if ((by_a || by_b) && lf__cfg_get_string(c, "by", by_a ? by_a : by_b, &by) &&
+            lf_plan_parse_prune_by(by, &p->prune_by) != LF_OK) {
+            lf_error_clear();
+            lf__cfg_diag(c, by_a ? by_a : by_b, "by must be rate, energy or variance, not '%s'",
+                         by);
         }
         break;
     }
@@ -589,13 +602,21 @@ static void parse_stage(lf_pipeline_config_t *c, lf_stage_t s, const lf_yaml_nod
             if (!lf_yaml_get(o, "max-accuracy-drop"))
                 lf__cfg_diag(c, v, "search-fractions goes with max-accuracy-drop");
         }
+        if ((v = lf_yaml_get(o, "confidence"))) {
+            get_decimal(c, "confidence", v, &LF_RANGE_SHARE, &p->confidence);
+            if (!lf_yaml_get(o, "max-accuracy-drop"))
+                lf__cfg_diag(c, v, "confidence goes with max-accuracy-drop");
+        }
         if ((v = lf_yaml_get(o, "batch")))
             lf__cfg_get_count(c, "batch", v, &p->search_batch);
         parse_rule(c, o);
         parse_merge(c, o);
         break;
     }
-    case LF_STAGE_RECONSTRUCT: break;
+    case LF_STAGE_RECONSTRUCT:
+        if ((v = lf_yaml_get(o, "rows")))
+            lf__cfg_get_count(c, "rows", v, &p->reconstruct_rows);
+        break;
     case LF_STAGE_EVALUATE:
         if ((v = lf_yaml_get(o, "batch")))
             lf__cfg_get_count(c, "batch", v, &p->evaluate_batch);

@@ -129,6 +129,7 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c)
             put(&b, o, "dead", scalar(&b, p->prune_dead ? "true" : "false"));
             put_dec(&b, o, "fraction", p->prune_fraction);
             put(&b, o, "scope", scalar(&b, p->prune_global ? "global" : "layer"));
+            put(&b, o, "by", scalar(&b, lf_plan_prune_by_name(p->prune_by)));
             break;
         case LF_STAGE_FOLD:
             put_dec(&b, o, "threshold", p->threshold);
@@ -140,8 +141,10 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c)
                 put_list(&b, o, "sweep", p->sweep, p->n_sweep);
             if (p->target)
                 put_dec(&b, o, "target-ratio", p->target_ratio);
-            if (p->budget)
+            if (p->budget) {
                 put_dec(&b, o, "max-accuracy-drop", p->max_drop);
+                put_dec(&b, o, "confidence", p->confidence);
+            }
             if (p->n_fractions)
                 put_list(&b, o, "search-fractions", p->fractions, p->n_fractions);
             put_path(&b, c, o, "sweep-out", F_SWEEP_OUT);
@@ -149,7 +152,10 @@ lf_err_t lf__cfg_build_effective(lf_pipeline_config_t *c)
             put_int(&b, o, "batch", p->search_batch);
             put_merge(&b, o, p);
             break;
-        case LF_STAGE_RECONSTRUCT: break;
+        case LF_STAGE_RECONSTRUCT:
+            if (p->reconstruct_rows)
+                put_int(&b, o, "rows", p->reconstruct_rows);
+            break;
         case LF_STAGE_EVALUATE: put_int(&b, o, "batch", p->evaluate_batch); break;
         case LF_STAGE_PREDICT: put_int(&b, o, "batch", p->predict_batch); break;
         case LF_STAGE__COUNT: break;
@@ -222,9 +228,9 @@ void lf_pipeline_config_print_plan(const lf_pipeline_config_t *c, FILE *f)
             break;
         case LF_STAGE_PRUNE:
             lf_decimal_format(p->prune_fraction, a, sizeof a);
-            fprintf(f, "dead neurons %s, importance share %s (%s)\n",
-                    p->prune_dead ? "removed" : "kept", a,
-                    p->prune_global ? "global" : "per layer");
+            fprintf(f, "dead neurons %s, importance share %s (%s, by %s)\n",
+                    p->prune_dead ? "removed" : "kept", a, p->prune_global ? "global" : "per layer",
+                    lf_plan_prune_by_name(p->prune_by));
             break;
         case LF_STAGE_FOLD:
             lf_decimal_format(p->threshold, a, sizeof a);
@@ -236,15 +242,28 @@ void lf_pipeline_config_print_plan(const lf_pipeline_config_t *c, FILE *f)
             else if (p->target)
                 fprintf(f, "largest threshold within %s x the parameters",
                         (lf_decimal_format(p->target_ratio, a, sizeof a), a));
-            else
-                fprintf(f, "smallest model within an accuracy drop of %s",
+            else if (p->confidence.m == 0)
+                fprintf(f, "smallest model within an accuracy drop of %s (point estimate)",
                         (lf_decimal_format(p->max_drop, b, sizeof b), b));
+            else
+                fprintf(f,
+                        "smallest model within an accuracy drop of %s (upper bound at "
+                        "confidence %s)",
+                        (lf_decimal_format(p->max_drop, b, sizeof b), b),
+                        (lf_decimal_format(p->confidence, a, sizeof a), a));
             fprintf(f, ", layers %s, batch %lld rows\n", lf__rule_text(&po.rule, rule, sizeof rule),
                     (long long)p->search_batch);
             break;
         case LF_STAGE_RECONSTRUCT:
-            fprintf(f, "refit the layers whose inputs changed on the calibration rows (ridge "
-                       "least squares, lambda chosen on held-out rows)\n");
+            if (p->reconstruct_rows)
+                fprintf(f,
+                        "refit the layers whose inputs changed on about %lld calibration rows "
+                        "spread over the data (ridge least squares, lambda chosen on held-out "
+                        "rows)\n",
+                        (long long)p->reconstruct_rows);
+            else
+                fprintf(f, "refit the layers whose inputs changed on the calibration rows (ridge "
+                           "least squares, lambda chosen on held-out rows)\n");
             break;
         case LF_STAGE_EVALUATE:
             fprintf(f, "batch %lld rows, %s%s\n", (long long)p->evaluate_batch,

@@ -4,6 +4,7 @@
  * an accuracy budget (the smallest model within it). All of them use one set of statistics and
  * the functions of search.h. The model is written by the runner once every stage succeeded. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,7 @@ static void print_summary(const lf_model_t *m, const lf_model_t *folded, const l
 
 /* The attributes of a written model. */
 typedef struct {
-    lf_attr_t a[10];
+    lf_attr_t a[11];
     int n;
     char threshold[48], count[32], rule[64], fraction[48];
 } model_attrs_t;
@@ -105,6 +106,7 @@ static void model_attrs(const lf__run_t *r, model_attrs_t *out)
         {"prune_dead", popts->prune_dead ? "true" : "false"},
         {"prune_fraction", out->fraction},
         {"prune_scope", popts->prune_global ? "global" : "layer"},
+        {"prune_by", lf_plan_prune_by_name(popts->prune_by)},
         {r->extra_key, r->extra_value},
     };
     memcpy(out->a, attrs, sizeof attrs);
@@ -238,7 +240,9 @@ lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r)
                "reconstruct: the evaluation rows (%s) are the rows the layers are refitted on; "
                "accuracy measured there overstates the refit: evaluate on other rows",
                r->p->eval_data);
-    lf_refit_opts_t o = {.threads = r->p->threads, .what = r->talk ? "reconstruct" : NULL};
+    lf_refit_opts_t o = {.threads = r->p->threads,
+                         .what = r->talk ? "reconstruct" : NULL,
+                         .max_rows = r->p->reconstruct_rows};
     LF_CALL(lf_refit_apply(comm, r->model, r->result, r->result_plan, r->result_where, r->data, &o,
                            &rep));
     LF_CALL(lf_comm_agree(comm, lf_model_validate(r->result, "the reconstructed model")));
@@ -260,7 +264,7 @@ static lf_err_t fold_candidate_refit(MPI_Comm comm, const lf_model_t *m, const l
     const lf__run_t *r = ctx;
     int *where = NULL;
     LF_CALL(lf_fold_apply(comm, m, plan, out, &where));
-    lf_refit_opts_t o = {.threads = r->p->threads};
+    lf_refit_opts_t o = {.threads = r->p->threads, .max_rows = r->p->reconstruct_rows};
     LF_CALL(lf_refit_apply(comm, m, *out, plan, where, r->data, &o, NULL));
 cleanup:
     lf_free(where);
@@ -313,12 +317,14 @@ cleanup:
 
 /* ---------------------------------------------------------------- searches */
 
-static void print_point_header(bool evaluated)
+static void print_point_header(bool evaluated, bool bounded)
 {
     printf("%-10s %-8s %-6s %-8s %-6s %12s %12s %12s %8s", "threshold", "rule", "dead", "pruned",
            "scope", "params_layer", "params_skip", "params", "ratio");
     if (evaluated)
         printf(" %9s %9s", "accuracy", "agreement");
+    if (bounded)
+        printf(" %8s %8s %9s %9s", "worse", "better", "drop", "bound");
     printf("\n");
 }
 
@@ -333,6 +339,9 @@ static void print_point(const lf_search_point_t *pt, const char *mark)
            (long long)pt->skip_params, (long long)pt->params, pt->ratio);
     if (pt->evaluated)
         printf(" %9.4f %9.4f", pt->accuracy, pt->agreement);
+    if (pt->bounded) /* budget search: rows the original gets right and this wrong, and back */
+        printf(" %8lld %8lld %9.5f %9.5f", (long long)pt->worse, (long long)pt->better, pt->drop,
+               pt->drop_bound);
     printf("%s\n", mark);
 }
 
@@ -389,7 +398,7 @@ static lf_err_t run_sweep(MPI_Comm comm, lf__run_t *r, const lf_search_eval_t *e
     if (r->talk) {
         printf("sweep over %d thresholds; original: %lld parameters\n", p->n_sweep,
                (long long)lf_model_params(r->model));
-        print_point_header(eval->x != NULL);
+        print_point_header(eval->x != NULL, false);
         for (int k = 0; k < p->n_sweep; k++)
             print_point(&pts[k], "");
     }
@@ -436,20 +445,32 @@ static int cmp_params(const void *x, const void *y)
     return a->correct > b->correct ? -1 : (a->correct < b->correct);
 }
 
-static void print_frontier(const lf_pipeline_t *p, const lf_model_t *m, lf_budget_result_t *res)
+/* The frontier of a budget search: print_point's columns, then the discordant rows against the
+ * original (worse, better), the measured drop and its upper bound. */
+static void print_frontier(const lf_pipeline_t *p, const lf_model_t *m,
+                           const lf_budget_opts_t *bopts, lf_budget_result_t *res)
 {
-    char drop[48];
+    char drop[48], conf[48];
+    dec(p->max_drop, drop, sizeof drop);
+    dec(p->confidence, conf, sizeof conf);
     printf("accuracy budget: original accuracy %.4f (%lld of %lld), %lld parameters; allowed "
-           "drop %s (%lld rows)\n",
+           "drop %s",
            res->original_accuracy, (long long)res->original_correct, (long long)res->samples,
-           (long long)lf_model_params(m), dec(p->max_drop, drop, sizeof drop),
-           (long long)lf_decimal_mul_floor(p->max_drop, res->samples));
-    printf("frontier explored (%d plans evaluated; * within budget):\n", res->n_frontier);
-    print_point_header(true);
+           (long long)lf_model_params(m), drop);
+    if (p->confidence.m == 0)
+        printf(" (%lld rows), on the measured drop\n",
+               (long long)lf_decimal_mul_floor(p->max_drop, res->samples));
+    else
+        printf(", on its upper bound at confidence %s (exact, Clopper-Pearson with "
+               "Bonferroni)\n",
+               conf);
+    printf("frontier explored (%d plans, %d of them distinct and evaluated; * within budget):\n",
+           res->n_frontier, res->n_distinct);
+    print_point_header(true, true);
     for (int k = 0; k < res->n_frontier; k++) {
-        bool within = lf_search_within_budget(res->original_correct, res->frontier[k].correct,
-                                              res->samples, p->max_drop);
-        print_point(&res->frontier[k], within ? " *" : "");
+        const lf_search_point_t *pt = &res->frontier[k];
+        bool within = lf_search_within_budget(bopts, pt);
+        print_point(pt, within ? " *" : "");
     }
 }
 
@@ -458,14 +479,16 @@ static lf_err_t run_budget(MPI_Comm comm, lf__run_t *r, const lf_search_eval_t *
     lf_err_t err = LF_OK;
     const lf_pipeline_t *p = r->p;
     const lf_model_t *m = r->model;
-    lf_budget_opts_t bopts = {
-        .max_drop = p->max_drop, .fractions = p->fractions, .n_fractions = p->n_fractions};
+    lf_budget_opts_t bopts = {.max_drop = p->max_drop,
+                              .confidence = p->confidence,
+                              .fractions = p->fractions,
+                              .n_fractions = p->n_fractions};
     lf_budget_result_t res = {0};
     LF_CALL(lf_search_accuracy_budget(comm, m, r->stats, &r->popts, &bopts, eval, &res));
     char drop[48];
     qsort(res.frontier, (size_t)res.n_frontier, sizeof *res.frontier, cmp_params);
     if (r->talk)
-        print_frontier(p, m, &res);
+        print_frontier(p, m, &bopts, &res);
     LF_CALL(
         lf_comm_agree(comm, lf_record_points(r->record, "frontier", res.frontier, res.n_frontier)));
     if (res.met) {
@@ -475,16 +498,21 @@ static lf_err_t run_budget(MPI_Comm comm, lf__run_t *r, const lf_search_eval_t *
         dec(best->opts.prune_fraction, share, sizeof share);
         if (r->talk)
             printf("status: budget met: %lld parameters (%.4f), accuracy %.4f, at threshold %s, "
-                   "dead-neuron pruning %s, importance pruning %s (%s)\n",
+                   "dead-neuron pruning %s, importance pruning %s (%s); drop %.5f, upper bound "
+                   "%.5f\n",
                    (long long)best->params, best->ratio, best->accuracy, tau,
                    best->opts.prune_dead ? "on" : "off", share,
-                   best->opts.prune_global ? "global" : "per layer");
+                   best->opts.prune_global ? "global" : "per layer", best->drop, best->drop_bound);
         LF_CALL(compress_with(comm, r, &best->opts, "accuracy_budget", "met"));
     } else {
+        /* How far the best candidate was: its bound decided, at confidence 0 its drop. */
+        double least = INFINITY;
+        for (int k = 0; k < res.n_frontier; k++)
+            least = res.frontier[k].drop_bound < least ? res.frontier[k].drop_bound : least;
         if (r->talk)
-            printf("status: budget not met: no compressed model within %s of %.4f; writing the "
-                   "original model\n",
-                   dec(p->max_drop, drop, sizeof drop), res.original_accuracy);
+            printf("status: budget not met: no compressed model within %s of %.4f (least upper "
+                   "bound on the drop %.5f); writing the original model\n",
+                   dec(p->max_drop, drop, sizeof drop), res.original_accuracy, least);
         r->write_original = true;
         r->result_opts = r->popts;
         r->extra_key = "accuracy_budget";
@@ -503,7 +531,8 @@ lf_err_t lf__run_plan_options(const lf_pipeline_t *p, lf_plan_opts_t *popts, boo
     *popts = (lf_plan_opts_t){.threshold = p->threshold,
                               .prune_dead = p->prune_dead,
                               .prune_fraction = p->prune_fraction,
-                              .prune_global = p->prune_global};
+                              .prune_global = p->prune_global,
+                              .prune_by = p->prune_by};
     if (p->rule_given)
         popts->rule = p->rule;
     else

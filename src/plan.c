@@ -48,6 +48,26 @@ cleanup:
     return err;
 }
 
+static const char *const PRUNE_BY_NAMES[] = {"rate", "energy", "variance"};
+
+lf_err_t lf_plan_parse_prune_by(const char *text, lf_prune_by_t *out)
+{
+    lf_err_t err = LF_OK;
+    for (int k = 0; k < 3; k++)
+        if (strcmp(text, PRUNE_BY_NAMES[k]) == 0) {
+            *out = (lf_prune_by_t)k;
+            goto cleanup;
+        }
+    LF_FAIL(LF_ERR_USAGE, "--prune-by '%s' is not rate, energy or variance", text);
+cleanup:
+    return err;
+}
+
+const char *lf_plan_prune_by_name(lf_prune_by_t by)
+{
+    return by >= LF_PRUNE_BY_RATE && by <= LF_PRUNE_BY_VARIANCE ? PRUNE_BY_NAMES[by] : "?";
+}
+
 lf_err_t lf_plan_parse_select(const char *text, lf_layer_rule_t *out)
 {
     lf_err_t err = LF_OK;
@@ -147,39 +167,110 @@ cleanup:
 
 typedef struct {
     int layer;
-    int64_t neuron, positive;
+    int64_t neuron;
+    double score;
 } candidate_t;
 
-/* Lowest activation rate first; ties by position, so every rank orders alike. */
+/* Lowest importance first; ties by position, so every rank orders alike. */
 static int cmp_candidate(const void *x, const void *y)
 {
     const candidate_t *a = x, *b = y;
-    if (a->positive != b->positive)
-        return a->positive < b->positive ? -1 : 1;
+    if (a->score != b->score)
+        return a->score < b->score ? -1 : 1;
     if (a->layer != b->layer)
         return a->layer - b->layer;
     return a->neuron < b->neuron ? -1 : (a->neuron > b->neuron);
 }
 
-/* Importance pruning: in every prunable layer, the prune_fraction share of its neurons with the
- * lowest rates (dead ones already pruned count towards it), never the layer's last neuron; with
+/* The importance of a neuron from its statistics and w2, the sum of the squares of its outgoing
+ * weights over every block that reads it. */
+static double importance(const lf_stats_t *s, lf_prune_by_t by, int i, int64_t j, double w2)
+{
+    if (by == LF_PRUNE_BY_RATE)
+        return (double)s->layers[i].positive[j]; /* exact, and orders as the rate does */
+    double energy = lf_stats_mean_square(s, i, j);
+    if (by == LF_PRUNE_BY_VARIANCE) {
+        double mean = lf_stats_mean_output(s, i, j);
+        /* Each square was rounded to float32, so a nearly constant neuron can come out a hair
+         * below zero. */
+        energy = energy - mean * mean > 0.0 ? energy - mean * mean : 0.0;
+    }
+    return energy * w2;
+}
+
+/* Adds the squares of every block's columns into w2[src][column], for every hidden source. */
+static void outgoing_norms(const lf_model_t *m, double **w2)
+{
+    for (int c = 0; c < m->n_layers; c++) {
+        const lf_layer_t *Ly = &m->layers[c];
+        for (int b = 0; b < Ly->n_blocks; b++) {
+            int src = Ly->blocks[b].src;
+            if (src == LF_SRC_INPUT)
+                continue;
+            int64_t w = lf_model_width(m, src);
+            for (int64_t r = 0; r < Ly->n_out; r++) {
+                const float *row = Ly->blocks[b].w + r * w;
+                for (int64_t k = 0; k < w; k++)
+                    w2[src][k] += (double)row[k] * (double)row[k];
+            }
+        }
+    }
+}
+
+double lf_plan_importance(const lf_model_t *m, const lf_stats_t *s, lf_prune_by_t by, int i,
+                          int64_t j)
+{
+    double w2 = 0.0;
+    for (int c = i + 1; by != LF_PRUNE_BY_RATE && c < m->n_layers; c++) {
+        const lf_layer_t *Ly = &m->layers[c];
+        int64_t w = m->layers[i].n_out;
+        for (int b = 0; b < Ly->n_blocks; b++)
+            for (int64_t r = 0; Ly->blocks[b].src == i && r < Ly->n_out; r++) {
+                double v = Ly->blocks[b].w[r * w + j];
+                w2 += v * v;
+            }
+    }
+    return importance(s, by, i, j, w2);
+}
+
+/* Importance pruning: in every prunable layer, the prune_fraction share of its least important
+ * neurons (dead ones already pruned count towards it), never the layer's last neuron; with
  * global, the share of all prunable neurons wherever they are. Per layer is the default because
  * rates are not comparable across layers: an early layer whose neurons all fire on 30 to 70 % of
  * the rows loses nearly all of them under a global ranking. Global does better where one layer
- * has many barely used neurons (docs/results.md has both). */
+ * has many barely used neurons (docs/results.md has both). Energies are in the units of their
+ * readers' squared pre-activations, and those scales differ so much from layer to layer (on the
+ * digits model, the first layers' energies are all below the last layers') that a global
+ * ranking of raw energies empties the early layers. A global ranking by energy or variance
+ * therefore ranks each neuron's share of its layer's total: the part of the readers' signal
+ * (as far as the neurons are uncorrelated) that removing it loses, a figure without units. */
 static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, lf_decimal_t fraction,
-                                bool global, lf_plan_t *p)
+                                bool global, lf_prune_by_t by, lf_plan_t *p)
 {
     lf_err_t err = LF_OK;
     candidate_t *c = NULL;
+    double **w2 = NULL;
     int64_t total = 0, n = 0;
     for (int i = 0; i < m->n_layers; i++)
         total += lf_model_hidden_relu_like(m, i) ? m->layers[i].n_out : 0;
     LF_CALL(lf_calloc((size_t)total, sizeof *c, (void **)&c));
+    LF_CALL(lf_calloc((size_t)m->n_layers, sizeof *w2, (void **)&w2));
     for (int i = 0; i < m->n_layers; i++)
-        for (int64_t j = 0; lf_model_hidden_relu_like(m, i) && j < m->layers[i].n_out; j++)
-            c[n++] = (candidate_t){.layer = i, .neuron = j, .positive = s->layers[i].positive[j]};
-    qsort(c, (size_t)n, sizeof *c, cmp_candidate); /* lowest rate first */
+        LF_CALL(lf_calloc((size_t)m->layers[i].n_out, sizeof **w2, (void **)&w2[i]));
+    if (by != LF_PRUNE_BY_RATE)
+        outgoing_norms(m, w2);
+    for (int i = 0; i < m->n_layers; i++) {
+        int64_t first = n;
+        double layer_total = 0.0;
+        for (int64_t j = 0; lf_model_hidden_relu_like(m, i) && j < m->layers[i].n_out; j++) {
+            c[n] =
+                (candidate_t){.layer = i, .neuron = j, .score = importance(s, by, i, j, w2[i][j])};
+            layer_total += c[n++].score;
+        }
+        for (int64_t k = first; global && by != LF_PRUNE_BY_RATE && layer_total > 0.0 && k < n; k++)
+            c[k].score /= layer_total;
+    }
+    qsort(c, (size_t)n, sizeof *c, cmp_candidate); /* least important first */
     int64_t want_all = lf_plan_share(fraction, total), done_all = 0;
     for (int i = 0; i < m->n_layers; i++)
         done_all += lf_model_hidden_relu_like(m, i) ? p->n_pruned[i] : 0;
@@ -195,6 +286,9 @@ static lf_err_t mark_importance(const lf_model_t *m, const lf_stats_t *s, lf_dec
         done_all++;
     }
 cleanup:
+    for (int i = 0; w2 && i < m->n_layers; i++)
+        lf_free(w2[i]);
+    lf_free(w2);
     lf_free(c);
     return err;
 }
@@ -214,6 +308,11 @@ static lf_err_t check_opts(const lf_model_t *m, const lf_stats_t *s, const lf_pl
     LF_CHECK(s->samples >= 1, LF_ERR_ARG, "statistics of zero samples cannot decide linearity");
     LF_CHECK(opts->prune_fraction.m == 0 || s->with_sums, LF_ERR_ARG,
              "importance pruning needs the neurons' mean outputs: calibrate with --output-sums");
+    LF_CHECK(opts->prune_fraction.m == 0 || opts->prune_by == LF_PRUNE_BY_RATE || s->with_squares,
+             LF_ERR_ARG,
+             "pruning by %s needs the sums of squared outputs, which these statistics lack (a "
+             "statistics file of an older linfold): calibrate again, or give --prune-by rate",
+             lf_plan_prune_by_name(opts->prune_by));
 cleanup:
     return err;
 }
@@ -320,7 +419,7 @@ lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_
      * mean output behind. */
     mark_dead(m, s, opts->prune_dead, p);
     if (opts->prune_fraction.m > 0)
-        LF_CALL(mark_importance(m, s, opts->prune_fraction, opts->prune_global, p));
+        LF_CALL(mark_importance(m, s, opts->prune_fraction, opts->prune_global, opts->prune_by, p));
     for (int i = 0; i < m->n_layers; i++) {
         for (int64_t j = 0; j < p->n_out[i]; j++)
             if (p->fate[i][j] == LF_NEURON_PRUNE && s->with_sums)

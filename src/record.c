@@ -135,6 +135,7 @@ static json_t *plan_options_object(const lf_plan_opts_t *o)
     bad |= json_object_set_new(obj, "prune_fraction", decimal_string(o->prune_fraction));
     bad |=
         json_object_set_new(obj, "prune_scope", json_string(o->prune_global ? "global" : "layer"));
+    bad |= json_object_set_new(obj, "prune_by", json_string(lf_plan_prune_by_name(o->prune_by)));
     if (bad) {
         json_decref(obj);
         return NULL;
@@ -250,6 +251,12 @@ lf_err_t lf_record_points(lf_record_t *r, const char *key, const lf_search_point
         if (pts[k].evaluated) {
             bad |= json_object_set_new(o, "accuracy", json_real(pts[k].accuracy));
             bad |= json_object_set_new(o, "top1_agreement", json_real(pts[k].agreement));
+        }
+        if (pts[k].bounded) { /* an accuracy-budget candidate: its drop, measured and bounded */
+            bad |= json_object_set_new(o, "worse", json_integer(pts[k].worse));
+            bad |= json_object_set_new(o, "better", json_integer(pts[k].better));
+            bad |= json_object_set_new(o, "drop", json_real(pts[k].drop));
+            bad |= json_object_set_new(o, "drop_upper_bound", json_real(pts[k].drop_bound));
         }
         LF_CHECK(bad == 0, LF_ERR_NOMEM, "cannot build the run record's %s", key);
     }

@@ -7,6 +7,8 @@
  * the frontier it prints shows every point it measured. */
 #include "linfold/search.h"
 
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +91,84 @@ lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t
     pt->correct = r.has_labels ? r.correct : 0;
     pt->accuracy = r.has_labels && r.samples ? (double)r.correct / (double)r.samples : NAN;
     pt->agreement = r.samples ? (double)r.agree / (double)r.samples : NAN;
+    pt->worse = r.worse;
+    pt->better = r.better;
 cleanup:
     lf_model_release(comm, &f);
+    lf_plan_destroy(&p);
+    return err;
+}
+
+/* What makes two plans fold into the same model: which layers fold and every neuron's fate (the
+ * pruned neurons' mean outputs follow from the fates and the statistics). Many options give the
+ * same plan (every threshold above the highest activation rate but one, for instance), and a
+ * candidate costs a forward pass over the evaluation rows, with reconstruction also a refit over
+ * the calibration rows: each distinct plan is evaluated once. */
+typedef struct {
+    uint8_t **sig; /* one signature per evaluated point, in frontier order */
+    int64_t len;   /* bytes per signature */
+    int n;
+    int distinct; /* signatures evaluated, not reused */
+} plan_memo_t;
+
+static void memo_free(plan_memo_t *mo)
+{
+    for (int k = 0; k < mo->n; k++)
+        lf_free(mo->sig[k]);
+    lf_free(mo->sig);
+    *mo = (plan_memo_t){0};
+}
+
+/* *sig (caller frees) from plan p: the fold flags, then the fates layer by layer. */
+static lf_err_t plan_signature(const lf_plan_t *p, uint8_t **sig, int64_t *len)
+{
+    lf_err_t err = LF_OK;
+    int64_t n = p->n_layers, at = 0;
+    for (int i = 0; i < p->n_layers; i++)
+        n += p->n_out[i];
+    LF_CALL(lf_malloc((size_t)n, 1, (void **)sig));
+    for (int i = 0; i < p->n_layers; i++)
+        (*sig)[at++] = p->fold[i];
+    for (int i = 0; i < p->n_layers; i++) {
+        memcpy(*sig + at, p->fate[i], (size_t)p->n_out[i]);
+        at += p->n_out[i];
+    }
+    *len = n;
+cleanup:
+    return err;
+}
+
+/* Evaluates pt (lf_search_evaluate), unless a point already evaluated has the same plan: then
+ * pt takes that point's results. Records pt's plan either way. */
+static lf_err_t evaluate_once(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
+                              const lf_search_eval_t *eval, plan_memo_t *mo,
+                              const lf_search_point_t *done, lf_search_point_t *pt)
+{
+    lf_err_t err = LF_OK;
+    lf_plan_t *p = NULL;
+    uint8_t *sig = NULL;
+    int64_t len = 0;
+    if (!eval || !eval->x)
+        return lf_search_evaluate(comm, m, s, eval, pt);
+    /* Planning is identical on every rank unless memory runs out on one: agree. */
+    LF_CALL(lf_comm_agree(comm, lf_plan_create(m, s, &pt->opts, &p)));
+    LF_CALL(lf_comm_agree(comm, plan_signature(p, &sig, &len)));
+    LF_CALL(lf_comm_agree(comm, lf_realloc((size_t)mo->n + 1, sizeof *mo->sig, (void **)&mo->sig)));
+    for (int k = 0; k < mo->n; k++)
+        if (len == mo->len && memcmp(sig, mo->sig[k], (size_t)len) == 0) {
+            lf_plan_opts_t opts = pt->opts;
+            *pt = done[k]; /* same plan, same model: sizes and evaluation alike */
+            pt->opts = opts;
+            goto record;
+        }
+    LF_CALL(lf_search_evaluate(comm, m, s, eval, pt));
+    mo->distinct++;
+record:
+    mo->len = len;
+    mo->sig[mo->n++] = sig;
+    sig = NULL;
+cleanup:
+    lf_free(sig);
     lf_plan_destroy(&p);
     return err;
 }
@@ -100,13 +178,15 @@ lf_err_t lf_search_sweep(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s
                          const lf_search_eval_t *eval, lf_search_point_t *points)
 {
     lf_err_t err = LF_OK;
+    plan_memo_t memo = {0};
     for (int k = 0; k < n; k++) {
         LF_CALL(lf_comm_agree(comm, lf_interrupt_check("the threshold sweep")));
         points[k] = (lf_search_point_t){.opts = *base};
         points[k].opts.threshold = taus[k];
-        LF_CALL(lf_search_evaluate(comm, m, s, eval, &points[k]));
+        LF_CALL(evaluate_once(comm, m, s, eval, &memo, points, &points[k]));
     }
 cleanup:
+    memo_free(&memo);
     return err;
 }
 
@@ -151,12 +231,75 @@ cleanup:
     return err;
 }
 
-bool lf_search_within_budget(int64_t original_correct, int64_t correct, int64_t samples,
-                             lf_decimal_t max_drop)
+/* The exact one-sided Clopper-Pearson bounds on a binomial proportion from x of n, each missing
+ * with probability at most alpha: the upper bound is the p at which P(X <= x) = alpha, which is
+ * Q(p) = alpha for Q the upper tail of Beta(x + 1, n - x) (1 when x = n); the lower bound the p
+ * at which P(X >= x) = alpha, P(p) = alpha for P the lower tail of Beta(x, n - x + 1) (0 when
+ * x = 0). GSL's quantile functions (gsl_cdf_beta_Qinv) fail to converge on some of these (for
+ * instance alpha 0.025, Beta(5, 355)), so the tails, which are reliable and monotone in p, are
+ * inverted by bisection: 64 halvings of [0, 1] reach the double's resolution near the root. */
+static double beta_root(double alpha, double a, double b, bool upper)
 {
-    /* (original - correct) / samples <= max_drop  <=>  original - correct <= floor(max_drop *
-     * samples), decided on integers. */
-    return original_correct - correct <= lf_decimal_mul_floor(max_drop, samples);
+    double lo = 0, hi = 1;
+    for (int it = 0; it < 64 && lo < hi; it++) {
+        double mid = lo + (hi - lo) / 2;
+        bool right_of_root =
+            upper ? gsl_cdf_beta_Q(mid, a, b) <= alpha : gsl_cdf_beta_P(mid, a, b) >= alpha;
+        if (right_of_root)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    /* The conservative end: above the root for an upper bound, below it for a lower one. */
+    return upper ? hi : lo;
+}
+
+static double cp_upper(int64_t x, int64_t n, double alpha)
+{
+    return x >= n ? 1.0 : beta_root(alpha, (double)x + 1, (double)(n - x), true);
+}
+
+static double cp_lower(int64_t x, int64_t n, double alpha)
+{
+    return x <= 0 ? 0.0 : beta_root(alpha, (double)x, (double)(n - x + 1), false);
+}
+
+double lf_search_drop_bound(int64_t worse, int64_t better, int64_t n, double confidence)
+{
+    if (n < 1 || worse < 0 || better < 0 || worse > n - better || !(confidence >= 0) ||
+        !(confidence < 1))
+        return NAN;
+    if (confidence == 0)
+        return (double)(worse - better) / (double)n;
+    /* GSL's default handler aborts the process on a range error (an underflowing tail): turn
+     * it off for these calls; the tails then return their limits, which bisect as well. */
+    gsl_error_handler_t *handler = gsl_set_error_handler_off();
+    double alpha = (1 - confidence) / 2;
+    double bound = cp_upper(worse, n, alpha) - cp_lower(better, n, alpha);
+    gsl_set_error_handler(handler);
+    return bound;
+}
+
+static double decimal_value(lf_decimal_t d) { return (double)d.m * pow(10.0, d.e); }
+
+bool lf_search_within_budget(const lf_budget_opts_t *opts, const lf_search_point_t *pt)
+{
+    /* The point estimate: (worse - better) / samples <= max_drop  <=>  worse - better <=
+     * floor(max_drop * samples), decided on integers as the budget was before bounds. */
+    if (opts->confidence.m == 0)
+        return pt->worse - pt->better <= lf_decimal_mul_floor(opts->max_drop, pt->samples);
+    double bound =
+        lf_search_drop_bound(pt->worse, pt->better, pt->samples, decimal_value(opts->confidence));
+    return bound <= decimal_value(opts->max_drop); /* false on NAN */
+}
+
+/* Fills pt's drop and its bound at the search's confidence. */
+static void bound_point(const lf_budget_opts_t *opts, lf_search_point_t *pt)
+{
+    double c = decimal_value(opts->confidence);
+    pt->bounded = true;
+    pt->drop = lf_search_drop_bound(pt->worse, pt->better, pt->samples, 0);
+    pt->drop_bound = lf_search_drop_bound(pt->worse, pt->better, pt->samples, c);
 }
 
 static lf_err_t push(lf_search_point_t **list, int *n, const lf_search_point_t *pt)
@@ -177,6 +320,7 @@ typedef struct {
     const lf_decimal_t *taus;
     int64_t n_taus;
     lf_budget_result_t *res;
+    plan_memo_t *memo; /* the plans of res->frontier */
 } budget_t;
 
 static bool same_plan(const lf_plan_opts_t *a, const lf_plan_opts_t *b)
@@ -198,12 +342,12 @@ static lf_err_t probe(budget_t *b, const lf_plan_opts_t *opts, bool *ok)
             found = &res->frontier[k];
     if (!found) {
         lf_search_point_t pt = {.opts = *opts};
-        LF_CALL(lf_search_evaluate(b->comm, b->m, b->s, b->eval, &pt));
+        LF_CALL(evaluate_once(b->comm, b->m, b->s, b->eval, b->memo, res->frontier, &pt));
         LF_CALL(lf_comm_agree(b->comm, push(&res->frontier, &res->n_frontier, &pt)));
         found = &res->frontier[res->n_frontier - 1];
+        bound_point(b->opts, &res->frontier[res->n_frontier - 1]);
     }
-    *ok = lf_search_within_budget(res->original_correct, found->correct, res->samples,
-                                  b->opts->max_drop);
+    *ok = lf_search_within_budget(b->opts, found);
 cleanup:
     return err;
 }
@@ -277,9 +421,12 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
     lf_err_t err = LF_OK;
     lf_decimal_t *taus = NULL;
     lf_eval_result_t r;
+    plan_memo_t memo = {0};
     *res = (lf_budget_result_t){0};
     LF_CHECK(eval && eval->x && eval->labels, LF_ERR_USAGE,
              "the accuracy budget needs evaluation data and labels");
+    LF_CHECK(lf_decimal_cmp(opts->confidence, LF_DECIMAL(1, 0)) < 0, LF_ERR_USAGE,
+             "the accuracy budget's confidence must be below 1");
     LF_CALL(lf_eval_run(comm, m, NULL, eval->x, eval->labels, &eval->batch, &r));
     res->samples = r.samples;
     res->original_correct = r.correct;
@@ -302,7 +449,8 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
                   .opts = opts,
                   .taus = taus,
                   .n_taus = n_taus,
-                  .res = res};
+                  .res = res,
+                  .memo = &memo};
     /* Families: dead-neuron pruning off and on, importance pruning per layer and global. */
     for (int fam = 0; fam < 4; fam++) {
         lf_plan_opts_t family = *base;
@@ -320,14 +468,14 @@ lf_err_t lf_search_accuracy_budget(MPI_Comm comm, const lf_model_t *m, const lf_
     }
     for (int k = 0; k < res->n_frontier; k++) {
         const lf_search_point_t *pt = &res->frontier[k];
-        if (lf_search_within_budget(res->original_correct, pt->correct, res->samples,
-                                    opts->max_drop) &&
-            pt->params < res->best.params) {
+        if (lf_search_within_budget(opts, pt) && pt->params < res->best.params) {
             res->best = *pt;
             res->met = true;
         }
     }
+    res->n_distinct = memo.distinct;
 cleanup:
+    memo_free(&memo);
     lf_free(taus);
     return err;
 }

@@ -31,6 +31,8 @@ lf_err_t lf_stats_create(const lf_model_t *m, lf_stats_t **out)
         LF_CALL(lf_malloc(n, sizeof *ls->zmax, (void **)&ls->zmax));
         LF_CALL(lf_calloc(n, sizeof *ls->exact, (void **)&ls->exact));
         LF_CALL(lf_calloc(n, sizeof *ls->out_sum, (void **)&ls->out_sum));
+        LF_CALL(lf_calloc(n, sizeof *ls->exact_sq, (void **)&ls->exact_sq));
+        LF_CALL(lf_calloc(n, sizeof *ls->sq_sum, (void **)&ls->sq_sum));
         for (size_t j = 0; j < n; j++) {
             ls->zmin[j] = INFINITY;
             ls->zmax[j] = -INFINITY;
@@ -56,6 +58,8 @@ void lf_stats_destroy(lf_stats_t **s)
             lf_free(ls->zmax);
             lf_free(ls->exact);
             lf_free(ls->out_sum);
+            lf_free(ls->exact_sq);
+            lf_free(ls->sq_sum);
         }
     lf_free((*s)->layers);
     lf_free(*s);
@@ -107,16 +111,21 @@ void lf_stats_update(lf_stats_t *s, int layer, lf_act_t act, float alpha, const 
             hi[j] = v > hi[j] ? v : hi[j];
         }
     }
-    /* Output sums, exact; a separate pass so that the loop above stays vectorised. */
+    /* Output sums and sums of squares, exact; a separate pass so that the loop above stays
+     * vectorised. The square is rounded to float32 by the float multiplication (C11 with
+     * FLT_EVAL_METHOD 0, as on x86-64 and aarch64), the same way on every rank, and then added
+     * exactly. */
     if (!s->with_sums || !lf_act_is_piecewise_linear(act))
         return;
     float slope = act == LF_ACT_RELU ? 0.0f : (act == LF_ACT_LEAKY_RELU ? alpha : 1.0f);
-    lf_xsum_t *restrict acc = ls->exact;
+    lf_xsum_t *restrict acc = ls->exact, *restrict sq = ls->exact_sq;
     for (int64_t r = 0; r < rows; r++) {
         const float *zr = z + r * n;
         for (int64_t j = 0; j < n; j++) {
             float v = zr[j];
-            xsum_add(&acc[j], v > 0.0f ? v : slope * v);
+            float a = v > 0.0f ? v : slope * v;
+            xsum_add(&acc[j], a);
+            xsum_add(&sq[j], a * a);
         }
     }
 }
@@ -125,7 +134,7 @@ lf_err_t lf_stats_merge(lf_stats_t *dst, const lf_stats_t *src)
 {
     lf_err_t err = LF_OK;
     LF_CHECK(dst->n_layers == src->n_layers && dst->fingerprint == src->fingerprint &&
-                 dst->with_sums == src->with_sums,
+                 dst->with_sums == src->with_sums && dst->with_squares == src->with_squares,
              LF_ERR_SHAPE, "cannot merge statistics of different models or kinds");
     dst->samples += src->samples;
     for (int i = 0; i < dst->n_layers; i++) {
@@ -136,8 +145,10 @@ lf_err_t lf_stats_merge(lf_stats_t *dst, const lf_stats_t *src)
             d->negative[j] += s->negative[j];
             d->zmin[j] = fminf(d->zmin[j], s->zmin[j]);
             d->zmax[j] = fmaxf(d->zmax[j], s->zmax[j]);
-            for (int b = 0; b < 8; b++)
+            for (int b = 0; b < 8; b++) {
                 d->exact[j].bin[b] += s->exact[j].bin[b];
+                d->exact_sq[j].bin[b] += s->exact_sq[j].bin[b];
+            }
         }
     }
 cleanup:
@@ -176,6 +187,11 @@ lf_err_t lf_stats_reduce(MPI_Comm comm, lf_stats_t *s)
         LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, ls->exact, bins, i128, op, comm));
         for (int64_t j = 0; j < ls->n_out; j++)
             ls->out_sum[j] = lf_xsum_value(&ls->exact[j]);
+        if (!s->with_squares)
+            continue;
+        LF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, ls->exact_sq, bins, i128, op, comm));
+        for (int64_t j = 0; j < ls->n_out; j++)
+            ls->sq_sum[j] = lf_xsum_value(&ls->exact_sq[j]);
     }
 cleanup:
     if (op != MPI_OP_NULL)
@@ -193,6 +209,12 @@ double lf_stats_rate(const lf_stats_t *s, int layer, int64_t j)
 double lf_stats_mean_output(const lf_stats_t *s, int layer, int64_t j)
 {
     return s->samples > 0 ? s->layers[layer].out_sum[j] / (double)s->samples : 0.0;
+}
+
+double lf_stats_mean_square(const lf_stats_t *s, int layer, int64_t j)
+{
+    return s->samples > 0 && s->with_squares ? s->layers[layer].sq_sum[j] / (double)s->samples
+                                             : 0.0;
 }
 
 typedef struct {
@@ -243,6 +265,7 @@ static lf_err_t collect_alloc(collect_ctx_t *c, bool with_sums)
     for (int t = 0; t < c->threads; t++) {
         LF_CALL(lf_stats_create(c->model, &c->part[t]));
         c->part[t]->with_sums = with_sums;
+        c->part[t]->with_squares = with_sums;
     }
 cleanup:
     return err;
@@ -287,6 +310,7 @@ static lf_err_t write_partial(MPI_Comm comm, ckpt_step_t *h, const lf_row_range_
         memset(ls->positive, 0, n * sizeof *ls->positive);
         memset(ls->negative, 0, n * sizeof *ls->negative);
         memset(ls->exact, 0, n * sizeof *ls->exact);
+        memset(ls->exact_sq, 0, n * sizeof *ls->exact_sq);
         for (size_t j = 0; j < n; j++) {
             ls->zmin[j] = INFINITY;
             ls->zmax[j] = -INFINITY;
@@ -393,6 +417,7 @@ static lf_err_t collect_resumable(MPI_Comm comm, lf_dataset_t *data, const lf_ba
                       .last = now_seconds()};
     LF_CALL(lf_comm_agree(comm, lf_stats_create(c->model, &h.sum)));
     h.sum->with_sums = c->part[0]->with_sums;
+    h.sum->with_squares = c->part[0]->with_squares;
     lf_batch_part_t part = {
         .rows = todo, .n_rows = n_todo, .step = checkpoint_step, .step_ctx = &h};
     *ran = true;
@@ -471,10 +496,11 @@ lf_err_t lf_stats_bcast(MPI_Comm comm, int root, lf_stats_t *s)
 {
     lf_err_t err = LF_OK;
     int n = 0;
-    uint8_t sums = s->with_sums;
+    uint8_t flags[2] = {s->with_sums, s->with_squares};
     LF_CALL_MPI(MPI_Bcast(&s->samples, 1, MPI_INT64_T, root, comm));
-    LF_CALL_MPI(MPI_Bcast(&sums, 1, MPI_UINT8_T, root, comm));
-    s->with_sums = sums != 0;
+    LF_CALL_MPI(MPI_Bcast(flags, 2, MPI_UINT8_T, root, comm));
+    s->with_sums = flags[0] != 0;
+    s->with_squares = flags[1] != 0;
     for (int i = 0; i < s->n_layers; i++) {
         lf_layer_stats_t *ls = &s->layers[i];
         LF_CALL(lf_int_cast(ls->n_out, &n));
@@ -484,6 +510,8 @@ lf_err_t lf_stats_bcast(MPI_Comm comm, int root, lf_stats_t *s)
         LF_CALL_MPI(MPI_Bcast(ls->zmax, n, MPI_FLOAT, root, comm));
         if (s->with_sums)
             LF_CALL_MPI(MPI_Bcast(ls->out_sum, n, MPI_DOUBLE, root, comm));
+        if (s->with_sums && s->with_squares)
+            LF_CALL_MPI(MPI_Bcast(ls->sq_sum, n, MPI_DOUBLE, root, comm));
     }
 cleanup:
     return err;

@@ -3,8 +3,11 @@
  * Reading runs in a reader process (sandbox_impl.h), like a model's, and rank 0 broadcasts
  * the result. A statistics file is an input like a model and is checked as strictly: every count, extreme and
  * sum must be one that a calibration pass could have produced (counts within the sample count,
- * finite extremes consistent with the counts, finite output sums, non-negative for relu), so a
- * corrupted or hand-edited file is refused instead of becoming NaN biases in a model.
+ * finite extremes consistent with the counts, finite output sums, non-negative for relu, finite
+ * non-negative sums of squares), so a corrupted or hand-edited file is refused instead of
+ * becoming NaN biases in a model. The sums of squares (output_square_sum) came after format
+ * version 1 was fixed; they are optional in version 1: a file without them reads as it always
+ * did, with with_squares unset, and only pruning by energy refuses it (plan.c).
  * The datasets of each layer are written, read, sent and checked by the functions at the end of
  * this file, which the checkpoint file uses too (stats_file_impl.h). */
 #include <math.h>
@@ -60,9 +63,13 @@ static lf_err_t check_neuron(const char *file, const char *gpath, const lf_layer
         goto cleanup;
     int64_t pos = ls->positive[j];
     float hi = ls->zmax[j];
-    double sum = ls->out_sum[j];
+    double sum = ls->out_sum[j], sq = ls->sq_sum[j];
     LF_CHECK(isfinite(sum), LF_ERR_VALUE, "%s: %s/output_sum[%lld] is %s", file, gpath,
              (long long)j, isnan(sum) ? "NaN" : "infinite");
+    /* Without sums of squares sq_sum stays 0 and passes. */
+    LF_CHECK(isfinite(sq) && sq >= 0.0, LF_ERR_VALUE,
+             "%s: %s/output_square_sum[%lld] = %g, expected finite and >= 0", file, gpath,
+             (long long)j, sq);
     /* relu outputs lie in [0, zmax] and only positive rows contribute; the bound is exact (the
      * sum was rounded once, and rounding is monotone). */
     LF_CHECK(act != LF_ACT_RELU || (sum >= 0.0 && sum <= (double)pos * (double)(hi > 0 ? hi : 0)),
@@ -74,7 +81,7 @@ cleanup:
 }
 
 static lf_err_t read_layer(const lf__h5_file_t *f, int i, const lf_model_t *m, lf_stats_t *s,
-                           bool *has_sums)
+                           bool *has_sums, bool *has_squares)
 {
     lf_err_t err = LF_OK;
     lf_layer_stats_t *ls = &s->layers[i];
@@ -90,6 +97,16 @@ static lf_err_t read_layer(const lf__h5_file_t *f, int i, const lf_model_t *m, l
     *has_sums = present == 1;
     if (*has_sums)
         LF_CALL(lf__stats_read_sums(f, i, LF__STATS_SUMS_ROUNDED, ls));
+    snprintf(path, sizeof path, "%s/output_square_sum", gpath);
+    present = lf__h5_exists(f, path, &walk);
+    LF_CALL(walk);
+    LF_CHECK(i == 0 || (present == 1) == *has_squares, LF_ERR_FORMAT,
+             "%s: %s/output_square_sum is present in some layers only", f->path, gpath);
+    LF_CHECK(present != 1 || *has_sums, LF_ERR_FORMAT,
+             "%s: %s/output_square_sum is present without output_sum", f->path, gpath);
+    *has_squares = present == 1;
+    if (*has_squares)
+        LF_CALL(lf__stats_read_squares(f, i, LF__STATS_SUMS_ROUNDED, ls));
     for (int64_t j = 0; j < ls->n_out; j++)
         LF_CALL(check_neuron(f->path, gpath, ls, j, s->samples, *has_sums, m->layers[i].act));
 cleanup:
@@ -148,10 +165,11 @@ static lf_err_t read_stats_here(const char *path, const lf_model_t *m, const cha
     LF_CALL(read_header(&f, m, model_name, &samples));
     LF_CALL(lf_stats_create(m, &s));
     s->samples = samples;
-    bool sums = false;
+    bool sums = false, squares = false;
     for (int i = 0; i < m->n_layers; i++)
-        LF_CALL(read_layer(&f, i, m, s, &sums));
+        LF_CALL(read_layer(&f, i, m, s, &sums, &squares));
     s->with_sums = sums;
+    s->with_squares = squares;
     *out = s;
     s = NULL;
 cleanup:
@@ -162,8 +180,9 @@ cleanup:
 
 /* ---------------------------------------------------------------- through a reader process
  *
- * The wire: int64 samples, uint8 with_sums, then per layer positive, negative (int64), zmin,
- * zmax (float) and, with sums, out_sum (double), n_out of each. Sizes come from the model, which
+ * The wire: int64 samples, uint8 with_sums, uint8 with_squares, then per layer positive,
+ * negative (int64), zmin, zmax (float) and, with sums, out_sum (double), and with squares,
+ * sq_sum (double), n_out of each. Sizes come from the model, which
  * the parent already holds: nothing the file says sizes an allocation here. */
 
 typedef struct {
@@ -179,9 +198,10 @@ static lf_err_t stats_reader(void *ctx)
     lf__sandbox_send_status(err);
     if (err != LF_OK)
         return err;
-    uint8_t sums = s->with_sums;
+    uint8_t sums = s->with_sums, squares = s->with_squares;
     bool ok = lf__sandbox_write(&s->samples, sizeof s->samples) &&
               lf__sandbox_write(&sums, sizeof sums) &&
+              lf__sandbox_write(&squares, sizeof squares) &&
               lf__stats_send_layers(s, sums ? LF__STATS_SUMS_ROUNDED : LF__STATS_SUMS_NONE);
     lf_stats_destroy(&s);
     return ok ? LF_OK : LF_ERR_IO;
@@ -190,10 +210,12 @@ static lf_err_t stats_reader(void *ctx)
 static lf_err_t receive_stats(lf__sandbox_t *sb, lf_stats_t *s)
 {
     lf_err_t err = LF_OK;
-    uint8_t sums = 0;
+    uint8_t sums = 0, squares = 0;
     LF_CALL(lf__sandbox_read(sb, &s->samples, sizeof s->samples));
     LF_CALL(lf__sandbox_read(sb, &sums, sizeof sums));
+    LF_CALL(lf__sandbox_read(sb, &squares, sizeof squares));
     s->with_sums = sums != 0;
+    s->with_squares = sums != 0 && squares != 0;
     LF_CALL(lf__stats_receive_layers(sb, s,
                                      s->with_sums ? LF__STATS_SUMS_ROUNDED : LF__STATS_SUMS_NONE));
 cleanup:
@@ -279,17 +301,24 @@ static lf_err_t write_layer(hid_t layers, const lf_stats_t *s, int i, lf__stats_
     if (sums == LF__STATS_SUMS_ROUNDED)
         LF_CALL(lf__h5_write_dataset(grp, "output_sum", 1, &n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                                      ls->out_sum));
+    if (sums == LF__STATS_SUMS_ROUNDED && s->with_squares)
+        LF_CALL(lf__h5_write_dataset(grp, "output_square_sum", 1, &n, H5T_IEEE_F64LE,
+                                     H5T_NATIVE_DOUBLE, ls->sq_sum));
     if (sums == LF__STATS_SUMS_EXACT) {
         /* Bin b of a neuron: words 2b (low) and 2b + 1 (high) of a 128-bit two's complement. */
         LF_CALL(lf_malloc((size_t)ls->n_out, EXACT_WORDS * sizeof *words, (void **)&words));
-        for (int64_t j = 0; j < ls->n_out; j++)
-            for (int b = 0; b < 8; b++) {
-                u128 v = (u128)ls->exact[j].bin[b];
-                words[j * EXACT_WORDS + 2 * b] = (uint64_t)v;
-                words[j * EXACT_WORDS + 2 * b + 1] = (uint64_t)(v >> 64);
-            }
-        LF_CALL(
-            lf__h5_write_dataset(grp, "exact", 2, dims, H5T_STD_U64LE, H5T_NATIVE_UINT64, words));
+        const lf_xsum_t *from[2] = {ls->exact, ls->exact_sq};
+        const char *names[2] = {"exact", "exact_square"};
+        for (int k = 0; k < 2; k++) {
+            for (int64_t j = 0; j < ls->n_out; j++)
+                for (int b = 0; b < 8; b++) {
+                    u128 v = (u128)from[k][j].bin[b];
+                    words[j * EXACT_WORDS + 2 * b] = (uint64_t)v;
+                    words[j * EXACT_WORDS + 2 * b + 1] = (uint64_t)(v >> 64);
+                }
+            LF_CALL(lf__h5_write_dataset(grp, names[k], 2, dims, H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                                         words));
+        }
     }
 cleanup:
     lf_free(words);
@@ -373,28 +402,53 @@ cleanup:
     return err;
 }
 
+/* Reads the exact sums /layers/<i>/<name> of f, (n_out, 16) words, into x. */
+static lf_err_t read_exact(const lf__h5_file_t *f, int i, const char *name, int64_t n_out,
+                           lf_xsum_t *x)
+{
+    lf_err_t err = LF_OK;
+    uint64_t *words = NULL;
+    char path[96];
+    snprintf(path, sizeof path, "/layers/%d/%s", i, name);
+    LF_CALL(lf_malloc((size_t)n_out, EXACT_WORDS * sizeof *words, (void **)&words));
+    LF_CALL(read_array(f, path, &WORDS, n_out, EXACT_WORDS, H5T_NATIVE_UINT64, words));
+    for (int64_t j = 0; j < n_out; j++)
+        for (int b = 0; b < 8; b++) {
+            const uint64_t *w = words + j * EXACT_WORDS + 2 * b;
+            x[j].bin[b] = (lf_i128)(((u128)w[1] << 64) | w[0]);
+        }
+cleanup:
+    lf_free(words);
+    return err;
+}
+
 lf_err_t lf__stats_read_sums(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
                              lf_layer_stats_t *ls)
 {
     lf_err_t err = LF_OK;
-    uint64_t *words = NULL;
     char path[96];
     if (sums == LF__STATS_SUMS_ROUNDED) {
         snprintf(path, sizeof path, "/layers/%d/output_sum", i);
         LF_CALL(read_array(f, path, &VALUES, ls->n_out, 0, H5T_NATIVE_DOUBLE, ls->out_sum));
     }
-    if (sums == LF__STATS_SUMS_EXACT) {
-        snprintf(path, sizeof path, "/layers/%d/exact", i);
-        LF_CALL(lf_malloc((size_t)ls->n_out, EXACT_WORDS * sizeof *words, (void **)&words));
-        LF_CALL(read_array(f, path, &WORDS, ls->n_out, EXACT_WORDS, H5T_NATIVE_UINT64, words));
-        for (int64_t j = 0; j < ls->n_out; j++)
-            for (int b = 0; b < 8; b++) {
-                const uint64_t *w = words + j * EXACT_WORDS + 2 * b;
-                ls->exact[j].bin[b] = (lf_i128)(((u128)w[1] << 64) | w[0]);
-            }
-    }
+    if (sums == LF__STATS_SUMS_EXACT)
+        LF_CALL(read_exact(f, i, "exact", ls->n_out, ls->exact));
 cleanup:
-    lf_free(words);
+    return err;
+}
+
+lf_err_t lf__stats_read_squares(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
+                                lf_layer_stats_t *ls)
+{
+    lf_err_t err = LF_OK;
+    char path[96];
+    if (sums == LF__STATS_SUMS_ROUNDED) {
+        snprintf(path, sizeof path, "/layers/%d/output_square_sum", i);
+        LF_CALL(read_array(f, path, &VALUES, ls->n_out, 0, H5T_NATIVE_DOUBLE, ls->sq_sum));
+    }
+    if (sums == LF__STATS_SUMS_EXACT)
+        LF_CALL(read_exact(f, i, "exact_square", ls->n_out, ls->exact_sq));
+cleanup:
     return err;
 }
 
@@ -435,7 +489,11 @@ bool lf__stats_send_layers(const lf_stats_t *s, lf__stats_sums_t sums)
              lf__sandbox_write(ls->zmax, n * sizeof *ls->zmax) &&
              (sums != LF__STATS_SUMS_ROUNDED ||
               lf__sandbox_write(ls->out_sum, n * sizeof *ls->out_sum)) &&
-             (sums != LF__STATS_SUMS_EXACT || lf__sandbox_write(ls->exact, n * sizeof *ls->exact));
+             (sums != LF__STATS_SUMS_ROUNDED || !s->with_squares ||
+              lf__sandbox_write(ls->sq_sum, n * sizeof *ls->sq_sum)) &&
+             (sums != LF__STATS_SUMS_EXACT ||
+              (lf__sandbox_write(ls->exact, n * sizeof *ls->exact) &&
+               lf__sandbox_write(ls->exact_sq, n * sizeof *ls->exact_sq)));
     }
     return ok;
 }
@@ -452,8 +510,12 @@ lf_err_t lf__stats_receive_layers(lf__sandbox_t *sb, lf_stats_t *s, lf__stats_su
         LF_CALL(lf__sandbox_read(sb, ls->zmax, n * sizeof *ls->zmax));
         if (sums == LF__STATS_SUMS_ROUNDED)
             LF_CALL(lf__sandbox_read(sb, ls->out_sum, n * sizeof *ls->out_sum));
-        if (sums == LF__STATS_SUMS_EXACT)
+        if (sums == LF__STATS_SUMS_ROUNDED && s->with_squares)
+            LF_CALL(lf__sandbox_read(sb, ls->sq_sum, n * sizeof *ls->sq_sum));
+        if (sums == LF__STATS_SUMS_EXACT) {
             LF_CALL(lf__sandbox_read(sb, ls->exact, n * sizeof *ls->exact));
+            LF_CALL(lf__sandbox_read(sb, ls->exact_sq, n * sizeof *ls->exact_sq));
+        }
     }
 cleanup:
     return err;

@@ -26,8 +26,10 @@
 /* The output sums a file holds for each layer. */
 typedef enum {
     LF__STATS_SUMS_NONE,    /* none */
-    LF__STATS_SUMS_ROUNDED, /* output_sum: float64 (n_out), out_sum (the statistics file) */
-    LF__STATS_SUMS_EXACT,   /* exact: uint64 (n_out, 16), exact (the checkpoint file) */
+    LF__STATS_SUMS_ROUNDED, /* output_sum: float64 (n_out), out_sum (the statistics file), and
+                               output_square_sum, sq_sum, when s->with_squares */
+    LF__STATS_SUMS_EXACT,   /* exact and exact_square: uint64 (n_out, 16), exact and exact_sq
+                               (the checkpoint file) */
 } lf__stats_sums_t;
 
 /* Writes the group /layers of file: its attribute count, and for every layer of s the group
@@ -47,6 +49,13 @@ lf_err_t lf__stats_read_layer(const lf__h5_file_t *f, int i, lf_layer_stats_t *l
 lf_err_t lf__stats_read_sums(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
                              lf_layer_stats_t *ls);
 
+/* Reads the sums of squares of /layers/<i> of f of the kind given into ls: output_square_sum
+ * into sq_sum (LF__STATS_SUMS_ROUNDED), exact_square into exact_sq (LF__STATS_SUMS_EXACT).
+ * Not collective.
+ * Errors as lf__stats_read_layer's. */
+lf_err_t lf__stats_read_squares(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
+                                lf_layer_stats_t *ls);
+
 /* Checks that the counts and extremes of neuron j of ls, layer gpath ("/layers/2") of file,
  * are ones a pass over `samples` rows produces: LF_ERR_FORMAT for counts below zero or above
  * the samples, range_err for extremes that are not finite, not in order, or disagree with the
@@ -56,13 +65,13 @@ lf_err_t lf__stats_check_neuron(const char *file, const char *gpath, const lf_la
                                 int64_t j, int64_t samples, lf_err_t range_err);
 
 /* Reader process side: sends every layer's positive, negative, zmin, zmax and sums of the kind
- * given, as they are in memory (out_sum, exact).
+ * given, as they are in memory (out_sum, and sq_sum when s->with_squares; exact and exact_sq).
  * Not collective.
  * false when the parent is gone. */
 bool lf__stats_send_layers(const lf_stats_t *s, lf__stats_sums_t sums);
 
 /* Parent side: receives what lf__stats_send_layers() sent into s, created for the model (the
- * sizes are the model's, never the child's).
+ * sizes are the model's, never the child's), with s->with_squares set as the sender's.
  * Not collective. */
 lf_err_t lf__stats_receive_layers(lf__sandbox_t *sb, lf_stats_t *s, lf__stats_sums_t sums);
 

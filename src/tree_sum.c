@@ -201,3 +201,136 @@ cleanup:
     lf_free(heads);
     return err;
 }
+
+/* Receives len doubles from `from` into v, or into drain (one chunk at a time) when v is NULL:
+ * a receiver that could not allocate still takes every message, so no sender is left waiting. */
+static lf_err_t recv_or_drain(MPI_Comm comm, double *v, int64_t len, int from, double *drain)
+{
+    lf_err_t err = LF_OK;
+    if (v)
+        return recv_vector(comm, v, len, from);
+    for (int64_t at = 0; at < len; at += CHUNK) {
+        int n = (int)(len - at < CHUNK ? len - at : CHUNK);
+        LF_CALL_MPI(MPI_Recv(drain, n, MPI_DOUBLE, from, 0, comm, MPI_STATUS_IGNORE));
+    }
+cleanup:
+    return err;
+}
+
+/* Checks the segments' cut points (tree_sum.h), the same on every rank. */
+static lf_err_t check_cuts(const int64_t *cuts, int n_seg, int size, int64_t len)
+{
+    lf_err_t err = LF_OK;
+    LF_CHECK(n_seg >= 1, LF_ERR_ARG, "tree sum: %d segments", n_seg);
+    for (int j = 0; j < n_seg; j++) {
+        const int64_t *c = cuts + (size_t)j * (size + 1);
+        LF_CHECK(c[0] == (j == 0 ? 0 : c[-1]), LF_ERR_ARG,
+                 "tree sum: segment %d starts at %lld, not where the one before ends", j,
+                 (long long)c[0]);
+        for (int s = 0; s < size; s++)
+            LF_CHECK(c[s + 1] >= c[s], LF_ERR_ARG,
+                     "tree sum: the cuts of segment %d fall (%lld then %lld)", j, (long long)c[s],
+                     (long long)c[s + 1]);
+    }
+    LF_CHECK(cuts[(size_t)n_seg * (size + 1) - 1] == len, LF_ERR_ARG,
+             "tree sum: the segments end at %lld, the vector at %lld",
+             (long long)cuts[(size_t)n_seg * (size + 1) - 1], (long long)len);
+cleanup:
+    return err;
+}
+
+lf_err_t lf_tree_sum_finish_slices(MPI_Comm comm, lf_tree_sum_t *t, int n_seg, const int64_t *cuts,
+                                   double *part)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
+    int rank = 0, size = 1;
+    int64_t *heads = NULL, *even = NULL;
+    double *drain = NULL;
+    /* This rank's part of the tree: the same nodes, each holding only the part. */
+    struct lf_tree_sum mine = {.n_groups = t->n_groups, .next = -1};
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL_MPI(MPI_Comm_size(comm, &size));
+    if (!cuts) {
+        n_seg = 1;
+        local = lf_malloc((size_t)size + 1, sizeof *even, (void **)&even);
+        for (int s = 0; local == LF_OK && s <= size; s++)
+            even[s] = t->len / size * s + t->len % size * s / size; /* len s / P, no overflow */
+        cuts = even;
+    }
+    if (local == LF_OK)
+        local = check_cuts(cuts, n_seg, size, t->len);
+    if (local == LF_OK)
+        local = lf_calloc((size_t)size * (2 * LEVELS_MAX + 1), sizeof *heads, (void **)&heads);
+    if (local == LF_OK)
+        local = lf_malloc(CHUNK, sizeof *drain, (void **)&drain);
+    LF_CALL(lf_comm_agree(comm, local));
+    for (int j = 0; j < n_seg; j++) {
+        const int64_t *c = cuts + (size_t)j * (size + 1);
+        mine.len += c[rank + 1] - c[rank];
+    }
+    /* Every rank's node list (level, index): each rank takes over every other's, in rank order. */
+    int64_t list[2 * LEVELS_MAX + 1] = {t->n};
+    for (int k = 0; k < t->n; k++) {
+        list[1 + 2 * k] = t->stack[k].level;
+        list[2 + 2 * k] = t->stack[k].index;
+    }
+    LF_CALL_MPI(MPI_Allgather(list, 2 * LEVELS_MAX + 1, MPI_INT64_T, heads, 2 * LEVELS_MAX + 1,
+                              MPI_INT64_T, comm));
+    /* Round s: rank s collects part s of every node, rank by rank, and adds them as
+     * lf_tree_sum_finish does on rank 0 (its own nodes in their place in the rank order: they
+     * are already reduced, so pushing them again adds nothing among them). One receiver per
+     * round keeps the messages in order with blocking sends. */
+    for (int s = 0; s < size; s++) {
+        if (rank != s) {
+            for (int k = 0; k < t->n; k++)
+                for (int j = 0; j < n_seg; j++) {
+                    const int64_t *c = cuts + (size_t)j * (size + 1);
+                    /* Sent even after an error here: the receiver expects every message. */
+                    lf_err_t e = send_vector(comm, t->stack[k].v + c[s], c[s + 1] - c[s], s);
+                    local = local != LF_OK ? local : e;
+                }
+            continue;
+        }
+        for (int r = 0; r < size; r++) {
+            const int64_t *h = heads + (size_t)r * (2 * LEVELS_MAX + 1);
+            for (int64_t k = 0; k < h[0]; k++) {
+                node_t nd = {.level = (int)h[1 + 2 * k], .index = h[2 + 2 * k], .v = NULL};
+                if (local == LF_OK && mine.n >= LEVELS_MAX)
+                    local = LF_ERR_INTERNAL;
+                if (local == LF_OK)
+                    local = lf_malloc((size_t)(mine.len > 0 ? mine.len : 1), sizeof *nd.v,
+                                      (void **)&nd.v);
+                int64_t at = 0;
+                for (int j = 0; j < n_seg; j++) {
+                    const int64_t *c = cuts + (size_t)j * (size + 1);
+                    int64_t n = c[s + 1] - c[s];
+                    if (r == rank && nd.v)
+                        memcpy(nd.v + at, t->stack[k].v + c[s], (size_t)n * sizeof *nd.v);
+                    else if (r != rank) {
+                        lf_err_t e = recv_or_drain(comm, nd.v ? nd.v + at : NULL, n, r, drain);
+                        local = local != LF_OK ? local : e;
+                    }
+                    at += n;
+                }
+                if (nd.v && local == LF_OK)
+                    push_node(&mine, nd);
+                else
+                    lf_free(nd.v);
+            }
+        }
+    }
+    if (local == LF_OK && !close_tree(&mine))
+        local = order_error();
+    if (local == LF_OK && mine.n == 1 && mine.len > 0)
+        memcpy(part, mine.stack[0].v, (size_t)mine.len * sizeof *part);
+    else if (local == LF_OK && mine.len > 0)
+        memset(part, 0, (size_t)mine.len * sizeof *part);
+    LF_CALL(lf_comm_agree(comm, local));
+cleanup:
+    for (int k = 0; k < mine.n; k++)
+        lf_free(mine.stack[k].v);
+    lf_free(drain);
+    lf_free(even);
+    lf_free(heads);
+    return err;
+}

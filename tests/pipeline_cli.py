@@ -213,6 +213,65 @@ expect_problems("version.yaml", "version: 2\nmodel: x.h5\nstages: [calibrate]\n"
     ("2", 0, r"^version must be 1"),
     ("calibrate", 0, r"^stage calibrate needs calibration data$"),
 ])
+expect_problems("prune_by.yaml", HEAD + "stages:\n  - calibrate: {}\n"
+                "  - prune: {fraction: 0.3, by: size}\n  - fold: {}\noutput: {model: m.h5}\n", [
+                    ("size", 0, r"^by must be rate, energy or variance, not 'size'$"),
+                ])
+# prune.by=energy is compress --prune-by energy, byte for byte.
+open(os.path.join(root, "pipelines", "energy.yaml"), "w").write(
+    HEAD + "stages:\n  - calibrate: {}\n  - prune: {fraction: 0.3, by: energy}\n  - fold: {}\n"
+    "output: {model: e.h5}\n")
+r = linfold(["run", "pipelines/energy.yaml", "-q"], root)
+ce = linfold(["compress", "--model", MODEL, "--data", DATA + ":/val/x", "--prune-fraction", "0.3",
+              "--prune-by", "energy", "--out", "ce.h5", "-q"], root)
+cr = linfold(["compress", "--model", MODEL, "--data", DATA + ":/val/x", "--prune-fraction", "0.3",
+              "--prune-by", "rate", "--out", "cr.h5", "-q"], root)
+check(r.status == 0 and ce.status == 0 and
+      filecmp.cmp(os.path.join(root, "pipelines/e.h5"), os.path.join(root, "ce.h5"), shallow=False),
+      "prune by energy in a pipeline equals compress --prune-by energy", r)
+check(cr.status == 0 and not filecmp.cmp(os.path.join(root, "ce.h5"), os.path.join(root, "cr.h5"),
+                                         shallow=False), "pruning by rate prunes other neurons", cr)
+with h5py.File(os.path.join(root, "ce.h5"), "r") as f:
+    by = f.attrs["prune_by"]
+    check((by.decode() if isinstance(by, bytes) else by) == "energy",
+          "the model records prune_by = energy")
+r = linfold(["compress", "--model", MODEL, "--data", DATA + ":/val/x", "--prune-by", "energy",
+             "--out", "x.h5", "-q"], root)
+check(r.status == 2 and "--prune-by has no effect without a --prune-fraction above 0" in r.err,
+      "--prune-by without a fraction is refused", r)
+r = linfold(["compress", "--model", MODEL, "--data", DATA + ":/val/x", "--prune-fraction", "0.3",
+             "--prune-by", "weight", "--out", "x.h5", "-q"], root)
+check(r.status == 2 and "--prune-by 'weight' is not rate, energy or variance" in r.err,
+      "an unknown --prune-by is refused", r)
+expect_problems("confidence.yaml", HEAD +
+                "evaluation: {data: ../%s:/test/x, labels: ../%s:/test/y}\n" % (DATA, DATA) +
+                "stages:\n  - calibrate: {}\n  - search: {sweep: [0.9], confidence: 1}\n", [
+                    ("1}", 0, r"^confidence 1 is outside \[0, 1\)$"),
+                    ("1}", 0, r"^confidence goes with max-accuracy-drop$"),
+                ])
+# The budget's confidence: 0.95 by default, and search.confidence=0 equals compress --confidence 0.
+budget = os.path.join(root, "pipelines", "budget.yaml")
+open(budget, "w").write(HEAD + "evaluation: {data: ../%s:/val/x, labels: ../%s:/val/y}\n"
+                        % (DATA, DATA) + "stages:\n  - calibrate: {}\n"
+                        "  - search: {max-accuracy-drop: 0.04, search-fractions: [0]}\n"
+                        "output: {model: b0.h5}\n")
+pc = linfold(["run", "pipelines/budget.yaml", "--print-config", "-q"], root)
+check(pc.status == 0 and re.search(r"max-accuracy-drop: 0\.04\n\s*confidence: 0\.95\n", pc.out),
+      "print-config gives the budget's default confidence 0.95", pc)
+r = linfold(["run", "pipelines/budget.yaml", "--set", "search.confidence=0", "-q"], root)
+cb = linfold(["compress", "--model", MODEL, "--data", DATA + ":/val/x", "--max-accuracy-drop",
+              "0.04", "--confidence", "0", "--search-fractions", "0", "--eval-data",
+              DATA + ":/val/x", "--eval-labels", DATA + ":/val/y", "--out", "b0.h5", "-q"], root)
+check(r.status == 0 and cb.status == 0 and
+      filecmp.cmp(os.path.join(root, "pipelines/b0.h5"), os.path.join(root, "b0.h5"),
+                  shallow=False), "--set search.confidence=0 equals compress --confidence 0", r)
+# The run record's frontier carries each candidate's discordant rows, drop and bound.
+r = linfold(["run", "pipelines/budget.yaml", "--set", "output.model=b95.h5", "--set",
+             "output.report=b95.json", "-q"], root)
+fr = json.load(open(os.path.join(root, "pipelines/b95.json")))["frontier"] if r.status == 0 else []
+check(len(fr) >= 2 and all(
+    abs(e["drop"] - (e["worse"] - e["better"]) / 359) < 1e-12 and e["drop_upper_bound"] > e["drop"]
+    for e in fr), "the record's frontier has worse, better, drop and its bound above it", r)
 expect_problems("noout.yaml", HEAD + "stages:\n  - calibrate: {}\n  - fold: {}\n", [
     ("fold", 0, r"^stage fold makes a model: name the output model$"),
 ])

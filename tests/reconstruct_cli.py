@@ -13,6 +13,7 @@ On the digits MLP (tests/data/digits), calibrated on /val/x and judged on /test/
   4. judging on the calibration rows warns; misuse is refused with exit 2 and nothing written.
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,23 @@ def main():
         r = linfold(["run", "r.yaml"], tmp, ranks=2)
         check(r.status == 0 and open(os.path.join(tmp, "p.h5"), "rb").read() == ref,
               "the reconstruct stage writes the command line's bytes", r)
-        check(r.status == 0 and "reconstruction: 1 layer" in r.out, "the stage reports its layers", r)
+        check(r.status == 0 and re.search(r"reconstruction: [1-9]\d* layers? refitted", r.out),
+              "the stage reports its layers", r)
+        # A row budget above the rows (359: one group) changes nothing; --print-config keeps it.
+        text = open(yaml).read().replace("reconstruct: {}", "reconstruct: {rows: 300}")
+        with open(yaml, "w") as f:
+            f.write(text)
+        r = linfold(["run", "r.yaml"], tmp, ranks=2)
+        check(r.status == 0 and open(os.path.join(tmp, "p.h5"), "rb").read() == ref,
+              "reconstruct: {rows: 300} on 359 rows writes the same bytes", r)
+        r = linfold(["run", "r.yaml", "--print-config"], tmp)
+        check(r.status == 0 and "rows: 300" in r.out, "the effective config keeps rows", r)
+        text = text.replace("rows: 300", "rows: 0")
+        with open(yaml, "w") as f:
+            f.write(text)
+        r = linfold(["run", "r.yaml"], tmp)
+        check(r.status == 2 and "rows must be a whole number >= 1" in r.err,
+              "rows: 0 is refused", r)
 
     with open(os.path.join(tmp, "same.yaml"), "w") as f:
         f.write("version: 1\nmodel: %s\ncalibration: %s:/val/x\n"
@@ -112,9 +129,47 @@ def main():
     check(r.status == 2 and "stage fold cannot come after reconstruct" in r.err,
           "a reconstruct stage before fold is refused at its position", r)
 
+    against_numpy(tmp)
     budget_search(tmp)
     subprocess.run(["rm", "-rf", tmp])
     return cli_checks.finish("reconstruct_cli")
+
+
+def against_numpy(tmp):
+    """The same refit written independently in NumPy (bench/refit_numpy.py: its own forward
+    passes, sums over all rows at once, numpy.linalg.solve) chooses the same lambda for every
+    layer and gives the same weights to 1e-3 relative: the two differ only by float32 rounding
+    in the forward passes (2.5e-5 measured). A row budget that covers every group of the data
+    (1,078 rows are one group) writes the same bytes as no budget."""
+    base = ["compress", "--model", MODEL, "--data", DATA + ":/train/x", "--prune-dead",
+            "--prune-fraction", "0.5", "--quiet"]
+    plain, refit = os.path.join(tmp, "np-plain.h5"), os.path.join(tmp, "np-refit.h5")
+    r1 = linfold(base + ["--out", plain], tmp, ranks=2)
+    r2 = linfold(base[:-1] + ["--reconstruct", "--out", refit], tmp, ranks=2)  # logs lambda
+    check(r1.status == 0 and r2.status == 0, "pruning with and without reconstruction", r2)
+    if r1.status != 0 or r2.status != 0:
+        return
+    p = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "bench", "refit_numpy.py"), MODEL,
+                        plain, DATA + ":/train/x", refit], capture_output=True, text=True)
+    check(p.returncode == 0, "the NumPy refit runs: " + p.stderr[-300:])
+    if p.returncode != 0:
+        return
+    import json
+    layers = json.loads(p.stdout.splitlines()[-1])["layers"]
+    check(len(layers) == 5, "five layers refitted (%d)" % len(layers))
+    ours = {int(l.split("reconstruct: layer ")[1].split(" ")[0]): float(l.split("lambda ")[1]
+                                                                        .split(",")[0])
+            for l in (r2.out + r2.err).splitlines() if "reconstruct: layer " in l}
+    for rec in layers:
+        check(rec["weights_rel_diff_vs_linfold"] <= 1e-3,
+              "layer %d: weights within 1e-3 of NumPy's (%.2e)"
+              % (rec["layer"], rec["weights_rel_diff_vs_linfold"]))
+        check(ours.get(rec["layer"]) == rec["lambda"], "layer %d: the same lambda (%s, NumPy %g)"
+              % (rec["layer"], ours.get(rec["layer"]), rec["lambda"]))
+    out = os.path.join(tmp, "np-budget.h5")
+    r = linfold(base + ["--reconstruct", "--reconstruct-rows", "1000", "--out", out], tmp, ranks=2)
+    check(r.status == 0 and open(out, "rb").read() == open(refit, "rb").read(),
+          "a row budget covering every group writes the same bytes", r)
 
 
 def budget_search(tmp):
@@ -122,7 +177,7 @@ def budget_search(tmp):
     model under half the size it finds without reconstruction, and the model written is the
     candidate it judged (its accuracy, recomputed here from the file, is the one reported)."""
     base = ["compress", "--model", MODEL, "--data", DATA + ":/val/x", "--max-accuracy-drop",
-            "0.01", "--eval-data", DATA + ":/test/x", "--eval-labels", DATA + ":/test/y"]
+            "0.01", "--confidence", "0", "--eval-data", DATA + ":/test/x", "--eval-labels", DATA + ":/test/y"]
     sizes = {}
     for rec in (False, True):
         out = os.path.join(tmp, "budget-%d.h5" % rec)

@@ -44,10 +44,12 @@ static int comm_size(MPI_Comm comm)
     return s;
 }
 
-/* Every figure of a and b, bit for bit (exact sums and their rounding included). */
+/* Every figure of a and b, bit for bit (exact sums, sums of squares and their rounding
+ * included). */
 static bool stats_equal(const lf_stats_t *a, const lf_stats_t *b)
 {
-    if (a->samples != b->samples || a->with_sums != b->with_sums || a->n_layers != b->n_layers)
+    if (a->samples != b->samples || a->with_sums != b->with_sums ||
+        a->with_squares != b->with_squares || a->n_layers != b->n_layers)
         return false;
     for (int i = 0; i < a->n_layers; i++) {
         const lf_layer_stats_t *x = &a->layers[i], *y = &b->layers[i];
@@ -56,7 +58,8 @@ static bool stats_equal(const lf_stats_t *a, const lf_stats_t *b)
             memcmp(x->zmin, y->zmin, n * 4) || memcmp(x->zmax, y->zmax, n * 4))
             return false;
         if (a->with_sums &&
-            (memcmp(x->out_sum, y->out_sum, n * 8) || memcmp(x->exact, y->exact, n * 128)))
+            (memcmp(x->out_sum, y->out_sum, n * 8) || memcmp(x->exact, y->exact, n * 128) ||
+             memcmp(x->sq_sum, y->sq_sum, n * 8) || memcmp(x->exact_sq, y->exact_sq, n * 128)))
             return false;
     }
     return true;

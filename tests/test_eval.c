@@ -36,7 +36,8 @@ static lf_model_t *classifier(uint64_t seed)
     return m;
 }
 
-/* Accuracy, agreement and the largest difference equal one serial forward of all rows. */
+/* Accuracy, agreement, the discordant rows and the largest difference equal one serial forward
+ * of all rows. */
 START_TEST(test_eval_counts_match_serial)
 {
     lf_model_t *m = classifier(1), *ref = classifier(1);
@@ -63,7 +64,7 @@ START_TEST(test_eval_counts_match_serial)
     lf_forward_t *fa = NULL, *fb = NULL;
     ck_assert_int_eq(lf_forward_create(m, 4, &fa), LF_OK);
     ck_assert_int_eq(lf_forward_create(ref, 4, &fb), LF_OK);
-    int64_t correct = 0, ref_correct = 0, agree = 0;
+    int64_t correct = 0, ref_correct = 0, agree = 0, worse = 0, better = 0;
     double diff = 0.0;
     float block[4 * D];
     for (int r0 = 0; r0 < N; r0 += 4) {
@@ -79,6 +80,8 @@ START_TEST(test_eval_counts_match_serial)
             correct += a == y[r0 + k];
             ref_correct += b == y[r0 + k];
             agree += a == b;
+            worse += b == y[r0 + k] && a != y[r0 + k];
+            better += a == y[r0 + k] && b != y[r0 + k];
             for (int j = 0; j < C; j++)
                 diff = fmax(diff, fabs((double)ya[k * C + j] - (double)yb[k * C + j]));
         }
@@ -87,8 +90,11 @@ START_TEST(test_eval_counts_match_serial)
     ck_assert_int_eq(r.correct, correct);
     ck_assert_int_eq(r.ref_correct, ref_correct);
     ck_assert_int_eq(r.agree, agree);
-    ck_assert(r.max_abs_diff == diff); /* the same blocks in the same shape: the same bits */
-    ck_assert_int_lt(agree, N);        /* the perturbation changed some predictions */
+    ck_assert_int_eq(r.worse, worse);
+    ck_assert_int_eq(r.better, better);
+    ck_assert_int_gt(worse + better, 0); /* the perturbation moved some rows' correctness */
+    ck_assert(r.max_abs_diff == diff);   /* the same blocks in the same shape: the same bits */
+    ck_assert_int_lt(agree, N);          /* the perturbation changed some predictions */
     lf_forward_destroy(&fa);
     lf_forward_destroy(&fb);
     lf_h5io_dataset_close(&dy);

@@ -46,6 +46,16 @@ START_TEST(test_rule_parsing)
     ck_assert_int_eq(lf_plan_parse_select("benefit", &r), LF_ERR_USAGE);
     ck_assert_ptr_nonnull(strstr(lf_error_message(), "is not greedy or optimal"));
     lf_error_clear();
+    lf_prune_by_t by = LF_PRUNE_BY_RATE;
+    const char *names[] = {"rate", "energy", "variance"};
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(lf_plan_parse_prune_by(names[k], &by), LF_OK);
+        ck_assert_int_eq(by, k);
+        ck_assert_str_eq(lf_plan_prune_by_name(by), names[k]);
+    }
+    ck_assert_int_eq(lf_plan_parse_prune_by("Energy", &by), LF_ERR_USAGE);
+    ck_assert_ptr_nonnull(strstr(lf_error_message(), "is not rate, energy or variance"));
+    lf_error_clear();
 }
 END_TEST
 
@@ -204,6 +214,180 @@ START_TEST(test_importance_pruning_compensates)
 }
 END_TEST
 
+/* Sets the statistics of neuron j of layer i: mean output `mean` and mean square `square` over
+ * s->samples rows. */
+static void set_moments(lf_stats_t *s, int i, int64_t j, double mean, double square)
+{
+    s->layers[i].out_sum[j] = mean * (double)s->samples;
+    s->layers[i].sq_sum[j] = square * (double)s->samples;
+}
+
+/* The three criteria disagree on a constructed layer, and each prunes its own neuron first:
+ *   neuron 0: active on every row, outgoing weights 0.001: last by rate, first by energy;
+ *   neuron 1: the lowest rate (4 of 10), outgoing weights 0.5: first by rate;
+ *   neuron 3: constant on the rows (E[a^2] = E[a]^2), outgoing weights 0.5: no variance, so
+ *             first by variance, though its energy (0.125) is above neuron 1's (0.1). */
+START_TEST(test_prune_by_criteria_disagree)
+{
+    const int64_t widths[] = {4, 2};
+    lf_model_t *m = lf_test_mlp(3, widths, 2, -1.0f, 1.0f, -0.5f, 0.5f, 17);
+    float *w1 = m->layers[1].blocks[0].w; /* (2, 4) */
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 4; j++)
+            w1[r * 4 + j] = j == 0 ? 0.001f : (r == 0 ? 0.5f : -0.5f);
+    int64_t pos0[] = {10, 4, 6, 8}, pos1[] = {5, 5};
+    const int64_t *pos[] = {pos0, pos1};
+    lf_stats_t *s = lf_test_stats_with(m, 10, pos);
+    s->with_sums = s->with_squares = true;
+    set_moments(s, 0, 0, 0.5, 1.0);
+    set_moments(s, 0, 1, 0.2, 0.2);
+    set_moments(s, 0, 2, 0.3, 0.3);
+    set_moments(s, 0, 3, 0.5, 0.25);
+    /* Importances against figures worked out here: E[a^2] (minus E[a]^2) x the column's squares,
+     * 2 x 0.001^2 for neuron 0 (0.001f is not 0.001: computed from the float), 2 x 0.25 else. */
+    double w2_0 = 2.0 * (double)0.001f * (double)0.001f;
+    ck_assert_double_eq(lf_plan_importance(m, s, LF_PRUNE_BY_RATE, 0, 1), 4.0);
+    ck_assert_double_eq_tol(lf_plan_importance(m, s, LF_PRUNE_BY_ENERGY, 0, 0), w2_0, 1e-18);
+    ck_assert_double_eq_tol(lf_plan_importance(m, s, LF_PRUNE_BY_ENERGY, 0, 1), 0.1, 1e-15);
+    ck_assert_double_eq_tol(lf_plan_importance(m, s, LF_PRUNE_BY_ENERGY, 0, 3), 0.125, 1e-15);
+    ck_assert_double_eq_tol(lf_plan_importance(m, s, LF_PRUNE_BY_VARIANCE, 0, 0), 0.75 * w2_0,
+                            1e-18);
+    ck_assert_double_eq_tol(lf_plan_importance(m, s, LF_PRUNE_BY_VARIANCE, 0, 1), 0.08, 1e-15);
+    ck_assert_double_eq(lf_plan_importance(m, s, LF_PRUNE_BY_VARIANCE, 0, 3), 0.0);
+    /* One of four (0.25): each criterion's first choice. */
+    const struct {
+        lf_prune_by_t by;
+        int first;
+    } cases[] = {{LF_PRUNE_BY_RATE, 1}, {LF_PRUNE_BY_ENERGY, 0}, {LF_PRUNE_BY_VARIANCE, 3}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        for (int global = 0; global < 2; global++) {
+            lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                                .rule = {.kind = LF_RULE_COUNT, .count = 100},
+                                .prune_fraction = LF_DECIMAL(25, -2),
+                                .prune_global = global,
+                                .prune_by = cases[k].by};
+            lf_plan_t *p = NULL;
+            ck_assert_int_eq(lf_plan_create(m, s, &o, &p), LF_OK);
+            ck_assert_int_eq(p->n_pruned[0], 1);
+            ck_assert_msg(p->fate[0][cases[k].first] == LF_NEURON_PRUNE, "%s: neuron %d kept",
+                          lf_plan_prune_by_name(cases[k].by), cases[k].first);
+            lf_plan_destroy(&p);
+        }
+    }
+    /* Three of four (0.75): by rate, the always-active neuron is the one kept; by energy it goes. */
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_COUNT, .count = 100},
+                        .prune_fraction = LF_DECIMAL(75, -2),
+                        .prune_by = LF_PRUNE_BY_RATE};
+    lf_plan_t *p = NULL;
+    ck_assert_int_eq(lf_plan_create(m, s, &o, &p), LF_OK);
+    ck_assert_int_eq(p->fate[0][0], LF_NEURON_KEEP);
+    ck_assert_int_eq(p->n_pruned[0], 3);
+    lf_plan_destroy(&p);
+    o.prune_by = LF_PRUNE_BY_ENERGY;
+    ck_assert_int_eq(lf_plan_create(m, s, &o, &p), LF_OK);
+    ck_assert_int_eq(p->fate[0][0], LF_NEURON_PRUNE);
+    ck_assert_int_eq(p->fate[0][1], LF_NEURON_PRUNE);
+    ck_assert_int_eq(p->fate[0][3], LF_NEURON_PRUNE);
+    ck_assert_int_ne(p->fate[0][2], LF_NEURON_PRUNE); /* the largest energy, 0.15 */
+    ck_assert_double_eq(p->shift[0][0], 0.5);         /* its mean output still compensates it */
+    lf_plan_destroy(&p);
+    lf_stats_destroy(&s);
+    lf_model_destroy(&m);
+}
+END_TEST
+
+/* A global ranking by energy compares each neuron's share of its layer's energy, not the raw
+ * energies, whose scales differ between layers: here every raw energy of layer 0 (at most 1e-3)
+ * is below every one of layer 1 (0.5), and a raw ranking would take both neurons from layer 0.
+ * Shares: layer 0 {10, 10, 10, 1} / 31, layer 1 1/4 each. Pruning 2 of 8 takes neuron 3 of
+ * layer 0 (1/31) and then neuron 0 of layer 1 (1/4 < 10/31; ties to the lower index). */
+START_TEST(test_prune_by_energy_global_compares_shares)
+{
+    const int64_t widths[] = {4, 4, 2};
+    lf_model_t *m = lf_test_mlp(3, widths, 3, -1.0f, 1.0f, -0.5f, 0.5f, 23);
+    for (int i = 1; i < 3; i++)
+        for (int64_t k = 0; k < m->layers[i].n_out * 4; k++)
+            m->layers[i].blocks[0].w[k] = 0.5f; /* |column|^2: 1 for layer 0, 0.5 for layer 1 */
+    int64_t pos0[] = {5, 5, 5, 5}, pos1[] = {5, 5, 5, 5}, pos2[] = {5, 5};
+    const int64_t *pos[] = {pos0, pos1, pos2};
+    lf_stats_t *s = lf_test_stats_with(m, 10, pos);
+    s->with_sums = s->with_squares = true;
+    for (int64_t j = 0; j < 4; j++) {
+        set_moments(s, 0, j, 0.0, j == 3 ? 1e-4 : 1e-3);
+        set_moments(s, 1, j, 0.0, 1.0);
+    }
+    ck_assert(lf_plan_importance(m, s, LF_PRUNE_BY_ENERGY, 0, 0) <
+              lf_plan_importance(m, s, LF_PRUNE_BY_ENERGY, 1, 0));
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_COUNT, .count = 100},
+                        .prune_fraction = LF_DECIMAL(25, -2),
+                        .prune_global = true,
+                        .prune_by = LF_PRUNE_BY_ENERGY};
+    lf_plan_t *p = NULL;
+    ck_assert_int_eq(lf_plan_create(m, s, &o, &p), LF_OK);
+    ck_assert_int_eq(p->n_pruned[0], 1);
+    ck_assert_int_eq(p->n_pruned[1], 1);
+    ck_assert_int_eq(p->fate[0][3], LF_NEURON_PRUNE);
+    ck_assert_int_eq(p->fate[1][0], LF_NEURON_PRUNE);
+    lf_plan_destroy(&p);
+    lf_stats_destroy(&s);
+    lf_model_destroy(&m);
+}
+END_TEST
+
+/* A neuron read by several layers (a skip block, here made by folding): its energy counts the
+ * squares of its columns in every block that reads it. */
+START_TEST(test_prune_by_energy_sums_every_reader)
+{
+    const int64_t widths[] = {4, 3, 2};
+    lf_model_t *m = lf_test_mlp(3, widths, 3, -1.0f, 1.0f, -0.5f, 0.5f, 19), *f = NULL;
+    const int64_t a[] = {0, 2, 0};
+    lf_stats_t *lin = lf_test_stats_linear_prefix(m, a);
+    lf_plan_opts_t fo = {.threshold = LF_DECIMAL(1, 0), .rule = {.kind = LF_RULE_ALL}};
+    lf_plan_t *p = NULL;
+    ck_assert_int_eq(lf_plan_create(m, lin, &fo, &p), LF_OK);
+    ck_assert_int_eq(lf_fold_apply(LF_TEST_COMM, m, p, &f, NULL), LF_OK);
+    lf_plan_destroy(&p);
+    /* Layer 0 is read by layer 1 (one neuron left) and, through the fold, by layer 2. */
+    ck_assert_int_eq(f->layers[2].n_blocks, 2);
+    ck_assert_int_eq(f->layers[2].blocks[0].src, 0);
+    int64_t pos0[] = {5, 5, 5, 5}, pos1[] = {5}, pos2[] = {5, 5};
+    const int64_t *pos[] = {pos0, pos1, pos2};
+    lf_stats_t *s = lf_test_stats_with(f, 10, pos);
+    s->with_sums = s->with_squares = true;
+    for (int64_t j = 0; j < 4; j++)
+        set_moments(s, 0, j, 0.5, 2.0);
+    for (int64_t j = 0; j < 4; j++) {
+        double w2 = 0.0;
+        const float *from1 = f->layers[1].blocks[0].w, *from2 = f->layers[2].blocks[0].w;
+        w2 += (double)from1[j] * from1[j]; /* (1, 4) */
+        for (int r = 0; r < 2; r++)
+            w2 += (double)from2[r * 4 + j] * from2[r * 4 + j]; /* (2, 4) */
+        ck_assert_double_eq_tol(lf_plan_importance(f, s, LF_PRUNE_BY_ENERGY, 0, j), 2.0 * w2,
+                                1e-12 * w2);
+    }
+    /* The plan ranks by the same figures: the neuron of least energy goes first. */
+    int64_t least = 0;
+    for (int64_t j = 1; j < 4; j++)
+        if (lf_plan_importance(f, s, LF_PRUNE_BY_ENERGY, 0, j) <
+            lf_plan_importance(f, s, LF_PRUNE_BY_ENERGY, 0, least))
+            least = j;
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_COUNT, .count = 100},
+                        .prune_fraction = LF_DECIMAL(25, -2),
+                        .prune_by = LF_PRUNE_BY_ENERGY};
+    ck_assert_int_eq(lf_plan_create(f, s, &o, &p), LF_OK);
+    ck_assert_int_eq(p->fate[0][least], LF_NEURON_PRUNE);
+    ck_assert_int_eq(p->n_pruned[0], 1);
+    lf_plan_destroy(&p);
+    lf_stats_destroy(&s);
+    lf_stats_destroy(&lin);
+    lf_model_destroy(&f);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 /* A constant neuron pruned with its mean leaves the function unchanged. */
 START_TEST(test_pruning_a_constant_neuron_is_exact)
 {
@@ -288,6 +472,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_prune_share_rounds_to_nearest);
     tcase_add_test(tc, test_importance_pruning_compensates);
     tcase_add_test(tc, test_pruning_a_constant_neuron_is_exact);
+    tcase_add_test(tc, test_prune_by_criteria_disagree);
+    tcase_add_test(tc, test_prune_by_energy_sums_every_reader);
+    tcase_add_test(tc, test_prune_by_energy_global_compares_shares);
     tcase_add_test(tc, test_provable_linearity);
     suite_add_tcase(s, tc);
     return s;

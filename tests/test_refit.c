@@ -168,6 +168,80 @@ START_TEST(test_sums_bitwise_at_any_rank_count)
 }
 END_TEST
 
+/* A row budget takes whole groups spread over the data: 17,000 rows are 5 groups of 4,096 (the
+ * last partial), and a budget of 8,000 rows takes 2 of them, groups 0 and 2 (i * 5 / 2), not the
+ * head of the data. The sums equal those of the two groups' rows alone (to rounding: the split
+ * into fit and held-out rows follows the global row index) and are bitwise the same at any rank
+ * and thread count. */
+START_TEST(test_row_budget_takes_groups_spread_over_the_data)
+{
+    const int64_t widths[] = {HID, OUT};
+    lf_model_t *m = lf_test_mlp(N_IN, widths, 2, -1.0f, 1.0f, -0.3f, 0.3f, 17), *f = NULL;
+    bool keep[HID] = {1, 1, 0, 1, 1, 1, 0, 1};
+    ck_assert_int_eq(lf_model_copy(m, &f), LF_OK);
+    ck_assert_int_eq(lf_model_remove_neurons(f, 0, keep), LF_OK);
+    enum { N = 17000, GR = 4096 };
+    float *x = malloc((size_t)N * N_IN * sizeof(float));
+    lf_test_fill(x, (int64_t)N * N_IN, -1.0f, 1.0f, 31);
+    char big[600], part0[600], part2[600];
+    snprintf(big, sizeof big, "%s/budget.h5", tmpdir);
+    snprintf(part0, sizeof part0, "%s/group0.h5", tmpdir);
+    snprintf(part2, sizeof part2, "%s/group2.h5", tmpdir);
+    int rank = 0;
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    if (rank == 0) {
+        lf_test_write_data(big, "/x", x, N, N_IN, NULL, NULL);
+        lf_test_write_data(part0, "/x", x, GR, N_IN, NULL, NULL);
+        lf_test_write_data(part2, "/x", x + (size_t)2 * GR * N_IN, GR, N_IN, NULL, NULL);
+    }
+    MPI_Barrier(LF_TEST_COMM);
+    free(x);
+    strcat(big, ":/x");
+    strcat(part0, ":/x");
+    strcat(part2, ":/x");
+    const int64_t kept[OUT] = {0, 1, 2};
+    lf_refit_sums_t a = {0}, b = {0}, g0 = {0}, g2 = {0};
+    lf_dataset_t *all = open_rows(LF_TEST_COMM, big), *self = open_rows(MPI_COMM_SELF, big);
+    lf_dataset_t *d0 = open_rows(LF_TEST_COMM, part0), *d2 = open_rows(LF_TEST_COMM, part2);
+    lf_refit_opts_t two = {.threads = 2, .max_rows = 8000}, one = {.threads = 1, .max_rows = 8000};
+    lf_refit_opts_t every = {.threads = 1};
+    ck_assert_int_eq(lf_refit_group_rows(N), GR);
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, f, 1, 1, kept, all, &two, &a), LF_OK);
+    ck_assert_int_eq(lf_refit_sums(MPI_COMM_SELF, m, f, 1, 1, kept, self, &one, &b), LF_OK);
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, f, 1, 1, kept, d0, &every, &g0), LF_OK);
+    ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, f, 1, 1, kept, d2, &every, &g2), LF_OK);
+    int64_t k = a.k;
+    ck_assert_int_eq(k, HID - 2 + 1);
+    ck_assert_int_eq(a.fit_rows + a.held_rows, 2 * GR);
+    ck_assert_mem_eq(a.g_fit, b.g_fit, (size_t)(k * k) * sizeof(double));
+    ck_assert_mem_eq(a.g_held, b.g_held, (size_t)(k * k) * sizeof(double));
+    ck_assert_mem_eq(a.b_fit, b.b_fit, (size_t)(k * OUT) * sizeof(double));
+    ck_assert_mem_eq(a.b_held, b.b_held, (size_t)(k * OUT) * sizeof(double));
+    double top = 0, d = 0;
+    for (int64_t i = 0; i < k * k; i++) {
+        double want = g0.g_fit[i] + g0.g_held[i] + g2.g_fit[i] + g2.g_held[i];
+        top = fmax(top, fabs(want));
+        d = fmax(d, fabs(want - a.g_fit[i] - a.g_held[i]));
+    }
+    for (int64_t i = 0; i < k * OUT; i++) {
+        double want = g0.b_fit[i] + g0.b_held[i] + g2.b_fit[i] + g2.b_held[i];
+        top = fmax(top, fabs(want));
+        d = fmax(d, fabs(want - a.b_fit[i] - a.b_held[i]));
+    }
+    ck_assert_msg(d <= 1e-12 * top, "budget sums differ from groups 0 and 2 by %.3g", d / top);
+    lf_refit_sums_free(&a);
+    lf_refit_sums_free(&b);
+    lf_refit_sums_free(&g0);
+    lf_refit_sums_free(&g2);
+    lf_h5io_dataset_close(&d2);
+    lf_h5io_dataset_close(&d0);
+    lf_h5io_dataset_close(&self);
+    lf_h5io_dataset_close(&all);
+    lf_model_destroy(&f);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 /* The sums against a direct double loop over the rows, and the solve against a Cholesky
  * factorisation written out here; a constant-zero input gets weight 0. */
 START_TEST(test_against_direct_reference)
@@ -382,6 +456,7 @@ static Suite *make_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_exact_refit_recovers_outputs);
     tcase_add_test(tc, test_sums_bitwise_at_any_rank_count);
+    tcase_add_test(tc, test_row_budget_takes_groups_spread_over_the_data);
     tcase_add_test(tc, test_against_direct_reference);
     tcase_add_test(tc, test_degenerate_systems);
     tcase_add_test(tc, test_refit_never_makes_a_layer_worse);

@@ -9,6 +9,7 @@
 
 #include "lf_test.h"
 #include "linfold/alloc.h"
+#include "linfold/plan.h"
 #include "linfold/stats.h"
 
 enum { N_ROWS = 157 }; /* not divisible by 2, 3 or 4: uneven shards */
@@ -72,6 +73,58 @@ START_TEST(test_exact_sums)
 }
 END_TEST
 
+/* Sums of squared outputs: exact, and bitwise those of a serial loop that rounds every square to
+ * float32 and adds it exactly, at any rank count (this test runs at 1 to 4 ranks) and any
+ * sharding (a batch of 13 rows splits the shards). Layer 0 is the identity on the input
+ * (W = I, b = 0: z = x exactly, whatever order a matrix product adds its zeros in), leaky_relu
+ * with alpha 0.25, so the reference knows every output without a forward pass. */
+START_TEST(test_square_sums_match_serial)
+{
+    enum { D = 5 };
+    const int64_t widths[] = {D, 3};
+    lf_model_t *m = lf_test_mlp(D, widths, 2, -0.5f, 0.5f, -0.2f, 0.2f, 81);
+    float *w0 = m->layers[0].blocks[0].w;
+    for (int r = 0; r < D; r++) {
+        m->layers[0].bias[r] = 0.0f;
+        for (int k = 0; k < D; k++)
+            w0[r * D + k] = r == k ? 1.0f : 0.0f;
+    }
+    m->layers[0].act = LF_ACT_LEAKY_RELU;
+    m->layers[0].alpha = 0.25f;
+    char spec[600];
+    lf_test_write_samples(tmpdir, "x", N_ROWS, D, -3.0f, 3.0f, 82, spec, sizeof spec);
+    lf_stats_t *s = lf_test_collect(m, spec, 13, true);
+    ck_assert(s->with_sums && s->with_squares);
+    lf_xsum_t want[D] = {{{0}}};
+    double plain[D] = {0}; /* a^2 in double, not rounded to float32: independent of the scheme */
+    lf_rng_t rng = {82};
+    for (int64_t r = 0; r < N_ROWS; r++)
+        for (int k = 0; k < D; k++) {
+            float v = lf_rng_uniform(&rng, -3.0f, 3.0f), a = v > 0.0f ? v : 0.25f * v;
+            float sq = a * a;
+            lf_xsum_add(&want[k], sq);
+            plain[k] += (double)a * (double)a;
+        }
+    bool ok = true;
+    for (int k = 0; k < D; k++) {
+        ok = ok && memcmp(&s->layers[0].exact_sq[k], &want[k], sizeof want[k]) == 0 &&
+             s->layers[0].sq_sum[k] == lf_xsum_value(&want[k]) &&
+             fabs(s->layers[0].sq_sum[k] - plain[k]) <= 1e-6 * plain[k] &&
+             lf_stats_mean_square(s, 0, k) == lf_xsum_value(&want[k]) / N_ROWS;
+    }
+    ck_assert(lf_test_all(ok));
+    /* Not a multiple of another figure: a test that read out_sum would fail. */
+    ck_assert(s->layers[0].sq_sum[0] != s->layers[0].out_sum[0]);
+    /* Without sums nothing is accumulated, and the mean square reads 0. */
+    lf_stats_t *t = lf_test_collect(m, spec, 13, false);
+    ck_assert(!t->with_squares);
+    ck_assert(lf_stats_mean_square(t, 0, 0) == 0.0);
+    lf_stats_destroy(&t);
+    lf_stats_destroy(&s);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 /* Statistics of a real pass survive the file bitwise, sums included; and they belong to their
  * model: another model's fingerprint is refused. */
 START_TEST(test_file_round_trip)
@@ -85,7 +138,7 @@ START_TEST(test_file_round_trip)
     ck_assert_int_eq(lf_stats_write(LF_TEST_COMM, path, s), LF_OK);
     ck_assert_int_eq(lf_stats_read(LF_TEST_COMM, path, m, NULL, &r), LF_OK);
     ck_assert_int_eq(r->samples, N_ROWS);
-    ck_assert(r->with_sums);
+    ck_assert(r->with_sums && r->with_squares);
     bool same = true;
     for (int i = 0; i < 3; i++) {
         size_t n = (size_t)widths[i];
@@ -93,8 +146,11 @@ START_TEST(test_file_round_trip)
                memcmp(r->layers[i].negative, s->layers[i].negative, n * 8) == 0 &&
                memcmp(r->layers[i].zmin, s->layers[i].zmin, n * 4) == 0 &&
                memcmp(r->layers[i].zmax, s->layers[i].zmax, n * 4) == 0 &&
-               memcmp(r->layers[i].out_sum, s->layers[i].out_sum, n * 8) == 0;
+               memcmp(r->layers[i].out_sum, s->layers[i].out_sum, n * 8) == 0 &&
+               memcmp(r->layers[i].sq_sum, s->layers[i].sq_sum, n * 8) == 0;
     }
+    /* The hidden relu layers have mixed neurons, so their sums of squares are not all zero. */
+    ck_assert(r->layers[0].sq_sum[0] > 0.0 || r->layers[0].sq_sum[1] > 0.0);
     ck_assert(lf_test_all(same));
     ck_assert_int_eq(lf_model_copy(m, &other), LF_OK);
     other->layers[0].bias[0] += 1.0f;
@@ -178,6 +234,77 @@ START_TEST(test_file_validation)
 }
 END_TEST
 
+/* Deletes dataset dset of the file at path (rank 0, serial HDF5). */
+static void unlink_dataset(const char *path, const char *dset)
+{
+    int rank = 0;
+    MPI_Comm_rank(LF_TEST_COMM, &rank);
+    if (rank == 0) {
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        ck_assert_int_ge(H5Ldelete(f, dset, H5P_DEFAULT), 0);
+        H5Fclose(f);
+    }
+    MPI_Barrier(LF_TEST_COMM);
+}
+
+/* A statistics file of an older linfold has output sums but no sums of squares: it reads as
+ * before, pruning by rate works, pruning by energy or variance is refused with a message that
+ * says why. Squares in some layers only, or a negative one, are refused. */
+START_TEST(test_file_without_squares)
+{
+    const int64_t widths[] = {6, 5, 2};
+    lf_model_t *m = lf_test_mlp(4, widths, 3, -1.0f, 1.0f, -0.2f, 0.2f, 71);
+    char spec[600], path[300];
+    lf_test_write_samples(tmpdir, "x", 60, 4, -1.0f, 1.0f, 72, spec, sizeof spec);
+    lf_stats_t *s = lf_test_collect(m, spec, 16, true), *r = NULL;
+    snprintf(path, sizeof path, "%s/s.h5", tmpdir);
+    ck_assert_int_eq(lf_stats_write(LF_TEST_COMM, path, s), LF_OK);
+    for (int i = 0; i < 3; i++) {
+        char dset[64];
+        snprintf(dset, sizeof dset, "/layers/%d/output_square_sum", i);
+        unlink_dataset(path, dset);
+    }
+    ck_assert_int_eq(lf_stats_read(LF_TEST_COMM, path, m, NULL, &r), LF_OK);
+    ck_assert(r->with_sums && !r->with_squares);
+    ck_assert(memcmp(r->layers[0].out_sum, s->layers[0].out_sum, 6 * 8) == 0);
+    ck_assert(lf_stats_mean_square(r, 0, 0) == 0.0);
+    lf_plan_opts_t o = {.threshold = LF_DECIMAL(1, 0),
+                        .rule = {.kind = LF_RULE_BENEFIT},
+                        .prune_fraction = LF_DECIMAL(5, -1),
+                        .prune_by = LF_PRUNE_BY_RATE};
+    lf_plan_t *p = NULL;
+    ck_assert_int_eq(lf_plan_create(m, r, &o, &p), LF_OK);
+    ck_assert_int_eq(p->n_pruned[0], 3);
+    lf_plan_destroy(&p);
+    for (lf_prune_by_t by = LF_PRUNE_BY_ENERGY; by <= LF_PRUNE_BY_VARIANCE; by++) {
+        o.prune_by = by;
+        ck_assert_int_eq(lf_plan_create(m, r, &o, &p), LF_ERR_ARG);
+        ck_assert_msg(lf_test_any_message("sums of squared outputs") &&
+                          lf_test_any_message("older linfold") &&
+                          lf_test_any_message(lf_plan_prune_by_name(by)),
+                      "%s", lf_error_message());
+        lf_error_clear();
+    }
+    lf_stats_destroy(&r);
+    /* In some layers only. */
+    ck_assert_int_eq(lf_stats_write(LF_TEST_COMM, path, s), LF_OK);
+    unlink_dataset(path, "/layers/1/output_square_sum");
+    ck_assert_int_eq(lf_stats_read(LF_TEST_COMM, path, m, NULL, &r), LF_ERR_FORMAT);
+    ck_assert(lf_test_any_message("output_square_sum is present in some layers only"));
+    lf_error_clear();
+    /* Negative. */
+    const double negative = -1.0;
+    ck_assert_int_eq(lf_stats_write(LF_TEST_COMM, path, s), LF_OK);
+    poke(path, "/layers/0/output_square_sum", 1, H5T_NATIVE_DOUBLE, &negative);
+    ck_assert_int_eq(lf_stats_read(LF_TEST_COMM, path, m, NULL, &r), LF_ERR_VALUE);
+    ck_assert(lf_test_any_message("/layers/0/output_square_sum[1] = -1"));
+    lf_error_clear();
+    ck_assert_ptr_null(r);
+    lf_stats_destroy(&s);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 /* Fewer rows than ranks: ranks without rows take part in every collective. */
 START_TEST(test_fewer_rows_than_ranks)
 {
@@ -202,6 +329,8 @@ static Suite *make_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_stats_counts_match_serial);
     tcase_add_test(tc, test_exact_sums);
+    tcase_add_test(tc, test_square_sums_match_serial);
+    tcase_add_test(tc, test_file_without_squares);
     tcase_add_test(tc, test_file_round_trip);
     tcase_add_test(tc, test_file_validation);
     tcase_add_test(tc, test_fewer_rows_than_ranks);

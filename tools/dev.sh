@@ -22,6 +22,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools
   libscalapack-openmpi-dev libopenblas-dev
   libyaml-dev check libjansson-dev zlib1g-dev libssl-dev
+  libgsl-dev                                # the exact binomial bounds of the accuracy budget
   python3-numpy python3-h5py python3-torch   # test-only: the PyTorch round-trip test
   slurm-wlm slurmctld slurmd munge          # test-only: the job scripts on a private SLURM
 )

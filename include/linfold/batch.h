@@ -149,6 +149,10 @@ lf_err_t lf_batch_run_part(MPI_Comm comm, lf_dataset_t *x, lf_dataset_t *labels,
 lf_err_t lf_batch_forward(const lf_batch_t *b, int k, lf_forward_hook_t hook, void *hook_ctx,
                           const float **y);
 
+/* lf_batch_forward() of the first n_run layers of model k only (lf_forward_run_layers()).
+ * Not collective. */
+lf_err_t lf_batch_forward_layers(const lf_batch_t *b, int k, int n_run, lf_forward_hook_t hook,
+                                 void *hook_ctx, const float **y);
 /* The workspace lf_batch_forward() ran model k in on this block's thread: its activations of
  * every layer (lf_forward_activations()) stay there until the thread's next forward of model k.
  * Not collective. */

@@ -29,6 +29,9 @@ typedef struct {
     int64_t ref_params;
     int64_t ref_correct; /* with labels and a reference */
     int64_t agree;       /* rows whose predicted class equals the reference's */
+    /* The discordant pairs (with labels and a reference): rows the reference classifies right
+     * and the model wrong, and the reverse. ref_correct - correct == worse - better. */
+    int64_t worse, better;
     double max_abs_diff; /* largest |output - reference output| over all rows and outputs */
 } lf_eval_result_t;
 

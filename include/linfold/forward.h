@@ -40,6 +40,12 @@ lf_err_t lf_forward_create(const lf_model_t *m, int64_t max_rows, lf_forward_t *
  * naming the layer, the neuron and the row; the hook never sees one. */
 lf_err_t lf_forward_run(lf_forward_t *fw, const lf_model_t *m, const float *x, int64_t rows,
                         lf_forward_hook_t hook, void *ctx, const float **out);
+/* lf_forward_run() of the first n_run layers of m only (0 <= n_run <= layers): *out is layer
+ * n_run - 1's activations (x for n_run 0), and the later layers' activations are stale. For a
+ * caller that needs no more, such as a refit that reads one layer's inputs.
+ * Not collective. */
+lf_err_t lf_forward_run_layers(lf_forward_t *fw, const lf_model_t *m, int n_run, const float *x,
+                               int64_t rows, lf_forward_hook_t hook, void *ctx, const float **out);
 /* Layer i's activations from the last run, row-major (rows, n_out of layer i): what later
  * layers' blocks read. Valid until the next run.
  * Not collective. */

@@ -62,6 +62,7 @@ typedef struct {
     /* prune */
     bool prune_dead, prune_global;
     lf_decimal_t prune_fraction;
+    lf_prune_by_t prune_by;
     /* fold */
     lf_decimal_t threshold;
     lf_layer_rule_t rule;
@@ -76,7 +77,10 @@ typedef struct {
     int n_sweep, n_fractions;
     bool target, budget;
     lf_decimal_t target_ratio, max_drop;
+    lf_decimal_t confidence; /* of the budget's upper bound on the drop; 0: point estimate */
     int64_t search_batch;
+    /* reconstruct */
+    int64_t reconstruct_rows; /* 0: every calibration row; else about that many (refit.h) */
     /* evaluate */
     int64_t evaluate_batch;
     bool json; /* print the evaluation as one JSON object */

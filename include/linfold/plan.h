@@ -44,15 +44,28 @@ typedef struct {
     lf_decimal_t fraction; /* LF_RULE_FRACTION: fold when the linear share exceeds fraction */
 } lf_layer_rule_t;
 
+/* What importance pruning ranks hidden neurons by, least important first (docs/algorithm.md).
+ * RATE: the activation rate count(z > 0) / samples. ENERGY: the output energy the neuron sends
+ * to its readers, E[a^2] * sum over every block that reads it of the squared norm of its column
+ * (the mean squared change of the readers' pre-activations when it is removed without
+ * compensation). VARIANCE: the same with (E[a^2] - E[a]^2) instead of E[a^2], what is left of
+ * that change once its mean output goes into the readers' biases, as pruning does. ENERGY and
+ * VARIANCE need the sums of squared outputs (stats.h). */
+typedef enum { LF_PRUNE_BY_RATE, LF_PRUNE_BY_ENERGY, LF_PRUNE_BY_VARIANCE } lf_prune_by_t;
+/* What the command line and pipelines prune by when not told (docs/algorithm.md says why). */
+#define LF_PRUNE_BY_DEFAULT LF_PRUNE_BY_VARIANCE
+
 typedef struct {
     lf_decimal_t threshold; /* in (0, 1] */
     lf_layer_rule_t rule;
     bool prune_dead;             /* remove relu neurons never active on the calibration data */
     lf_decimal_t prune_fraction; /* in [0, 1): also remove this share of every hidden relu or
-                                    leaky_relu layer's neurons, lowest activation rates first
-                                    (needs output sums) */
+                                    leaky_relu layer's neurons, least important first by
+                                    prune_by (needs output sums) */
     bool prune_global;           /* rank the whole network at once instead: the share of all
                                     hidden relu/leaky_relu neurons, wherever they are */
+    lf_prune_by_t prune_by;      /* the importance of a neuron; zero is RATE, while the command
+                                    line and pipelines use LF_PRUNE_BY_DEFAULT */
 } lf_plan_opts_t;
 
 /* PRUNE removes a neuron and adds its mean output on the calibration data, times its outgoing
@@ -77,6 +90,20 @@ typedef struct {
  * Accepts "benefit", "all", "count:K" (K >= 0) and "fraction:F" (0 <= F < 1); LF_ERR_USAGE
  * otherwise. */
 lf_err_t lf_plan_parse_layer_rule(const char *text, lf_layer_rule_t *out);
+/* Parses a --prune-by value ("rate", "energy" or "variance") into *out.
+ * Not collective.
+ * LF_ERR_USAGE otherwise. */
+lf_err_t lf_plan_parse_prune_by(const char *text, lf_prune_by_t *out);
+/* Returns the name lf_plan_parse_prune_by() reads as by.
+ * Not collective. */
+const char *lf_plan_prune_by_name(lf_prune_by_t by);
+/* Returns the importance of neuron j of layer i that pruning by `by` ranks by (lowest pruned
+ * first): the rate, energy or variance of lf_prune_by_t, from the statistics s of model m.
+ * Not collective.
+ * ENERGY and VARIANCE need s->with_squares (0 without). A global ranking by them ranks this
+ * figure divided by the sum of its layer's (docs/algorithm.md). */
+double lf_plan_importance(const lf_model_t *m, const lf_stats_t *s, lf_prune_by_t by, int i,
+                          int64_t j);
 /* Parses a --select value ("greedy" or "optimal") into *out.
  * Not collective.
  * LF_ERR_USAGE otherwise. */
@@ -96,7 +123,8 @@ int64_t lf_plan_share(lf_decimal_t fraction, int64_t n);
 /* Builds the plan for model m from its statistics s.
  * Not collective.
  * Caller destroys. LF_ERR_USAGE for a threshold or prune fraction out of range, LF_ERR_ARG for
- * statistics of another model, of no samples, or without the output sums pruning needs. */
+ * statistics of another model, of no samples, without the output sums pruning needs, or
+ * without the sums of squares pruning by energy or variance needs. */
 lf_err_t lf_plan_create(const lf_model_t *m, const lf_stats_t *s, const lf_plan_opts_t *opts,
                         lf_plan_t **out);
 /* Frees *p and sets it to NULL; accepts NULL.

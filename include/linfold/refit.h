@@ -20,11 +20,27 @@
  * layer worse on rows it was not fitted to.
  *
  * Sums. Rows are cut into groups of lf_refit_group_rows() consecutive rows (whole compute blocks,
- * batch.h); each rank takes whole groups. A group's G and B come from one cblas_dsyrk and one
- * cblas_dgemm over its rows in double (products of float32 values are exact in double), and the
- * groups are added along the fixed pairwise tree of tree_sum.h: G and B are bitwise identical at
- * any rank and thread count. Solves run on rank 0 (LAPACK dposv, Cholesky; dsyevd and a
- * pseudo-inverse when G + λD is not positive definite) and are broadcast.
+ * batch.h); each rank takes whole groups. A group's G and B are products over its rows in double
+ * (products of float32 values are exact in double), cut into fixed column panels that the rank's
+ * threads share (a panel's bits never depend on the thread that computes it), and the groups are
+ * added along the fixed pairwise tree of tree_sum.h: G and B are bitwise identical at any rank
+ * and thread count. Each model runs only as far as the layer needs. With opts->max_rows, the sums
+ * use about that many rows: whole groups spread evenly over the data (group i of g is group
+ * i * all / g of the data), the same at any rank count. Solves run on rank 0 (LAPACK dposv,
+ * Cholesky; dsyevd and a pseudo-inverse when G + λD is not positive definite) and are broadcast.
+ *
+ * Large layers. From K = lf_refit_dist_k() on (4096 by default, opts->dist_k; the default only
+ * applies on two ranks or more, where the grid has something to share), no rank holds the
+ * whole reduced G: the tree's last additions are done slice by slice (lf_tree_sum_finish_slices,
+ * the same additions in the same order, so the sums are still bitwise identical at any rank
+ * count), each rank keeping a slab of rows of G and B, and the solves, the held-out errors and
+ * the choice of λ run on the process grid with ScaLAPACK (pdposv_, pdsyevd_ as the fallback;
+ * refit_dist.h); X (K x n_out, the size of the layer's weights) then reaches every rank. What
+ * stays K x K on every rank are its own partial sums while the rows pass (one group's G and the
+ * tree's pending nodes, at most log2(groups) + 1 of them): the reduced system and the solve are
+ * distributed, the accumulation is not. ScaLAPACK's blocking differs from LAPACK's: there, X
+ * agrees with the serial solve to rounding (1e-10 relative in the tests), not bit for bit, and
+ * its last bits change with the rank count.
  *
  *     lf_refit_report_t rep = {0};
  *     lf_refit_apply(comm, model, small, plan, where, data, &opts, &rep);   // small refitted
@@ -50,7 +66,12 @@ typedef struct {
     double lambdas[LF_REFIT_LAMBDAS_MAX]; /* the grid tried; n_lambdas 0: the default */
     int n_lambdas;
     const char *what; /* label for log lines, or NULL: quiet */
+    int64_t dist_k;   /* K from which the system is reduced and solved distributed; 0: 4096 */
+    int dist_block;   /* ScaLAPACK block size of that solve; 0: LF_GRID_BLOCK_DEFAULT */
+    int64_t max_rows; /* 0: every row; else about that many (whole groups, spread evenly) */
 } lf_refit_opts_t;
+
+#define LF_REFIT_DIST_K_DEFAULT 4096
 
 /* What the refit did to one layer. */
 typedef struct {
@@ -63,6 +84,7 @@ typedef struct {
     double held_after;  /* the same with the refit on the fit rows at the chosen λ */
     bool fallback;      /* G + λD was not positive definite: solved by eigendecomposition */
     bool kept;          /* the refit did not lower the held-out error: the weights stayed */
+    double sums_seconds, product_seconds, product_flops; /* this rank's (lf_refit_sums_t) */
     double seconds;
 } lf_refit_layer_t;
 
@@ -72,18 +94,29 @@ typedef struct {
     double seconds;
 } lf_refit_report_t;
 
-/* The sums of one layer's refit: G and B over the fit rows and over the held-out rows. */
+/* The sums of one layer's refit: G and B over the fit rows and over the held-out rows. Whole on
+ * every rank (dist false), or, from K = lf_refit_dist_k() on, rows [row0, row0 + rows) of each
+ * on this rank (dist true; lf_refit_dist_rows() in refit_dist.h). */
 typedef struct {
     int64_t k, n_out;
-    double *g_fit, *g_held; /* (k, k), row-major, symmetric */
-    double *b_fit, *b_held; /* (k, n_out), row-major */
+    bool dist;
+    int64_t row0, rows;     /* this rank's rows of the four: 0 and k when not dist */
+    double *g_fit, *g_held; /* (rows, k), row-major: those rows of a symmetric G */
+    double *b_fit, *b_held; /* (rows, n_out), row-major */
     int64_t fit_rows, held_rows;
     double zz_fit, zz_held; /* Σ‖z‖² over the fit rows and the held-out rows */
+    double seconds;         /* the pass, on this rank */
+    double product_seconds; /* of which the groups' G and B products, on this rank */
+    double product_flops;   /* the products' floating-point operations, on this rank */
 } lf_refit_sums_t;
 
 /* Rows per group of the refit's sums for n rows (16 compute blocks).
  * Not collective. */
 int64_t lf_refit_group_rows(int64_t n);
+/* The K from which the refit's system is reduced and solved distributed.
+ * Not collective.
+ * opts->dist_k, or LF_REFIT_DIST_K_DEFAULT when that is 0 (or opts NULL). */
+int64_t lf_refit_dist_k(const lf_refit_opts_t *opts);
 
 /* Refits the layers of f, the compression of m by plan p (where from lf_fold_apply), whose
  * inputs changed, on the rows of x (calibration rows, not the rows that judge the result).
@@ -98,8 +131,8 @@ lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const
 /* The sums for layer layer_f of f, whose targets are the pre-activations of layer layer_m of m
  * at neurons kept[0 .. n_out) (n_out = f's width there), over the rows of x.
  * Collective on comm.
- * Bitwise identical on every rank and at any rank and thread count. Free with
- * lf_refit_sums_free(). */
+ * Bitwise identical on every rank and at any rank and thread count (a slab of them from
+ * K = lf_refit_dist_k(opts) on: out->dist). Free with lf_refit_sums_free(). */
 lf_err_t lf_refit_sums(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, int layer_f,
                        int layer_m, const int64_t *kept, lf_dataset_t *x,
                        const lf_refit_opts_t *opts, lf_refit_sums_t *out);
@@ -107,6 +140,7 @@ void lf_refit_sums_free(lf_refit_sums_t *s);
 
 /* Solves (G + λ D) X = B for the fit rows (all rows with all_rows), X (k, n_out) row-major.
  * Not collective.
+ * s must hold the whole sums (not dist: LF_ERR_ARG).
  * *fallback is set when the system was not positive definite and the eigendecomposition solved
  * it (a pseudo-inverse: eigenvalues below k ε λ_max are dropped). LF_ERR_VALUE when LAPACK
  * fails outright (a non-finite sum). */
@@ -114,7 +148,7 @@ lf_err_t lf_refit_solve(const lf_refit_sums_t *s, double lambda, bool all_rows, 
                         bool *fallback);
 
 /* The squared error of X over the held-out rows, Σ‖z - hX‖², from the sums:
- * Σ‖z‖² + tr(XᵀG_h X) - 2 tr(XᵀB_h) (NaN when no memory is left for it).
+ * Σ‖z‖² + tr(XᵀG_h X) - 2 tr(XᵀB_h) (NaN when no memory is left for it, or s is dist).
  * Not collective. */
 double lf_refit_held_error(const lf_refit_sums_t *s, const double *x);
 

@@ -45,6 +45,13 @@ typedef struct {
     int64_t samples, correct; /* evaluation rows, and rows classified right (labels required) */
     double accuracy;          /* correct / samples */
     double agreement;         /* top-1 agreement with the original */
+    /* The discordant rows against the original (labels required): it classifies `worse` rows
+     * right that this model gets wrong, and `better` the reverse. */
+    int64_t worse, better;
+    /* Set by the accuracy-budget search: drop = (worse - better) / samples, and drop_bound its
+     * upper confidence bound (lf_search_drop_bound(), the point estimate at confidence 0). */
+    bool bounded;
+    double drop, drop_bound;
 } lf_search_point_t;
 
 /* Lists the thresholds worth trying, largest first.
@@ -77,6 +84,8 @@ lf_err_t lf_search_target_ratio(const lf_model_t *m, const lf_stats_t *s,
 
 typedef struct {
     lf_decimal_t max_drop;         /* allowed drop in accuracy, >= 0 (1 allows anything) */
+    lf_decimal_t confidence;       /* of the upper bound on the drop, in [0, 1): 0 decides on
+                                    * the point estimate */
     const lf_decimal_t *fractions; /* importance-pruning shares to try, or NULL: bisection */
     int n_fractions;
 } lf_budget_opts_t;
@@ -84,22 +93,34 @@ typedef struct {
 typedef struct {
     lf_search_point_t *frontier; /* every evaluated point (caller frees with lf_free) */
     int n_frontier;
+    int n_distinct; /* of which distinct plans: the others reused an identical plan's result */
     lf_search_point_t best; /* the smallest within budget, or the original model */
     bool met;               /* a compressed model is within budget */
     int64_t samples, original_correct;
     double original_accuracy;
 } lf_budget_result_t;
 
-/* Returns whether a model classifying `correct` of `samples` rows right is within max_drop of
- * the original's original_correct: (original_correct - correct) / samples <= max_drop, decided
- * exactly on integers. The one definition of "within budget" (the search and the printed
- * frontier both use it).
+/* Returns an upper confidence bound, at level confidence, on the accuracy drop p_w - p_b of a
+ * model against the original, from n paired rows of which the original classifies `worse` right
+ * and the model wrong and `better` the reverse.
+ * Not collective.
+ * The bound is the Bonferroni combination of two exact one-sided Clopper-Pearson bounds, each
+ * at level (1 - confidence) / 2: the upper bound on p_w from worse of n minus the lower bound on
+ * p_b from better of n. It covers the true drop with probability at least confidence, for any
+ * n (docs/algorithm.md). Confidence 0 gives the point estimate (worse - better) / n. NAN unless
+ * 0 <= worse, better, worse + better <= n, n >= 1 and 0 <= confidence < 1. */
+double lf_search_drop_bound(int64_t worse, int64_t better, int64_t n, double confidence);
+
+/* Returns whether pt (evaluated with labels) is within opts->max_drop of the original: at
+ * confidence 0, (worse - better) / samples <= max_drop decided exactly on integers; above 0,
+ * lf_search_drop_bound() <= max_drop. The one definition of "within budget" (the search and the
+ * printed frontier both use it).
  * Not collective. */
-bool lf_search_within_budget(int64_t original_correct, int64_t correct, int64_t samples,
-                             lf_decimal_t max_drop);
+bool lf_search_within_budget(const lf_budget_opts_t *opts, const lf_search_point_t *pt);
 
 /* Finds the smallest model whose accuracy on eval is at most opts->max_drop below the
- * original's.
+ * original's (lf_search_within_budget(): with a confidence above 0, whose upper bound on the
+ * drop is).
  * Collective on comm.
  * With base's rule, it searches over: dead-neuron pruning off and on; importance-pruning shares
  * (opts->fractions, or when there are none the largest share on a 1/100 grid that keeps the

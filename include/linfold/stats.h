@@ -2,10 +2,14 @@
  *
  * For every neuron of every layer: the number of samples with z > 0 and with z < 0, the minimum
  * and maximum of z (the neuron's pre-activation), and the sum of its outputs act(z) for
- * piecewise-linear activations (the mean output compensates pruned neurons). Counts are int64
- * and merge by sum, extremes by min/max, and output sums are accumulated *exactly* (lf_xsum_t:
- * float32 values as integers in exponent bins), so merging is exact and order-independent and
- * statistics reduced over any number of ranks or threads are bitwise identical.
+ * piecewise-linear activations (the mean output compensates pruned neurons) with the sum of
+ * their squares (the output energy E[a^2] that importance pruning by energy ranks by). Counts
+ * are int64 and merge by sum, extremes by min/max, and output sums are accumulated *exactly*
+ * (lf_xsum_t: float32 values as integers in exponent bins), so merging is exact and
+ * order-independent and statistics reduced over any number of ranks or threads are bitwise
+ * identical. A squared output a * a is first rounded to float32 (once, the same way on every
+ * rank), then added exactly: the sum of squares is that of those rounded squares, to within one
+ * final rounding to double, whatever the rank or thread count.
  *
  *     lf_stats_t *s = NULL;
  *     lf_stats_collect(comm, model, data, &batch_opts, false, &s);   // collective; global on all
@@ -35,19 +39,24 @@ typedef struct {
 
 typedef struct {
     int64_t n_out;
-    int64_t *positive; /* (n_out): samples with z > 0 */
-    int64_t *negative; /* (n_out): samples with z < 0 */
-    float *zmin;       /* (n_out); +inf before any sample */
-    float *zmax;       /* (n_out); -inf before any sample */
-    lf_xsum_t *exact;  /* (n_out): exact sums of act(z) while accumulating */
-    double *out_sum;   /* (n_out): those sums rounded to double, set by lf_stats_reduce/read */
+    int64_t *positive;   /* (n_out): samples with z > 0 */
+    int64_t *negative;   /* (n_out): samples with z < 0 */
+    float *zmin;         /* (n_out); +inf before any sample */
+    float *zmax;         /* (n_out); -inf before any sample */
+    lf_xsum_t *exact;    /* (n_out): exact sums of act(z) while accumulating */
+    double *out_sum;     /* (n_out): those sums rounded to double, set by lf_stats_reduce/read */
+    lf_xsum_t *exact_sq; /* (n_out): exact sums of fl32(act(z)^2) while accumulating */
+    double *sq_sum;      /* (n_out): those sums rounded to double, like out_sum */
 } lf_layer_stats_t;
 
 typedef struct {
     int n_layers;
     int64_t samples;
     uint64_t fingerprint; /* lf_model_fingerprint() of the model they describe */
-    bool with_sums;       /* output sums are accumulated (they slow a pass about 1.6x) */
+    bool with_sums;       /* output sums and sums of squares are accumulated (they slow a
+                             pass about 1.5x, docs/algorithm.md) */
+    bool with_squares;    /* sums of squared outputs too: always accumulated with the output
+                             sums; absent only from statistics files of older linfolds */
     lf_layer_stats_t *layers;
 } lf_stats_t;
 
@@ -60,8 +69,8 @@ lf_err_t lf_stats_create(const lf_model_t *m, lf_stats_t **out);
 void lf_stats_destroy(lf_stats_t **s);
 /* Accumulates `rows` rows of layer i's pre-activations z, row-major (rows, n_out).
  * Not collective.
- * act (and alpha) is the layer's activation; output sums are added when s->with_sums is set and
- * act is piecewise linear. */
+ * act (and alpha) is the layer's activation; output sums and sums of squares are added when
+ * s->with_sums is set and act is piecewise linear. */
 void lf_stats_update(lf_stats_t *s, int layer, lf_act_t act, float alpha, const float *z,
                      int64_t rows);
 /* Adds src to dst (same shape): dst += src.
@@ -98,9 +107,9 @@ typedef struct lf_checkpoint_opts lf_checkpoint_opts_t;
 lf_err_t lf_stats_collect_checkpointed(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *data,
                                        const lf_batch_opts_t *opts, bool with_sums,
                                        const lf_checkpoint_opts_t *ck, lf_stats_t **out);
-/* Gives every rank root's figures (samples, with_sums, counts, extremes, sums); s must have the
- * same shape on every rank (lf_stats_create of the same model).
- * Collective on comm. */
+/* Gives every rank root's figures (samples, with_sums, with_squares, counts, extremes, sums).
+ * Collective on comm.
+ * s must have the same shape on every rank (lf_stats_create of the same model). */
 lf_err_t lf_stats_bcast(MPI_Comm comm, int root, lf_stats_t *s);
 /* Returns count(z > 0) / samples of neuron j of layer i (0 when there are no samples).
  * Not collective. */
@@ -110,6 +119,10 @@ double lf_stats_rate(const lf_stats_t *s, int layer, int64_t j);
  * Piecewise-linear layers only, 0 otherwise; it reads out_sum, so it is also 0 without output
  * sums (with_sums unset, or before lf_stats_reduce or lf_stats_read set them). */
 double lf_stats_mean_output(const lf_stats_t *s, int layer, int64_t j);
+/* Returns the mean of fl32(act(z))^2 over the samples of neuron j of layer i: E[a^2].
+ * Not collective.
+ * Like lf_stats_mean_output: 0 for other activations and without sums of squares. */
+double lf_stats_mean_square(const lf_stats_t *s, int layer, int64_t j);
 
 /* Adds v to x exactly.
  * Not collective. */
