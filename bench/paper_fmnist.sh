@@ -191,7 +191,7 @@ cat <<'EOF'
 ### Accuracy budget (`--max-accuracy-drop`): selected on the validation split, reported on the test split
 
 ```sh
-$LF compress --model $M --stats $S --max-accuracy-drop DROP --confidence 0 \
+$LF compress --model $M --stats $S --max-accuracy-drop DROP --confidence 0 --prune-by rate \
   --eval-data $D:/val/x --eval-labels $D:/val/y --out B.h5
 $LF eval --json --model B.h5 --data $D:/test/x --labels $D:/test/y --reference $M
 ```
@@ -204,7 +204,7 @@ echo "drop,params,ratio,accuracy" > "$out/budget.csv"
 for d in 0 0.005; do
   step "accuracy budget $d"
   t0=$SECONDS
-  LF compress --no-progress --model "$M" --stats "$S" --max-accuracy-drop "$d" --confidence 0 \
+  LF compress --no-progress --model "$M" --stats "$S" --max-accuracy-drop "$d" --confidence 0 --prune-by rate \
     --eval-data "$D:/val/x" --eval-labels "$D:/val/y" --out "$out/budget_$d.h5" > "$out/budget_$d.log"
   dt=$((SECONDS - t0))
   grep -q '^status: budget met' "$out/budget_$d.log" || { cat "$out/budget_$d.log" >&2; exit 1; }
@@ -231,7 +231,7 @@ cat <<'EOF'
 layer, the default) or over the whole network at once (`--prune-scope global`).
 
 ```sh
-$LF compress --model $M --stats $S --prune-fraction P --prune-scope SCOPE --select optimal \
+$LF compress --model $M --stats $S --prune-fraction P --prune-by rate --prune-scope SCOPE --select optimal \
   --sweep 1.0,0.9,0.8,0.5,0.3 --eval-data $D:/test/x --eval-labels $D:/test/y --sweep-out prune_P.csv
 ```
 
@@ -241,7 +241,7 @@ EOF
 for scope in layer global; do
   for p in 0.25 0.4 0.5; do
     step "prune fraction $p ($scope)"
-    LF compress --quiet --model "$M" --stats "$S" --prune-fraction "$p" --prune-scope "$scope" \
+    LF compress --quiet --model "$M" --stats "$S" --prune-fraction "$p" --prune-by rate --prune-scope "$scope" \
       --select optimal --sweep 1.0,0.9,0.8,0.5,0.3 --eval-data "$D:/test/x" \
       --eval-labels "$D:/test/y" --sweep-out "$out/prune_${scope}_$p.csv"
     tail -n +2 "$out/prune_${scope}_$p.csv" | awk -F, -v s="$scope" '{
@@ -252,7 +252,7 @@ for p in 0.25 0.4 0.5; do cp "$out/prune_layer_$p.csv" "$out/prune_$p.csv"; done
 # The pruning curve of the plot: threshold 1.0 only, more shares.
 for p in 0.1 0.2 0.3 0.35 0.45 0.55 0.6 0.7; do
   step "prune fraction $p (curve)"
-  LF compress --quiet --model "$M" --stats "$S" --prune-fraction "$p" --select optimal \
+  LF compress --quiet --model "$M" --stats "$S" --prune-fraction "$p" --prune-by rate --select optimal \
     --sweep 1.0 --eval-data "$D:/test/x" --eval-labels "$D:/test/y" --sweep-out "$out/prune_$p.csv"
 done
 {

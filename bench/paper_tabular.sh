@@ -183,9 +183,9 @@ cat <<'EOF'
 ### Accuracy budget 0 (selected on the validation split) and importance pruning at 25 %
 
 ```sh
-$LF compress --model $M --stats $S --max-accuracy-drop 0 --confidence 0 \
+$LF compress --model $M --stats $S --max-accuracy-drop 0 --confidence 0 --prune-by rate \
   --eval-data $D:/val/x --eval-labels $D:/val/y --out B.h5
-$LF compress --model $M --stats $S --prune-fraction 0.25 --threshold 1.0 --select optimal --out P.h5
+$LF compress --model $M --stats $S --prune-fraction 0.25 --prune-by rate --threshold 1.0 --select optimal --out P.h5
 $LF eval --json --model B.h5 --data $D:/test/x --labels $D:/test/y --reference $M    # and P.h5
 ```
 
@@ -195,14 +195,14 @@ EOF
 for t in $tasks; do
   step "$t budget and pruning"
   M=$mdir/$t/model.h5 D=$mdir/$t/data.h5 S=$out/$t/val-stats.h5
-  LF compress --no-progress --model "$M" --stats "$S" --max-accuracy-drop 0 --confidence 0 \
+  LF compress --no-progress --model "$M" --stats "$S" --max-accuracy-drop 0 --confidence 0 --prune-by rate \
     --eval-data "$D:/val/x" --eval-labels "$D:/val/y" --out "$out/$t/budget.h5" > "$out/$t/budget.log"
   grep -q '^status: budget met' "$out/$t/budget.log" || { cat "$out/$t/budget.log" >&2; exit 1; }
   read -r bt _ bdead bfrac bscope _ _ bp _ bacc _ < <(grep -m 1 ' \*$' "$out/$t/budget.log")
   jb=$(LF eval --quiet --json --model "$out/$t/budget.h5" --data "$D:/test/x" --labels "$D:/test/y" \
     --reference "$M")
   [ "$(echo "$jb" | json params)" = "$bp" ] || { echo "paper_tabular: $t: budget row $bp differs" >&2; exit 1; }
-  LF compress --quiet --model "$M" --stats "$S" --prune-fraction 0.25 --threshold 1.0 --select optimal \
+  LF compress --quiet --model "$M" --stats "$S" --prune-fraction 0.25 --prune-by rate --threshold 1.0 --select optimal \
     --out "$out/$t/prune.h5"
   jp=$(LF eval --quiet --json --model "$out/$t/prune.h5" --data "$D:/test/x" --labels "$D:/test/y" \
     --reference "$M")

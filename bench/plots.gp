@@ -2,6 +2,7 @@
 #
 #   gnuplot -e "fm='OUT_DIR'; img='docs/img'; p0=PARAMS; a0=TEST_ACCURACY" bench/plots.gp
 #   gnuplot -e "tab='OUT_DIR'; img='docs/img'; tasks='digits iris ...'" bench/plots.gp
+#   gnuplot -e "rec='reconstruct.csv'; img='docs/img'; a0=TEST_ACCURACY" bench/plots.gp
 #
 # fm: the CSV files of paper_fmnist.sh (sweep_*.csv from `linfold compress --sweep-out`,
 # prune_curve.csv, prune_*.csv, target.csv, budget.csv). tab: paper_tabular.sh's directory with
@@ -91,4 +92,19 @@ if (exists("tab")) {
     plot 0 ls 9 notitle, \
         for [i=1:words(tasks)] tab."/".word(tasks, i)."/curve.csv" skip 1 using ($1*100):2 \
             with linespoints lc rgb word(colours, i) pt i ps 0.9 title word(tasks, i) noenhanced
+}
+
+if (exists("rec")) {
+    # bench/reconstruct_fmnist.sh: columns 1 share, 2 params, 3 ratio, 4 accuracy with mean
+    # compensation, 5 accuracy reconstructed (test split).
+    set output img."/fmnist_reconstruct.png"
+    set title "Fashion-MNIST MLP: global importance pruning, without and with least-squares reconstruction"
+    set xlabel "parameters, % of the original"
+    set ylabel "test accuracy"
+    set xrange [0:*]
+    set yrange [0:1]
+    set key inside right bottom box opaque
+    plot a0 ls 9 title "original", \
+        rec skip 1 using ($3*100):4 with linespoints ls 2 title "mean compensation", \
+        rec skip 1 using ($3*100):5 with linespoints ls 1 title "reconstructed (--reconstruct)"
 }

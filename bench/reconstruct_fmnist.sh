@@ -10,6 +10,8 @@
 #   bash bench/reconstruct_fmnist.sh [MODEL_DIR] [BUILD_DIR] [RANKS]
 #
 # MODEL_DIR (default /work/models/fmnist) holds model.h5 and data.h5 from tools/train_fmnist.py.
+# The shares' figures also go to CSV (default: a temporary file), and with gnuplot installed to
+# docs/img/fmnist_reconstruct.png (bench/plots.gp).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mdir=${1:-/work/models/fmnist}
@@ -27,6 +29,8 @@ base_params=$(params "$M")
 base_acc=$(acc "$M")
 echo "model $M: $base_params parameters, test accuracy $base_acc; $ranks ranks"
 echo
+csv=${CSV:-$out/reconstruct.csv}
+echo "share,params,ratio,acc_mean_compensation,acc_reconstructed" > "$csv"
 echo "| pruned share (global) | parameters | of original | test accuracy, mean compensation | test accuracy, reconstructed | reconstruction time |"
 echo "|---|---|---|---|---|---|"
 for share in 0.5 0.6 0.7 0.75 0.8 0.85 0.9; do
@@ -36,11 +40,15 @@ for share in 0.5 0.6 0.7 0.75 0.8 0.85 0.9; do
   t0=$(date +%s.%N)
   LF "${common[@]}" --reconstruct --out "$out/r.h5"
   t1=$(date +%s.%N)
-  p=$(params "$out/r.h5")
+  p=$(params "$out/r.h5") a0=$(acc "$out/p.h5") a1=$(acc "$out/r.h5")
   printf "| %s | %d | %.1f%% | %s | %s | %.1f s |\n" "$share" "$p" \
-    "$(echo "100 * $p / $base_params" | bc -l)" "$(acc "$out/p.h5")" "$(acc "$out/r.h5")" \
-    "$(echo "$t1 - $t0" | bc)"
+    "$(echo "100 * $p / $base_params" | bc -l)" "$a0" "$a1" "$(echo "$t1 - $t0" | bc)"
+  echo "$share,$p,$(echo "$p / $base_params" | bc -l),$a0,$a1" >> "$csv"
 done
+# The plot of docs/results.md (gnuplot, when installed).
+if command -v gnuplot > /dev/null; then
+  gnuplot -e "rec='$csv'; img='$here/docs/img'; a0=$base_acc" "$here/bench/plots.gp"
+fi
 [ "${BUDGETS:-0}" = 1 ] || { rm -rf "$out"; exit 0; }
 echo
 echo "| accuracy budget (validation) | reconstruction | parameters | of original | test accuracy | test drop | search time |"

@@ -8,7 +8,8 @@
 #   bash bench/reconstruct_tabular.sh [MODEL_DIR] [BUILD_DIR] [BUDGET]
 #
 # MODEL_DIR (default /work/models/tabular) holds <task>/model.h5 and <task>/data.h5 from
-# tools/train_tabular.py; BUDGET defaults to 0.
+# tools/train_tabular.py; BUDGET defaults to 0. EXTRA adds flags to every search (for example
+# EXTRA="--prune-by rate"); CONFIDENCES (default "0 0.95") lists the decision rules.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mdir=${1:-/work/models/tabular}
@@ -25,13 +26,14 @@ echo "| task | confidence | original params | test acc | without: params | test 
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for t in digits breast_cancer wine iris synth_a synth_b synth_c; do
   M=$mdir/$t/model.h5 D=$mdir/$t/data.h5
-  for conf in 0 0.95; do
+  for conf in ${CONFIDENCES:-0 0.95}; do
     row="| $t | $conf | $(params "$M") | $(acc "$M" "$D")"
     for rec in no yes; do
       flag=(); [ "$rec" = yes ] && flag=(--reconstruct)
       t0=$(date +%s.%N)
       "$lf" compress --model "$M" --data "$D:/train/x" --max-accuracy-drop "$budget" \
         --confidence "$conf" --eval-data "$D:/val/x" --eval-labels "$D:/val/y" "${flag[@]}" \
+        ${EXTRA:-} \
         --quiet --out "$out/$rec.h5"
       t1=$(date +%s.%N)
       row="$row | $(params "$out/$rec.h5") | $(acc "$out/$rec.h5" "$D")"

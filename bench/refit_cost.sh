@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What least-squares reconstruction costs (docs/benchmarks.md): on the trained Fashion-MNIST MLP,
 # pruned over the whole network at share S (default 0.5), linfold's refit per layer and in total
-# at P = 1 (2 threads) and P = 2 ranks (1 thread each), against
+# at P = 1 (2 threads: the rank is not bound to one core) and P = 2 ranks (1 thread each), against
 #   - the calibration pass over the same rows (one forward pass of the original model),
 #   - the same refit written in NumPy (bench/refit_numpy.py) with 1 and 2 OpenBLAS threads, which
 #     also checks linfold's weights, and
@@ -27,9 +27,9 @@ common=(compress --model "$M" --data "$D:/train/x" --prune-dead --prune-fraction
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 mpiexec -n 1 "$lf" "${common[@]}" --quiet --out "$out/p.h5"
 for ranks in 1 2; do
-  pass=$(mpiexec -n "$ranks" "$lf" calibrate --model "$M" --data "$D:/train/x" \
+  pass=$(mpiexec --bind-to none -n "$ranks" "$lf" calibrate --model "$M" --data "$D:/train/x" \
     --out "$out/s.h5" 2>&1 | sed -n 's/.*calibrate: [0-9]* rows in \([0-9.]*\) s.*/\1/p')
-  mpiexec -n "$ranks" "$lf" "${common[@]}" --reconstruct --out "$out/r$ranks.h5" \
+  mpiexec --bind-to none -n "$ranks" "$lf" "${common[@]}" --reconstruct --out "$out/r$ranks.h5" \
     > "$out/log$ranks" 2>&1
   echo
   echo "linfold, $ranks rank(s): calibration pass $pass s"

@@ -52,6 +52,74 @@ void lf_refit_report_free(lf_refit_report_t *r)
     memset(r, 0, sizeof *r);
 }
 
+/* ---------------------------------------------------------------- the rows */
+
+/* The rows the sums use and this rank's share of them: all groups, or with a row budget that
+ * many groups spread evenly over the rows (group i of the sums is group i * all / groups of the
+ * data), so a budget samples the whole dataset rather than its head. The rank takes groups
+ * [g0, g0 + ng) of the sums. */
+typedef struct {
+    int64_t n, group_rows, all_groups, groups, g0, ng;
+} row_plan_t;
+
+static row_plan_t plan_rows(int64_t n, int64_t max_rows, int rank, int size)
+{
+    row_plan_t r = {.n = n, .group_rows = lf_refit_group_rows(n)};
+    r.all_groups = (n + r.group_rows - 1) / r.group_rows;
+    r.groups = r.all_groups;
+    if (max_rows > 0 && max_rows < n) {
+        int64_t want = (max_rows + r.group_rows - 1) / r.group_rows;
+        r.groups = want < r.all_groups ? want : r.all_groups;
+    }
+    lf_comm_shard(r.groups, rank, size, &r.g0, &r.ng);
+    return r;
+}
+
+/* The sums' group of data group g: the smallest i with i * all / groups >= g. */
+static int64_t sums_group_of(const row_plan_t *r, int64_t g)
+{
+    return (g * r->groups + r->all_groups - 1) / r->all_groups;
+}
+
+/* This rank's row ranges (*mine, caller frees) for the batch pass. */
+static lf_err_t rank_ranges(const row_plan_t *r, lf_row_range_t **mine, int64_t *n_mine)
+{
+    lf_err_t err = LF_OK;
+    *n_mine = 0;
+    LF_CALL(lf_malloc((size_t)(r->ng > 0 ? r->ng : 1), sizeof **mine, (void **)mine));
+    for (int64_t i = r->g0; i < r->g0 + r->ng; i++) {
+        int64_t g = i * r->all_groups / r->groups, lo = g * r->group_rows;
+        int64_t hi = lo + r->group_rows < r->n ? lo + r->group_rows : r->n;
+        if (*n_mine > 0 && (*mine)[*n_mine - 1].hi == lo)
+            (*mine)[*n_mine - 1].hi = hi;
+        else
+            (*mine)[(*n_mine)++] = (lf_row_range_t){lo, hi};
+    }
+cleanup:
+    return err;
+}
+
+/* Where row `row` (global) of this rank's groups sits in a per-rank table of its rows. */
+static int64_t rank_row(const row_plan_t *r, int64_t row)
+{
+    int64_t g = row / r->group_rows;
+    return (sums_group_of(r, g) - r->g0) * r->group_rows + (row - g * r->group_rows);
+}
+
+/* The original model's pre-activations at the neurons every refitted layer keeps, for this
+ * rank's rows, computed in one pass before the refits. Without it each layer's pass runs the
+ * original model again up to its targets, about one calibration pass per refitted layer; the
+ * values are the same bits either way (the same rows in the same compute blocks). */
+typedef struct {
+    row_plan_t rows;
+    float *z;             /* (ng * group_rows, width), row-major */
+    int64_t width;        /* columns: the kept neurons of every cached layer, layer by layer */
+    int64_t *col0;        /* (original layers): the layer's first column, or -1 */
+    const int64_t **kept; /* (original layers): its kept neurons (borrowed) */
+    const int64_t *n_kept;
+    int last; /* the last cached layer of the original model */
+} targets_t;
+
 /* ---------------------------------------------------------------- the sums */
 
 typedef struct {
@@ -64,7 +132,8 @@ typedef struct {
     double *v;       /* the group's vector for the tree: G_fit, G_held, B_fit, B_held, counts */
     lf_tree_sum_t *tree;
     int threads;
-    int64_t all_groups, groups; /* groups of the data; groups the sums use (a row budget) */
+    row_plan_t rows;
+    const targets_t *cache; /* the targets, or NULL: the original model runs in each block */
     double product_seconds, product_flops;
 } sums_pass_t;
 
@@ -103,7 +172,18 @@ static lf_err_t sums_block(const lf_batch_t *b, int tid, void *arg)
     int n_inputs = 0;
     for (int q = 0; q < L->n_blocks; q++)
         n_inputs = L->blocks[q].src + 1 > n_inputs ? L->blocks[q].src + 1 : n_inputs;
-    LF_CALL(lf_batch_forward_layers(b, 0, s->layer_m + 1, take_targets, &hc, &y));
+    if (s->cache) {
+        const targets_t *t = s->cache;
+        for (int64_t r = b->first; r < b->first + b->valid; r++) {
+            const float *src =
+                t->z + rank_row(&t->rows, b->row0 + r) * t->width + t->col0[s->layer_m];
+            double *dst = s->z + (b->offset + r) * s->n_out;
+            for (int64_t o = 0; o < s->n_out; o++)
+                dst[o] = (double)src[o];
+        }
+    } else {
+        LF_CALL(lf_batch_forward_layers(b, 0, s->layer_m + 1, take_targets, &hc, &y));
+    }
     LF_CALL(lf_batch_forward_layers(b, 1, n_inputs, NULL, NULL, &y));
     const lf_forward_t *fw = lf_batch_workspace(b, 1);
     for (int64_t r = b->first; r < b->first + b->valid; r++) {
@@ -226,9 +306,7 @@ static lf_err_t sums_group(const lf_batch_t *io, void *arg)
             tail[r < nf ? 2 : 3] += s->zc[r * o + j] * s->zc[r * o + j];
     /* This batch is group g of the data, group i of the sums: the smallest i with
      * i * all / groups >= g (see lf_refit_sums). */
-    int64_t g = io->row0 / s->group_rows;
-    int64_t i = (g * s->groups + s->all_groups - 1) / s->all_groups;
-    LF_CALL(lf_tree_sum_push(s->tree, i, v));
+    LF_CALL(lf_tree_sum_push(s->tree, sums_group_of(&s->rows, io->row0 / s->group_rows), v));
 cleanup:
     return err;
 }
@@ -305,9 +383,9 @@ cleanup:
     return err;
 }
 
-lf_err_t lf_refit_sums(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, int layer_f,
-                       int layer_m, const int64_t *kept, lf_dataset_t *x,
-                       const lf_refit_opts_t *opts, lf_refit_sums_t *out)
+static lf_err_t sums_pass(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, int layer_f,
+                          int layer_m, const int64_t *kept, lf_dataset_t *x,
+                          const lf_refit_opts_t *opts, const targets_t *cache, lf_refit_sums_t *out)
 {
     lf_err_t err = LF_OK, local = LF_OK;
     int rank = 0, size = 1;
@@ -324,33 +402,16 @@ lf_err_t lf_refit_sums(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, 
                      .kept = kept,
                      .n_out = L->n_out,
                      .n = lf_h5io_dataset_rows(x),
-                     .threads = opts->threads};
+                     .threads = opts->threads,
+                     .cache = cache};
     s.k = 1;
     for (int q = 0; q < L->n_blocks; q++)
         s.k += lf_model_width(f, L->blocks[q].src);
     s.group_rows = lf_refit_group_rows(s.n);
     int64_t k = s.k, o = s.n_out, len = 2 * k * k + 2 * k * o + 4;
-    /* The groups used: all, or with a row budget that many groups spread evenly over the rows
-     * (group i of the sums is group i * all / groups of the data), so a budget samples the whole
-     * dataset rather than its head. */
-    s.all_groups = (s.n + s.group_rows - 1) / s.group_rows;
-    s.groups = s.all_groups;
-    if (opts->max_rows > 0 && opts->max_rows < s.n) {
-        int64_t want = (opts->max_rows + s.group_rows - 1) / s.group_rows;
-        s.groups = want < s.all_groups ? want : s.all_groups;
-    }
-    int64_t groups = s.groups, g0 = 0, ng = 0, n_mine = 0;
-    lf_comm_shard(groups, rank, size, &g0, &ng);
-    LF_CALL(
-        lf_comm_agree(comm, lf_malloc((size_t)(ng > 0 ? ng : 1), sizeof *mine, (void **)&mine)));
-    for (int64_t i = g0; i < g0 + ng; i++) {
-        int64_t g = i * s.all_groups / groups, lo = g * s.group_rows;
-        int64_t hi = lo + s.group_rows < s.n ? lo + s.group_rows : s.n;
-        if (n_mine > 0 && mine[n_mine - 1].hi == lo)
-            mine[n_mine - 1].hi = hi;
-        else
-            mine[n_mine++] = (lf_row_range_t){lo, hi};
-    }
+    s.rows = plan_rows(s.n, opts->max_rows, rank, size);
+    int64_t groups = s.rows.groups, n_mine = 0;
+    LF_CALL(lf_comm_agree(comm, rank_ranges(&s.rows, &mine, &n_mine)));
     lf_batch_part_t part = {.rows = mine, .n_rows = n_mine, .own = true};
     size_t rows_x_k = (size_t)(s.group_rows * k), rows_x_o = (size_t)(s.group_rows * o);
     local = lf_tree_sum_create(len, groups, &s.tree);
@@ -385,6 +446,76 @@ cleanup:
     lf_free(s.z);
     lf_free(s.hc);
     lf_free(s.h);
+    return err;
+}
+
+lf_err_t lf_refit_sums(MPI_Comm comm, const lf_model_t *m, const lf_model_t *f, int layer_f,
+                       int layer_m, const int64_t *kept, lf_dataset_t *x,
+                       const lf_refit_opts_t *opts, lf_refit_sums_t *out)
+{
+    return sums_pass(comm, m, f, layer_f, layer_m, kept, x, opts, NULL, out);
+}
+
+/* ---------------------------------------------------------------- the targets */
+
+typedef struct {
+    targets_t *t;
+    const lf_batch_t *b;
+} cache_hook_t;
+
+static lf_err_t keep_targets(int layer, const float *z, int64_t rows, int64_t n_out, void *arg)
+{
+    (void)rows;
+    const cache_hook_t *c = arg;
+    const targets_t *t = c->t;
+    if (t->col0[layer] < 0)
+        return LF_OK;
+    for (int64_t r = c->b->first; r < c->b->first + c->b->valid; r++) {
+        float *dst = t->z + rank_row(&t->rows, c->b->row0 + r) * t->width + t->col0[layer];
+        for (int64_t o = 0; o < t->n_kept[layer]; o++)
+            dst[o] = z[r * n_out + t->kept[layer][o]];
+    }
+    return LF_OK;
+}
+
+static lf_err_t cache_block(const lf_batch_t *b, int tid, void *arg)
+{
+    (void)tid;
+    const float *y = NULL;
+    cache_hook_t c = {.t = arg, .b = b};
+    return lf_batch_forward_layers(b, 0, c.t->last + 1, keep_targets, &c, &y);
+}
+
+/* Fills t (its kept, n_kept, col0, width and last set) for this rank's rows of x, when the table
+ * fits in limit bytes on the rank with the most rows; *made says whether it was made (the same on
+ * every rank). Collective on comm. */
+static lf_err_t cache_targets(MPI_Comm comm, const lf_model_t *m, lf_dataset_t *x,
+                              const lf_refit_opts_t *opts, int64_t limit, targets_t *t, bool *made)
+{
+    lf_err_t err = LF_OK;
+    int rank = 0, size = 1;
+    lf_row_range_t *mine = NULL;
+    int64_t n_mine = 0;
+    *made = false;
+    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
+    LF_CALL_MPI(MPI_Comm_size(comm, &size));
+    t->rows = plan_rows(lf_h5io_dataset_rows(x), opts->max_rows, rank, size);
+    /* The largest share is the first rank's: decided alike on every rank. */
+    int64_t most = (t->rows.groups + size - 1) / size * t->rows.group_rows;
+    if (t->width == 0 || limit <= 0 || (double)most * (double)t->width * 4.0 > (double)limit)
+        return LF_OK;
+    LF_CALL(lf_comm_agree(comm, lf_malloc((size_t)(t->rows.ng * t->rows.group_rows > 0
+                                                       ? t->rows.ng * t->rows.group_rows * t->width
+                                                       : 1),
+                                          sizeof *t->z, (void **)&t->z)));
+    LF_CALL(lf_comm_agree(comm, rank_ranges(&t->rows, &mine, &n_mine)));
+    lf_batch_part_t part = {.rows = mine, .n_rows = n_mine, .own = true};
+    const lf_model_t *models[] = {m};
+    lf_batch_opts_t bo = {.batch_rows = t->rows.group_rows, .threads = opts->threads};
+    LF_CALL(lf_batch_run_part(comm, x, NULL, models, 1, &bo, &part, cache_block, NULL, t));
+    *made = true;
+cleanup:
+    lf_free(mine);
     return err;
 }
 
@@ -613,11 +744,12 @@ lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const
 {
     lf_err_t err = LF_OK, local = LF_OK;
     int *src_of = NULL;
-    bool *refit = NULL, *changed = NULL;
-    int64_t *kept = NULL;
+    bool *refit = NULL, *changed = NULL, cached = false;
+    int64_t **kept = NULL, *n_kept = NULL, *col0 = NULL;
     double *x0 = NULL, *xs = NULL;
     lf_refit_sums_t sums = {0};
     lf_refit_report_t rep = {0};
+    targets_t cache = {0};
     double t0 = lf_log_seconds();
     LF_CHECK(!f->shared, LF_ERR_ARG, "the refit changes the compressed model: it must be private");
     LF_CHECK(p->n_layers == m->n_layers, LF_ERR_ARG, "the plan was made for another model");
@@ -628,28 +760,47 @@ lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const
         local = lf_calloc((size_t)f->n_layers, sizeof *changed, (void **)&changed);
     if (local == LF_OK)
         local = lf_calloc((size_t)f->n_layers, sizeof *rep.layers, (void **)&rep.layers);
+    if (local == LF_OK)
+        local = lf_calloc((size_t)m->n_layers, sizeof *kept, (void **)&kept);
+    if (local == LF_OK)
+        local = lf_calloc((size_t)m->n_layers, sizeof *n_kept, (void **)&n_kept);
+    if (local == LF_OK)
+        local = lf_malloc((size_t)m->n_layers, sizeof *col0, (void **)&col0);
     LF_CALL(lf_comm_agree(comm, local));
     for (int i = 0; i < m->n_layers; i++)
         if (where[i] >= 0)
             src_of[where[i]] = i;
     choose_layers(m, f, where, src_of, refit, changed);
+    /* The targets of every refitted layer: the neurons the plan keeps there. */
+    cache = (targets_t){.col0 = col0, .kept = (const int64_t **)kept, .n_kept = n_kept};
+    for (int i = 0; i < m->n_layers; i++)
+        col0[i] = -1;
+    for (int k = 0; k < f->n_layers; k++) {
+        if (!refit[k])
+            continue;
+        int i = src_of[k];
+        const lf_layer_t *L = &f->layers[k];
+        LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)(L->n_out > 0 ? L->n_out : 1), sizeof **kept,
+                                              (void **)&kept[i])));
+        for (int64_t j = 0; j < p->n_out[i]; j++)
+            if (p->fate[i][j] == LF_NEURON_KEEP && n_kept[i] < L->n_out)
+                kept[i][n_kept[i]++] = j;
+        LF_CHECK(n_kept[i] == L->n_out, LF_ERR_INTERNAL,
+                 "layer %d keeps %lld neurons by the plan, the compressed model has %lld", i,
+                 (long long)n_kept[i], (long long)L->n_out);
+        col0[i] = cache.width;
+        cache.width += n_kept[i];
+        cache.last = i;
+    }
+    int64_t limit =
+        opts->target_cache_bytes == 0 ? LF_REFIT_TARGET_CACHE_DEFAULT : opts->target_cache_bytes;
+    LF_CALL(cache_targets(comm, m, x, opts, limit, &cache, &cached));
     for (int k = 0; k < f->n_layers; k++) {
         if (!refit[k])
             continue;
         double tl = lf_log_seconds();
         int i = src_of[k];
-        const lf_layer_t *L = &f->layers[k];
-        lf_free(kept);
-        kept = NULL;
-        LF_CALL(lf_comm_agree(comm, lf_calloc((size_t)L->n_out, sizeof *kept, (void **)&kept)));
-        int64_t n_kept = 0;
-        for (int64_t j = 0; j < p->n_out[i]; j++)
-            if (p->fate[i][j] == LF_NEURON_KEEP && n_kept < L->n_out)
-                kept[n_kept++] = j;
-        LF_CHECK(n_kept == L->n_out, LF_ERR_INTERNAL,
-                 "layer %d keeps %lld neurons by the plan, the compressed model has %lld", i,
-                 (long long)n_kept, (long long)L->n_out);
-        LF_CALL(lf_refit_sums(comm, m, f, k, i, kept, x, opts, &sums));
+        LF_CALL(sums_pass(comm, m, f, k, i, kept[i], x, opts, cached ? &cache : NULL, &sums));
         int64_t n = sums.k * sums.n_out;
         lf_free(x0);
         lf_free(xs);
@@ -690,6 +841,7 @@ lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const
         lf_refit_sums_free(&sums);
     }
     rep.seconds = lf_log_seconds() - t0;
+    rep.targets_cached = cached;
     if (report) {
         *report = rep;
         rep.layers = NULL;
@@ -699,7 +851,12 @@ cleanup:
     lf_refit_report_free(&rep);
     lf_free(xs);
     lf_free(x0);
+    for (int i = 0; kept && i < m->n_layers; i++)
+        lf_free(kept[i]);
     lf_free(kept);
+    lf_free(n_kept);
+    lf_free(col0);
+    lf_free(cache.z);
     lf_free(changed);
     lf_free(refit);
     lf_free(src_of);

@@ -422,34 +422,35 @@ cleanup:
     return err;
 }
 
-lf_err_t lf__stats_read_sums(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
-                             lf_layer_stats_t *ls)
+/* Layer i's sums of one kind: the rounded dataset `rounded` into out, or the exact words of
+ * `exact` into x. */
+static lf_err_t read_sum_kind(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
+                              const char *rounded, const char *exact, int64_t n, double *out,
+                              lf_xsum_t *x)
 {
     lf_err_t err = LF_OK;
     char path[96];
     if (sums == LF__STATS_SUMS_ROUNDED) {
-        snprintf(path, sizeof path, "/layers/%d/output_sum", i);
-        LF_CALL(read_array(f, path, &VALUES, ls->n_out, 0, H5T_NATIVE_DOUBLE, ls->out_sum));
+        snprintf(path, sizeof path, "/layers/%d/%s", i, rounded);
+        LF_CALL(read_array(f, path, &VALUES, n, 0, H5T_NATIVE_DOUBLE, out));
     }
     if (sums == LF__STATS_SUMS_EXACT)
-        LF_CALL(read_exact(f, i, "exact", ls->n_out, ls->exact));
+        LF_CALL(read_exact(f, i, exact, n, x));
 cleanup:
     return err;
+}
+
+lf_err_t lf__stats_read_sums(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
+                             lf_layer_stats_t *ls)
+{
+    return read_sum_kind(f, i, sums, "output_sum", "exact", ls->n_out, ls->out_sum, ls->exact);
 }
 
 lf_err_t lf__stats_read_squares(const lf__h5_file_t *f, int i, lf__stats_sums_t sums,
                                 lf_layer_stats_t *ls)
 {
-    lf_err_t err = LF_OK;
-    char path[96];
-    if (sums == LF__STATS_SUMS_ROUNDED) {
-        snprintf(path, sizeof path, "/layers/%d/output_square_sum", i);
-        LF_CALL(read_array(f, path, &VALUES, ls->n_out, 0, H5T_NATIVE_DOUBLE, ls->sq_sum));
-    }
-    if (sums == LF__STATS_SUMS_EXACT)
-        LF_CALL(read_exact(f, i, "exact_square", ls->n_out, ls->exact_sq));
-cleanup:
-    return err;
+    return read_sum_kind(f, i, sums, "output_square_sum", "exact_square", ls->n_out, ls->sq_sum,
+                         ls->exact_sq);
 }
 
 lf_err_t lf__stats_check_neuron(const char *file, const char *gpath, const lf_layer_stats_t *ls,

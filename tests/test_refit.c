@@ -242,6 +242,70 @@ START_TEST(test_row_budget_takes_groups_spread_over_the_data)
 }
 END_TEST
 
+/* Whether two models have the same weights and biases, bit for bit. */
+static bool same_weights(const lf_model_t *a, const lf_model_t *b)
+{
+    if (a->n_layers != b->n_layers)
+        return false;
+    for (int i = 0; i < a->n_layers; i++) {
+        const lf_layer_t *p = &a->layers[i], *q = &b->layers[i];
+        if (p->n_out != q->n_out || p->n_blocks != q->n_blocks ||
+            memcmp(p->bias, q->bias, (size_t)p->n_out * sizeof *p->bias) != 0)
+            return false;
+        for (int k = 0; k < p->n_blocks; k++) {
+            size_t n = (size_t)(p->n_out * lf_model_width(a, p->blocks[k].src));
+            if (memcmp(p->blocks[k].w, q->blocks[k].w, n * sizeof(float)) != 0)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The original model's targets computed once for every layer (the default when they fit) give
+ * the same refitted model, bit for bit, as running the original model again for each layer,
+ * with a row budget too (9,000 rows: 3 groups, of which the budget takes 2). */
+START_TEST(test_target_cache_changes_no_bit)
+{
+    const int64_t widths[] = {16, 16, 12, OUT};
+    lf_model_t *m = lf_test_mlp(N_IN, widths, 4, -1.0f, 1.0f, -0.3f, 0.3f, 61);
+    char spec[600];
+    lf_test_write_samples(tmpdir, "cache", 9000, N_IN, -1.0f, 1.0f, 62, spec, sizeof spec);
+    lf_stats_t *st = lf_test_collect(m, spec, 1024, true);
+    lf_plan_opts_t po = {.threshold = LF_DECIMAL(1, 0), .prune_fraction = LF_DECIMAL(25, -2)};
+    ck_assert_int_eq(lf_plan_parse_layer_rule("count:0", &po.rule), LF_OK); /* no fold */
+    lf_plan_t *p = NULL;
+    ck_assert_int_eq(lf_plan_create(m, st, &po, &p), LF_OK);
+    lf_dataset_t *ds = open_rows(LF_TEST_COMM, spec);
+    for (int budget = 0; budget < 2; budget++) {
+        lf_model_t *f[2] = {NULL, NULL};
+        lf_refit_report_t rep[2] = {{0}, {0}};
+        for (int c = 0; c < 2; c++) {
+            int *where = NULL;
+            ck_assert_int_eq(lf_fold_apply(LF_TEST_COMM, m, p, &f[c], &where), LF_OK);
+            lf_refit_opts_t o = {
+                .threads = 2, .max_rows = budget ? 5000 : 0, .target_cache_bytes = c == 0 ? 0 : -1};
+            ck_assert_int_eq(lf_refit_apply(LF_TEST_COMM, m, f[c], p, where, ds, &o, &rep[c]),
+                             LF_OK);
+            lf_free(where);
+        }
+        ck_assert(rep[0].targets_cached && !rep[1].targets_cached);
+        ck_assert_int_eq(rep[0].n_layers, 3);
+        ck_assert_int_eq(rep[1].n_layers, 3);
+        ck_assert_int_eq(rep[0].layers[0].fit_rows + rep[0].layers[0].held_rows,
+                         budget ? 8192 : 9000);
+        ck_assert(same_weights(f[0], f[1]));
+        for (int c = 0; c < 2; c++) {
+            lf_refit_report_free(&rep[c]);
+            lf_model_destroy(&f[c]);
+        }
+    }
+    lf_h5io_dataset_close(&ds);
+    lf_plan_destroy(&p);
+    lf_stats_destroy(&st);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 /* The sums against a direct double loop over the rows, and the solve against a Cholesky
  * factorisation written out here; a constant-zero input gets weight 0. */
 START_TEST(test_against_direct_reference)
@@ -457,6 +521,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_exact_refit_recovers_outputs);
     tcase_add_test(tc, test_sums_bitwise_at_any_rank_count);
     tcase_add_test(tc, test_row_budget_takes_groups_spread_over_the_data);
+    tcase_add_test(tc, test_target_cache_changes_no_bit);
     tcase_add_test(tc, test_against_direct_reference);
     tcase_add_test(tc, test_degenerate_systems);
     tcase_add_test(tc, test_refit_never_makes_a_layer_worse);

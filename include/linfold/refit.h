@@ -69,7 +69,12 @@ typedef struct {
     int64_t dist_k;   /* K from which the system is reduced and solved distributed; 0: 4096 */
     int dist_block;   /* ScaLAPACK block size of that solve; 0: LF_GRID_BLOCK_DEFAULT */
     int64_t max_rows; /* 0: every row; else about that many (whole groups, spread evenly) */
+    int64_t target_cache_bytes; /* the original model's targets of every refitted layer are
+                                   computed once and kept when they fit in this many bytes per
+                                   rank; 0: LF_REFIT_TARGET_CACHE_DEFAULT, < 0: never */
 } lf_refit_opts_t;
+
+#define LF_REFIT_TARGET_CACHE_DEFAULT ((int64_t)1 << 30) /* 1 GiB */
 
 #define LF_REFIT_DIST_K_DEFAULT 4096
 
@@ -91,6 +96,7 @@ typedef struct {
 typedef struct {
     lf_refit_layer_t *layers; /* one per refitted layer, from the input side */
     int n_layers;
+    bool targets_cached; /* the original model ran once for all layers (target_cache_bytes) */
     double seconds;
 } lf_refit_report_t;
 
