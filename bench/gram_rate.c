@@ -8,20 +8,12 @@
  * the rate is printed in GFLOP/s counting ROWS K (K + 1) for the dsyrk and 2 ROWS K N_OUT for the
  * dgemm, the count linfold's refit log uses for its own products (src/refit.c), so the two
  * rates compare directly (bench/refit_cost.sh). */
-#define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "linfold/blas.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "linfold/log.h"
 
 int main(int argc, char **argv)
 {
@@ -52,13 +44,13 @@ int main(int argc, char **argv)
     openblas_set_num_threads(threads);
     double flops = (double)rows * (double)k * ((double)k + 1.0 + 2.0 * (double)o);
     int reps = 0;
-    double t0 = now(), t = 0;
+    double t0 = lf_log_seconds(), t = 0;
     do {
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, k, rows, 1.0, h, k, 0.0, g, k);
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, o, rows, 1.0, h, k, z, o, 0.0, b,
                     o);
         reps++;
-        t = now() - t0;
+        t = lf_log_seconds() - t0;
     } while (t < 2.0);
     printf("dsyrk+dgemm K=%d N_OUT=%d rows=%d threads=%d: %.1f GFLOP/s (%d repetitions, %s)\n", k,
            o, rows, threads, 1e-9 * flops * reps / t, reps, openblas_get_corename());

@@ -6,22 +6,14 @@
  * pass runs), with OpenBLAS itself using THREADS threads, repeated for at least two seconds, and
  * prints the aggregate GFLOP/s (2 x weights x rows per pass) and the kernel. linfold's rate is
  * compared with this in bench/calibrate_throughput.sh. */
-#define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "linfold/blas.h"
+#include "linfold/log.h"
 #include "linfold/h5io.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {
@@ -49,7 +41,7 @@ int main(int argc, char **argv)
     for (int64_t k = 0; k < rows * widest; k++)
         a[k] = 0.01f * (float)(k % 97);
     int passes = 0;
-    double t0 = now(), t = t0;
+    double t0 = lf_log_seconds(), t = t0;
     do {
         for (int i = 0; i < m->n_layers; i++) {
             int n = (int)m->layers[i].n_out, k = (int)lf_model_width(m, i - 1);
@@ -57,7 +49,7 @@ int main(int argc, char **argv)
                         lf_model_block(m, i, i - 1)->w, k, 0.0f, c, n);
         }
         passes++;
-        t = now();
+        t = lf_log_seconds();
     } while (t - t0 < 2.0);
     double gflops = 2.0 * (double)weights * rows * passes / (t - t0) / 1e9;
     printf("sgemm rows %d threads %d kernel %s gflops %.1f rows/s %.0f\n", rows, threads,

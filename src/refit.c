@@ -126,13 +126,13 @@ typedef struct {
     const lf_model_t *m, *f;
     int layer_f, layer_m;
     const int64_t *kept;
-    int64_t k, n_out, group_rows, n;
+    int64_t k, n_out;
     double *h, *z;   /* (group_rows, k), (group_rows, n_out): the group's rows, in order */
     double *hc, *zc; /* the same, compacted: fit rows, then held-out rows */
     double *v;       /* the group's vector for the tree: G_fit, G_held, B_fit, B_held, counts */
     lf_tree_sum_t *tree;
     int threads;
-    row_plan_t rows;
+    row_plan_t rows;        /* the rows the sums use, and this rank's groups */
     const targets_t *cache; /* the targets, or NULL: the original model runs in each block */
     double product_seconds, product_flops;
 } sums_pass_t;
@@ -306,7 +306,7 @@ static lf_err_t sums_group(const lf_batch_t *io, void *arg)
             tail[r < nf ? 2 : 3] += s->zc[r * o + j] * s->zc[r * o + j];
     /* This batch is group g of the data, group i of the sums: the smallest i with
      * i * all / groups >= g (see lf_refit_sums). */
-    LF_CALL(lf_tree_sum_push(s->tree, sums_group_of(&s->rows, io->row0 / s->group_rows), v));
+    LF_CALL(lf_tree_sum_push(s->tree, sums_group_of(&s->rows, io->row0 / s->rows.group_rows), v));
 cleanup:
     return err;
 }
@@ -401,19 +401,17 @@ static lf_err_t sums_pass(MPI_Comm comm, const lf_model_t *m, const lf_model_t *
                      .layer_m = layer_m,
                      .kept = kept,
                      .n_out = L->n_out,
-                     .n = lf_h5io_dataset_rows(x),
                      .threads = opts->threads,
                      .cache = cache};
     s.k = 1;
     for (int q = 0; q < L->n_blocks; q++)
         s.k += lf_model_width(f, L->blocks[q].src);
-    s.group_rows = lf_refit_group_rows(s.n);
     int64_t k = s.k, o = s.n_out, len = 2 * k * k + 2 * k * o + 4;
-    s.rows = plan_rows(s.n, opts->max_rows, rank, size);
+    s.rows = plan_rows(lf_h5io_dataset_rows(x), opts->max_rows, rank, size);
     int64_t groups = s.rows.groups, n_mine = 0;
     LF_CALL(lf_comm_agree(comm, rank_ranges(&s.rows, &mine, &n_mine)));
     lf_batch_part_t part = {.rows = mine, .n_rows = n_mine, .own = true};
-    size_t rows_x_k = (size_t)(s.group_rows * k), rows_x_o = (size_t)(s.group_rows * o);
+    size_t rows_x_k = (size_t)(s.rows.group_rows * k), rows_x_o = (size_t)(s.rows.group_rows * o);
     local = lf_tree_sum_create(len, groups, &s.tree);
     if (local == LF_OK)
         local = lf_malloc(rows_x_k, sizeof *s.h, (void **)&s.h);
@@ -427,7 +425,7 @@ static lf_err_t sums_pass(MPI_Comm comm, const lf_model_t *m, const lf_model_t *
         local = lf_malloc((size_t)len, sizeof *s.v, (void **)&s.v);
     LF_CALL(lf_comm_agree(comm, local));
     const lf_model_t *models[] = {m, f};
-    lf_batch_opts_t bo = {.batch_rows = s.group_rows, .threads = opts->threads};
+    lf_batch_opts_t bo = {.batch_rows = s.rows.group_rows, .threads = opts->threads};
     LF_CALL(lf_batch_run_part(comm, x, NULL, models, 2, &bo, &part, sums_block, sums_group, &s));
     /* One rank gains nothing from the grid (the same memory, 1.6-1.8 times the time of dposv
      * at K = 4,097): the default threshold applies from two ranks; an explicit one always. */

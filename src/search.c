@@ -55,32 +55,36 @@ cleanup:
 }
 
 /* Prices pt->opts on shapes. */
+/* pt's sizes from its plan p. */
+static void price_plan(const lf_plan_t *p, lf_search_point_t *pt)
+{
+    pt->params = p->params_after;
+    pt->skip_params = p->skip_params_after;
+    pt->params_after_prune = p->params_after_prune;
+    pt->ratio = (double)p->params_after / (double)p->params_before;
+}
+
+/* Prices pt->opts on shapes. */
 static lf_err_t price(const lf_model_t *m, const lf_stats_t *s, lf_search_point_t *pt)
 {
     lf_err_t err = LF_OK;
     lf_plan_t *p = NULL;
     LF_CALL(lf_plan_create(m, s, &pt->opts, &p));
-    pt->params = p->params_after;
-    pt->skip_params = p->skip_params_after;
-    pt->params_after_prune = p->params_after_prune;
-    pt->ratio = (double)p->params_after / (double)p->params_before;
+    price_plan(p, pt);
 cleanup:
     lf_plan_destroy(&p);
     return err;
 }
 
-lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
-                            const lf_search_eval_t *eval, lf_search_point_t *pt)
+/* Prices pt from its plan p, folds m by p and evaluates the result on eval (eval->x set).
+ * Collective on comm. */
+static lf_err_t evaluate_plan(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *p,
+                              const lf_search_eval_t *eval, lf_search_point_t *pt)
 {
     lf_err_t err = LF_OK;
-    lf_plan_t *p = NULL;
     lf_model_t *f = NULL;
     lf_eval_result_t r;
-    /* Planning is identical on every rank unless memory runs out on one: agree first. */
-    LF_CALL(lf_comm_agree(comm, price(m, s, pt)));
-    if (!eval || !eval->x)
-        return LF_OK;
-    LF_CALL(lf_comm_agree(comm, lf_plan_create(m, s, &pt->opts, &p)));
+    price_plan(p, pt);
     if (eval->fold)
         LF_CALL(eval->fold(comm, m, p, eval->fold_ctx, &f));
     else
@@ -95,6 +99,20 @@ lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t
     pt->better = r.better;
 cleanup:
     lf_model_release(comm, &f);
+    return err;
+}
+
+lf_err_t lf_search_evaluate(MPI_Comm comm, const lf_model_t *m, const lf_stats_t *s,
+                            const lf_search_eval_t *eval, lf_search_point_t *pt)
+{
+    lf_err_t err = LF_OK;
+    lf_plan_t *p = NULL;
+    /* Planning is identical on every rank unless memory runs out on one: agree. */
+    if (!eval || !eval->x)
+        return lf_comm_agree(comm, price(m, s, pt));
+    LF_CALL(lf_comm_agree(comm, lf_plan_create(m, s, &pt->opts, &p)));
+    LF_CALL(evaluate_plan(comm, m, p, eval, pt));
+cleanup:
     lf_plan_destroy(&p);
     return err;
 }
@@ -161,7 +179,7 @@ static lf_err_t evaluate_once(MPI_Comm comm, const lf_model_t *m, const lf_stats
             pt->opts = opts;
             goto record;
         }
-    LF_CALL(lf_search_evaluate(comm, m, s, eval, pt));
+    LF_CALL(evaluate_plan(comm, m, p, eval, pt));
     mo->distinct++;
 record:
     mo->len = len;
