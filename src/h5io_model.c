@@ -703,3 +703,67 @@ lf_err_t lf_h5io_write_model(MPI_Comm comm, const char *path, const lf_model_t *
 cleanup:
     return err;
 }
+
+/* Rank 0 of lf_h5io_rewrite_layers: one existing array of the file, checked against its shape. */
+static lf_err_t rewrite_array(hid_t file, const char *path, const char *obj, int rank,
+                              const hsize_t *dims, const float *v)
+{
+    lf_err_t err = LF_OK;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    hsize_t have[2] = {0, 0};
+    dset = H5Dopen2(file, obj, H5P_DEFAULT);
+    LF_CALL_H5(dset, "%s: cannot open %s", path, obj);
+    space = H5Dget_space(dset);
+    LF_CALL_H5(space, "%s: dataspace of %s", path, obj);
+    LF_CHECK(H5Sget_simple_extent_ndims(space) == rank &&
+                 H5Sget_simple_extent_dims(space, have, NULL) == rank && have[0] == dims[0] &&
+                 (rank == 1 || have[1] == dims[1]),
+             LF_ERR_INTERNAL, "%s: %s does not have the shape of the model being written", path,
+             obj);
+    LF_CALL_H5(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v),
+               "%s: cannot write %s", path, obj);
+cleanup:
+    lf__h5_close(&space);
+    lf__h5_close(&dset);
+    return err;
+}
+
+static lf_err_t rewrite_file(const char *path, const lf_model_t *m, const bool *layers)
+{
+    lf_err_t err = LF_OK;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    char obj[64];
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    LF_CALL_H5(fapl, "%s: H5Pcreate", path);
+    /* One process writes: the POSIX driver, no locks (they fail on some parallel file systems;
+     * the file is a temporary nobody else has open). The arrays were allocated when the file was
+     * written (lf__h5_create_dataset_early), so the writes below never extend it. */
+    LF_CALL_H5(H5Pset_fapl_sec2(fapl), "%s: POSIX driver", path);
+    LF_CALL_H5(H5Pset_file_locking(fapl, 0, 1), "%s: file locking", path);
+    file = H5Fopen(path, H5F_ACC_RDWR, fapl);
+    LF_CALL_H5(file, "%s: cannot open for writing", path);
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!layers[i])
+            continue;
+        const lf_layer_t *L = &m->layers[i];
+        for (int b = 0; b < L->n_blocks; b++) {
+            hsize_t dims[2] = {(hsize_t)L->n_out, (hsize_t)lf_model_width(m, L->blocks[b].src)};
+            lf_model_block_path(obj, sizeof obj, i, L->blocks[b].src);
+            LF_CALL(rewrite_array(file, path, obj, 2, dims, L->blocks[b].w));
+        }
+        hsize_t nb = (hsize_t)L->n_out;
+        snprintf(obj, sizeof obj, "/layers/%d/bias", i);
+        LF_CALL(rewrite_array(file, path, obj, 1, &nb, L->bias));
+    }
+    LF_CALL(lf__h5_close_file(&file, path));
+cleanup:
+    lf__h5_close(&file);
+    lf__h5_close(&fapl);
+    return err;
+}
+
+lf_err_t lf_h5io_rewrite_layers(MPI_Comm comm, const char *path, const lf_model_t *m,
+                                const bool *layers)
+{
+    return lf_comm_agree(comm, lf_comm_rank(comm) == 0 ? rewrite_file(path, m, layers) : LF_OK);
+}

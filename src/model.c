@@ -697,10 +697,10 @@ lf_err_t lf_model_share_filled(MPI_Comm comm, int root, const lf_model_t *shape,
      * standard's shared-memory examples). MPI_Win_sync is only defined inside a passive-target
      * epoch, hence the lock_all (MPI_MODE_NOCHECK: nobody locks exclusively, it costs nothing).
      * The agreements below are allreduces: they order the steps but are not a memory barrier on
-     * their own. After the unlock the window is never written again until it is freed, so later
-     * loads need no further synchronisation; MPI_Win_free in lf_model_release is collective on
-     * the node, so no rank's mapping goes away while another could still be in a collective
-     * reading it. */
+     * their own. After the unlock the window is written again only inside lf_model_update,
+     * which repeats this synchronisation, so later loads need no further synchronisation;
+     * MPI_Win_free in lf_model_release is collective on the node, so no rank's mapping goes away
+     * while another could still be in a collective reading it. */
     LF_CALL_MPI(MPI_Win_lock_all(MPI_MODE_NOCHECK, sh->win));
     locked = true;
     LF_CALL(lf_comm_agree(comm, rank == root ? fill(ctx, m) : LF_OK));
@@ -750,6 +750,45 @@ lf_err_t lf_model_share(MPI_Comm comm, int root, const lf_model_t *m, lf_model_t
 {
     copy_job_t job = {.m = m};
     return lf_model_share_filled(comm, root, m, copy_values, &job, out);
+}
+
+lf_err_t lf_model_update(MPI_Comm comm, lf_model_t *m, lf_model_fill_fn write, void *ctx)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
+    lf_model_shared_t *sh = m->shared;
+    bool locked = false;
+    int node_rank = 0;
+    if (!sh) {
+        LF_CALL(lf_comm_agree(comm, write(ctx, m)));
+        goto cleanup;
+    }
+    /* The pattern of lf_model_share_filled, with one more step in front: the node's ranks may
+     * have read the window until they entered this call, so each one's MPI_Win_sync and the
+     * barrier put all those loads before the first rank's first store (a store that overtook a
+     * load of another rank would change what that rank computed). Then the publication: the
+     * writer's sync, the barrier, every reader's sync. Only the node's first rank writes: every
+     * rank of the node maps the same memory. */
+    sh->fingerprint_known = false; /* the values change, from the first store on */
+    LF_CALL_MPI(MPI_Comm_rank(sh->node, &node_rank));
+    LF_CALL_MPI(MPI_Win_lock_all(MPI_MODE_NOCHECK, sh->win));
+    locked = true;
+    LF_CALL_MPI(MPI_Win_sync(sh->win)); /* readers: every load before the barrier */
+    LF_CALL_MPI(MPI_Barrier(sh->node));
+    LF_CALL_MPI(MPI_Win_sync(sh->win)); /* writer: every store after it */
+    if (node_rank == 0)
+        local = write(ctx, m);
+    /* Published even after a failed write, so that every rank leaves with the same (partial)
+     * values and the error is agreed below, outside the epoch. */
+    LF_CALL_MPI(MPI_Win_sync(sh->win)); /* writer: every store before the barrier */
+    LF_CALL_MPI(MPI_Barrier(sh->node));
+    LF_CALL_MPI(MPI_Win_sync(sh->win)); /* readers: every load after it */
+    locked = false;
+    LF_CALL_MPI(MPI_Win_unlock_all(sh->win));
+    LF_CALL(lf_comm_agree(comm, local));
+cleanup:
+    if (locked)
+        MPI_Win_unlock_all(sh->win);
+    return err;
 }
 
 void lf_model_release(MPI_Comm comm, lf_model_t **m)

@@ -188,25 +188,32 @@ static const char *candidate_anchor(const lf__run_t *r)
     return p->out_model ? p->out_model : p->sweep_out ? p->sweep_out : p->out_report;
 }
 
-/* A search's candidate folded on the process grid (lf_search_fold_fn): written to a temporary
- * file beside the anchor, read back (one copy per node) and the file removed at once. A model
- * too wide to fold in memory is then never folded in memory, candidates included. */
-static lf_err_t fold_candidate(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *plan, void *ctx,
-                               lf_model_t **out)
+/* A search's candidate folded on the process grid: written to a temporary file beside the
+ * anchor, read back (one copy per node) and the file removed at once. A model too wide to fold
+ * in memory is then never folded in memory, candidates included. where (may be NULL) as in
+ * lf_fold_dist_write. */
+static lf_err_t fold_on_grid(MPI_Comm comm, const lf__run_t *r, const lf_model_t *m,
+                             const lf_plan_t *plan, lf_model_t **out, int **where)
 {
     lf_err_t err = LF_OK;
-    const lf__run_t *r = ctx;
     const lf_pipeline_t *p = r->p;
     const char *anchor = candidate_anchor(r);
     char tmp[LF_PATH_MAX] = "";
     lf_merge_dist_opts_t o = dist_opts(p);
     LF_CALL(lf_atomic_begin(comm, anchor, tmp, sizeof tmp));
-    LF_CALL(lf_fold_dist_write(comm, p->model, m, plan, &o, tmp, anchor, NULL, 0, NULL));
+    LF_CALL(lf_fold_dist_write(comm, p->model, m, plan, &o, tmp, anchor, NULL, 0, where));
     LF_CALL(lf_h5io_read_model_shared(comm, tmp, out));
 cleanup:
     if (tmp[0])
         lf_atomic_finish(comm, tmp, anchor, LF_ERR_IO); /* removes it */
     return err;
+}
+
+/* A search's candidate folded on the process grid (lf_search_fold_fn; fold_on_grid). */
+static lf_err_t fold_candidate(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *plan, void *ctx,
+                               lf_model_t **out)
+{
+    return fold_on_grid(comm, ctx, m, plan, out, NULL);
 }
 
 void lf__run_drop_result(MPI_Comm comm, lf__run_t *r)
@@ -221,6 +228,7 @@ lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r)
 {
     lf_err_t err = LF_OK;
     lf_refit_report_t rep = {0};
+    bool *rewrite = NULL;
     if (r->p->n_sweep > 0) { /* a sweep writes no model: its candidates were refitted */
         if (r->talk)
             printf("reconstruction: every threshold of the sweep was evaluated refitted\n");
@@ -231,9 +239,8 @@ lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r)
             printf("reconstruction: nothing to refit, the original model is kept\n");
         return LF_OK;
     }
-    LF_CHECK(r->result && r->result_plan && r->result_where && !r->result->shared, LF_ERR_USAGE,
-             "reconstruction after a distributed fold is not built yet: it needs the compressed "
-             "model in memory (merge: serial)");
+    LF_CHECK(r->result && r->result_plan && r->result_where, LF_ERR_INTERNAL,
+             "reconstruction without a compressed model");
     /* Rows a refit was fitted to flatter it: the judging rows should be others (refit.h). */
     if (r->p->eval_data && strcmp(r->p->eval_data, r->p->calibration) == 0)
         lf_log(LF_LOG_WARN, comm,
@@ -243,27 +250,45 @@ lf_err_t lf__stage_reconstruct(MPI_Comm comm, lf__run_t *r)
     lf_refit_opts_t o = {.threads = r->p->threads,
                          .what = r->talk ? "reconstruct" : NULL,
                          .max_rows = r->p->reconstruct_rows};
+    /* After a distributed fold r->result is the node's shared copy, refitted in its window. */
     LF_CALL(lf_refit_apply(comm, r->model, r->result, r->result_plan, r->result_where, r->data, &o,
                            &rep));
     LF_CALL(lf_comm_agree(comm, lf_model_validate(r->result, "the reconstructed model")));
+    if (r->pending_tmp[0]) {
+        /* The distributed fold's file (not published yet) holds the weights before the refit:
+         * only the refitted layers' arrays change, rewritten in place, so the file keeps the
+         * fold's attributes and layout, and no rank ever holds a second copy of the model (as
+         * lf_h5io_write_model's file image in memory would). A failure leaves the temporary
+         * for lf__run_discard: nothing is published. */
+        LF_CALL(lf_comm_agree(
+            comm, lf_calloc((size_t)r->result->n_layers, sizeof *rewrite, (void **)&rewrite)));
+        for (int k = 0; k < rep.n_layers; k++)
+            rewrite[rep.layers[k].layer] = true;
+        LF_CALL(lf_h5io_rewrite_layers(comm, r->pending_tmp, r->result, rewrite));
+    }
     if (r->talk)
         printf("reconstruction: %d layer%s refitted by least squares in %.2f s\n", rep.n_layers,
                rep.n_layers == 1 ? "" : "s", rep.seconds);
 cleanup:
+    lf_free(rewrite);
     lf_refit_report_free(&rep);
     return err;
 }
 
-/* A search's candidate folded in memory and refitted (a reconstruct stage follows the search):
- * the search then judges each candidate as it will be written. Each candidate costs one pass
- * over the calibration rows per refitted layer on top of its evaluation. */
+/* A search's candidate folded and refitted (a reconstruct stage follows the search): the search
+ * then judges each candidate as it will be written. Each candidate costs one pass over the
+ * calibration rows per refitted layer on top of its evaluation. It folds where the model
+ * written would (on the grid when there is an anchor, then refitted in the node's window). */
 static lf_err_t fold_candidate_refit(MPI_Comm comm, const lf_model_t *m, const lf_plan_t *plan,
                                      void *ctx, lf_model_t **out)
 {
     lf_err_t err = LF_OK;
     const lf__run_t *r = ctx;
     int *where = NULL;
-    LF_CALL(lf_fold_apply(comm, m, plan, out, &where));
+    if (candidate_anchor(r))
+        LF_CALL(fold_on_grid(comm, r, m, plan, out, &where));
+    else
+        LF_CALL(lf_fold_apply(comm, m, plan, out, &where));
     lf_refit_opts_t o = {.threads = r->p->threads, .max_rows = r->p->reconstruct_rows};
     LF_CALL(lf_refit_apply(comm, m, *out, plan, where, r->data, &o, NULL));
 cleanup:
@@ -560,9 +585,6 @@ lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r)
                                    .progress = p->progress,
                                    .what = NULL};
     bool refit = lf_pipeline_has(p, LF_STAGE_RECONSTRUCT);
-    LF_CHECK(!refit || !candidate_anchor(r), LF_ERR_USAGE,
-             "reconstruction of candidates folded on the process grid is not built yet: it needs "
-             "them in memory (merge: serial)");
     if (refit) {
         eval.fold = fold_candidate_refit;
         eval.fold_ctx = r;
@@ -570,7 +592,7 @@ lf_err_t lf__stage_search(MPI_Comm comm, lf__run_t *r)
         eval.fold = fold_candidate;
         eval.fold_ctx = r;
     }
-    LF_CHECK(eval.fold || !eval.x || p->merge != LF_MERGE_DISTRIBUTED, LF_ERR_USAGE,
+    LF_CHECK(candidate_anchor(r) || !eval.x || p->merge != LF_MERGE_DISTRIBUTED, LF_ERR_USAGE,
              "merge: distributed: this search writes no file (no model, sweep-out or report) "
              "beside which the models it evaluates could be written; give one");
     if (p->n_sweep > 0)

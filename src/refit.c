@@ -56,22 +56,24 @@ void lf_refit_report_free(lf_refit_report_t *r)
 
 /* The rows the sums use and this rank's share of them: all groups, or with a row budget that
  * many groups spread evenly over the rows (group i of the sums is group i * all / groups of the
- * data), so a budget samples the whole dataset rather than its head. The rank takes groups
- * [g0, g0 + ng) of the sums. */
+ * data), so a budget samples the whole dataset rather than its head. The groups of the sums are
+ * dealt to the ranks in turn: this rank's t-th is g0 + t * stride (g0 its rank, stride the rank
+ * count), so that in round t every rank holds one group of t * stride + [0, stride) and the
+ * panels' owners receive them in group order (see sums_group). */
 typedef struct {
-    int64_t n, group_rows, all_groups, groups, g0, ng;
+    int64_t n, group_rows, all_groups, groups, g0, stride, ng;
 } row_plan_t;
 
 static row_plan_t plan_rows(int64_t n, int64_t max_rows, int rank, int size)
 {
-    row_plan_t r = {.n = n, .group_rows = lf_refit_group_rows(n)};
+    row_plan_t r = {.n = n, .group_rows = lf_refit_group_rows(n), .g0 = rank, .stride = size};
     r.all_groups = (n + r.group_rows - 1) / r.group_rows;
     r.groups = r.all_groups;
     if (max_rows > 0 && max_rows < n) {
         int64_t want = (max_rows + r.group_rows - 1) / r.group_rows;
         r.groups = want < r.all_groups ? want : r.all_groups;
     }
-    lf_comm_shard(r.groups, rank, size, &r.g0, &r.ng);
+    r.ng = r.groups > rank ? (r.groups - rank + size - 1) / size : 0;
     return r;
 }
 
@@ -87,7 +89,8 @@ static lf_err_t rank_ranges(const row_plan_t *r, lf_row_range_t **mine, int64_t 
     lf_err_t err = LF_OK;
     *n_mine = 0;
     LF_CALL(lf_malloc((size_t)(r->ng > 0 ? r->ng : 1), sizeof **mine, (void **)mine));
-    for (int64_t i = r->g0; i < r->g0 + r->ng; i++) {
+    for (int64_t t = 0; t < r->ng; t++) {
+        int64_t i = r->g0 + t * r->stride;
         int64_t g = i * r->all_groups / r->groups, lo = g * r->group_rows;
         int64_t hi = lo + r->group_rows < r->n ? lo + r->group_rows : r->n;
         if (*n_mine > 0 && (*mine)[*n_mine - 1].hi == lo)
@@ -103,7 +106,7 @@ cleanup:
 static int64_t rank_row(const row_plan_t *r, int64_t row)
 {
     int64_t g = row / r->group_rows;
-    return (sums_group_of(r, g) - r->g0) * r->group_rows + (row - g * r->group_rows);
+    return (sums_group_of(r, g) - r->g0) / r->stride * r->group_rows + (row - g * r->group_rows);
 }
 
 /* The original model's pre-activations at the neurons every refitted layer keeps, for this
@@ -123,19 +126,36 @@ typedef struct {
 /* ---------------------------------------------------------------- the sums */
 
 typedef struct {
+    MPI_Comm comm;
+    int rank, size;
     const lf_model_t *m, *f;
     int layer_f, layer_m;
     const int64_t *kept;
     int64_t k, n_out;
-    double *h, *z;   /* (group_rows, k), (group_rows, n_out): the group's rows, in order */
-    double *hc, *zc; /* the same, compacted: fit rows, then held-out rows */
-    double *v;       /* the group's vector for the tree: G_fit, G_held, B_fit, B_held, counts */
-    lf_tree_sum_t *tree;
+    double *h, *z;       /* (group_rows, k), (group_rows, n_out): the group's fit rows, then its
+                      held-out rows (compact_row) */
+    double *send;        /* one owner's part of this rank's group (the largest part fits) */
+    double *recv;        /* this rank's part of another rank's group */
+    lf_tree_sum_t *tree; /* this rank's parts, over every group */
     int threads;
     row_plan_t rows;        /* the rows the sums use, and this rank's groups */
+    int64_t round;          /* I/O batches done: round t holds groups t * size + [0, size) */
     const targets_t *cache; /* the targets, or NULL: the original model runs in each block */
     double product_seconds, product_flops;
 } sums_pass_t;
+
+/* Where the row at global index `row` of the group that starts at row g0 goes in the group's
+ * h and z: its fit rows first, then its held-out rows, each in row order, so the products take
+ * the two sets as they are, without a copy. A group is one I/O batch of whole rows (the rank
+ * owns it all). */
+static int64_t compact_row(const sums_pass_t *s, int64_t g0, int64_t row)
+{
+    int64_t end = g0 + s->rows.group_rows < s->rows.n ? g0 + s->rows.group_rows : s->rows.n;
+    /* Rows r < x with r mod HOLD_EVERY = HOLD_EVERY - 1 number x / HOLD_EVERY. */
+    int64_t held_before = row / HOLD_EVERY - g0 / HOLD_EVERY;
+    int64_t n_fit = (end - g0) - (end / HOLD_EVERY - g0 / HOLD_EVERY);
+    return held_out(row) ? n_fit + held_before : (row - g0) - held_before;
+}
 
 typedef struct {
     const sums_pass_t *s;
@@ -151,7 +171,7 @@ static lf_err_t take_targets(int layer, const float *z, int64_t rows, int64_t n_
     if (layer != s->layer_m)
         return LF_OK;
     for (int64_t r = c->b->first; r < c->b->first + c->b->valid; r++) {
-        double *dst = s->z + (c->b->offset + r) * s->n_out;
+        double *dst = s->z + compact_row(s, c->b->row0 - c->b->offset, c->b->row0 + r) * s->n_out;
         for (int64_t o = 0; o < s->n_out; o++)
             dst[o] = (double)z[r * n_out + s->kept[o]];
     }
@@ -177,7 +197,7 @@ static lf_err_t sums_block(const lf_batch_t *b, int tid, void *arg)
         for (int64_t r = b->first; r < b->first + b->valid; r++) {
             const float *src =
                 t->z + rank_row(&t->rows, b->row0 + r) * t->width + t->col0[s->layer_m];
-            double *dst = s->z + (b->offset + r) * s->n_out;
+            double *dst = s->z + compact_row(s, b->row0 - b->offset, b->row0 + r) * s->n_out;
             for (int64_t o = 0; o < s->n_out; o++)
                 dst[o] = (double)src[o];
         }
@@ -187,7 +207,7 @@ static lf_err_t sums_block(const lf_batch_t *b, int tid, void *arg)
     LF_CALL(lf_batch_forward_layers(b, 1, n_inputs, NULL, NULL, &y));
     const lf_forward_t *fw = lf_batch_workspace(b, 1);
     for (int64_t r = b->first; r < b->first + b->valid; r++) {
-        double *dst = s->h + (b->offset + r) * s->k;
+        double *dst = s->h + compact_row(s, b->row0 - b->offset, b->row0 + r) * s->k;
         int64_t at = 0;
         for (int q = 0; q < L->n_blocks; q++) {
             int src = L->blocks[q].src;
@@ -204,181 +224,265 @@ cleanup:
     return err;
 }
 
-/* A group's products in fixed tiles, run on the rank's threads: a tile's bits depend only on its
- * shape and rows, never on which thread runs it or how many there are. Tiles are column panels
- * of PANEL columns: G's panel j is G[0 : c1, c0 : c1] = H[:, 0 : c1]ᵀ H[:, c0 : c1] (the upper
- * triangle by block columns, mirrored afterwards), B's is B[:, c0 : c1] = Hᵀ Z[:, c0 : c1]. */
-enum { PANEL = 128 };
+/* ---------------------------------------------------------------- the parts
+ *
+ * The sums are owned in column panels (refit.h, lf_refit_panels_t): G's upper part and B, each
+ * cut into panels of LF_REFIT_PANEL columns, each rank owning a run of them
+ * (lf_refit_dist_panels). Rank s's part of a group is the vector
+ *
+ *     [G_fit panels | G_held panels | B_fit panels | B_held panels | n_fit n_held zz_fit zz_held]
+ *
+ * over its own panels (the four scalars in every part, so every owner has them). */
 
+/* Where the pieces of rank r's part lie. */
+typedef struct {
+    lf_refit_panels_t pn;
+    int64_t eg, eb, len; /* elements of its G panels, of its B panels; the part's length */
+} part_layout_t;
+
+static part_layout_t part_layout(int64_t k, int64_t o, int r, int size)
+{
+    part_layout_t p;
+    lf_refit_dist_panels(k, o, LF_REFIT_PANEL, r, size, &p.pn);
+    p.eg = lf_refit_panel_elems(k, k, LF_REFIT_PANEL, true, p.pn.g0, p.pn.g1);
+    p.eb = lf_refit_panel_elems(k, o, LF_REFIT_PANEL, false, p.pn.b0, p.pn.b1);
+    p.len = 2 * p.eg + 2 * p.eb + 4;
+    return p;
+}
+
+/* One owner's part of a group's products, in tiles run on the rank's threads: a tile's bits
+ * depend only on its shape and rows, never on which thread runs it, how many there are or which
+ * rank owns it. Tiles are the panels: G's panel q is G[0 : c1, c0 : c1] = H[:, 0 : c1]ᵀ
+ * H[:, c0 : c1] (the upper triangle by block columns), B's is B[:, c0 : c1] = Hᵀ Z[:, c0 : c1]. */
 typedef struct {
     int64_t k, o, rows[2]; /* rows[0] fit rows, rows[1] held-out rows */
     const double *h[2], *z[2];
-    double *g[2], *bm[2];
-    int64_t g_panels, b_panels;
+    const part_layout_t *pl;
+    double *v; /* the part */
 } tiles_t;
 
 static lf_err_t tile_task(int task, int tid, void *arg)
 {
     (void)tid;
     const tiles_t *t = arg;
-    int64_t per = t->g_panels + t->b_panels, k = t->k, o = t->o;
-    int set = (int)(task / per), j = (int)(task % per);
+    const lf_refit_panels_t *pn = &t->pl->pn;
+    int64_t ng = pn->g1 - pn->g0, nb = pn->b1 - pn->b0, k = t->k, o = t->o;
+    int set = (int)(task / (ng + nb)), j = (int)(task % (ng + nb));
     int64_t rows = t->rows[set];
     const double *h = t->h[set];
-    if (j < t->g_panels) {
-        int64_t c0 = (int64_t)j * PANEL, c1 = c0 + PANEL < k ? c0 + PANEL : k;
-        double *g = t->g[set] + c0;
-        if (rows == 0) {
-            for (int64_t i = 0; i < c1; i++)
-                memset(g + i * k, 0, (size_t)(c1 - c0) * sizeof *g);
-            return LF_OK;
-        }
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c1, (int)(c1 - c0), (int)rows,
-                    1.0, h, (int)k, h + c0, (int)k, 0.0, g, (int)k);
-        return LF_OK;
-    }
-    int64_t c0 = (int64_t)(j - t->g_panels) * PANEL, c1 = c0 + PANEL < o ? c0 + PANEL : o;
-    double *bm = t->bm[set] + c0;
+    bool is_g = j < ng;
+    int64_t q = is_g ? pn->g0 + j : pn->b0 + (j - ng), n_cols = is_g ? k : o;
+    int64_t c0 = q * LF_REFIT_PANEL,
+            c1 = c0 + LF_REFIT_PANEL < n_cols ? c0 + LF_REFIT_PANEL : n_cols;
+    int64_t w = c1 - c0, height = is_g ? c1 : k;
+    double *out =
+        is_g ? t->v + set * t->pl->eg + lf_refit_panel_elems(k, k, LF_REFIT_PANEL, true, pn->g0, q)
+             : t->v + 2 * t->pl->eg + set * t->pl->eb +
+                   lf_refit_panel_elems(k, o, LF_REFIT_PANEL, false, pn->b0, q);
     if (rows == 0) {
-        for (int64_t i = 0; i < k; i++)
-            memset(bm + i * o, 0, (size_t)(c1 - c0) * sizeof *bm);
+        memset(out, 0, (size_t)(height * w) * sizeof *out);
         return LF_OK;
     }
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)(c1 - c0), (int)rows, 1.0, h,
-                (int)k, t->z[set] + c0, (int)o, 0.0, bm, (int)o);
+    if (is_g)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c1, (int)w, (int)rows, 1.0, h,
+                    (int)k, h + c0, (int)k, 0.0, out, (int)w);
+    else
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)w, (int)rows, 1.0, h,
+                    (int)k, t->z[set] + c0, (int)o, 0.0, out, (int)w);
     return LF_OK;
 }
 
-/* G_fit, G_held (k x k, full) and B_fit, B_held (k x n_out) of a group's compacted rows: nf fit
- * rows, then nh held-out rows, of hc / zc. */
-static lf_err_t group_products(const sums_pass_t *s, int64_t nf, int64_t nh, double *v)
+/* Owner r's part of this rank's group (compacted rows: nf fit rows, then nh held-out rows, of
+ * h / z) into s->send. */
+static lf_err_t group_part(sums_pass_t *s, int r, int64_t nf, int64_t nh)
 {
     int64_t k = s->k, o = s->n_out;
+    part_layout_t pl = part_layout(k, o, r, s->size);
     tiles_t t = {.k = k,
                  .o = o,
                  .rows = {nf, nh},
-                 .h = {s->hc, s->hc + nf * k},
-                 .z = {s->zc, s->zc + nf * o},
-                 .g = {v, v + k * k},
-                 .bm = {v + 2 * k * k, v + 2 * k * k + k * o},
-                 .g_panels = (k + PANEL - 1) / PANEL,
-                 .b_panels = (o + PANEL - 1) / PANEL};
-    lf_err_t err = lf_pool_run(s->threads, (int)(2 * (t.g_panels + t.b_panels)), tile_task, &t);
-    for (int set = 0; set < 2; set++) /* mirror the upper triangle */
-        for (int64_t i = 0; i < k; i++)
-            for (int64_t j = 0; j < i; j++)
-                t.g[set][i * k + j] = t.g[set][j * k + i];
+                 .h = {s->h, s->h + nf * k},
+                 .z = {s->z, s->z + nf * o},
+                 .pl = &pl,
+                 .v = s->send};
+    double t0 = lf_log_seconds();
+    int64_t tasks = 2 * (pl.pn.g1 - pl.pn.g0 + pl.pn.b1 - pl.pn.b0);
+    lf_err_t err = tasks > 0 ? lf_pool_run(s->threads, (int)tasks, tile_task, &t) : LF_OK;
+    s->product_seconds += lf_log_seconds() - t0;
+    double *tail = s->send + pl.len - 4;
+    tail[0] = (double)nf;
+    tail[1] = (double)nh;
+    tail[2] = tail[3] = 0.0; /* Σ‖z‖² over the fit rows and the held-out rows */
+    for (int64_t r2 = 0; r2 < nf + nh; r2++)
+        for (int64_t j = 0; j < o; j++)
+            tail[r2 < nf ? 2 : 3] += s->z[r2 * o + j] * s->z[r2 * o + j];
     return err;
 }
 
-/* After each I/O batch (one group): split its rows into fit and held-out rows, form the group's
- * sums and add them to the tree. */
-static lf_err_t sums_group(const lf_batch_t *io, void *arg)
+enum { CHUNK = 1 << 20, PART_TAG = 7 }; /* CHUNK: doubles per message (8 MiB) */
+
+static lf_err_t send_part(MPI_Comm comm, const double *v, int64_t len, int to)
 {
     lf_err_t err = LF_OK;
+    for (int64_t at = 0; at < len; at += CHUNK) {
+        int n = (int)(len - at < CHUNK ? len - at : CHUNK);
+        LF_CALL_MPI(MPI_Send(v + at, n, MPI_DOUBLE, to, PART_TAG, comm));
+    }
+cleanup:
+    return err;
+}
+
+static lf_err_t recv_part(MPI_Comm comm, double *v, int64_t len, int from)
+{
+    lf_err_t err = LF_OK;
+    for (int64_t at = 0; at < len; at += CHUNK) {
+        int n = (int)(len - at < CHUNK ? len - at : CHUNK);
+        LF_CALL_MPI(MPI_Recv(v + at, n, MPI_DOUBLE, from, PART_TAG, comm, MPI_STATUS_IGNORE));
+    }
+cleanup:
+    return err;
+}
+
+/* The batch must be group g of the sums, whole: its rows were placed for that (compact_row). */
+static lf_err_t check_batch(const sums_pass_t *s, const lf_batch_t *io, int64_t g)
+{
+    lf_err_t err = LF_OK;
+    const row_plan_t *r = &s->rows;
+    int64_t whole = io->row0 + r->group_rows < r->n ? r->group_rows : r->n - io->row0;
+    LF_CHECK(io->row0 % r->group_rows == 0 && sums_group_of(r, io->row0 / r->group_rows) == g &&
+                 io->first == 0 && io->valid == whole,
+             LF_ERR_INTERNAL,
+             "refit sums: batch of rows %lld + [%lld, %lld) is not group %lld of the sums, whole",
+             (long long)io->row0, (long long)io->first, (long long)(io->first + io->valid),
+             (long long)g);
+cleanup:
+    return err;
+}
+
+/* After each I/O batch: round t of the sums. Every rank holds at most one group of t * P +
+ * [0, P) (rank r group t P + r, if it exists). For each owner in turn every rank with a group
+ * forms that owner's part and sends it; the owner adds the round's groups to its tree in group
+ * order, so every owner's tree sees groups 0, 1, 2, ... as one rank would. A rank never holds
+ * more than one owner's part of a group besides its own tree: no whole G, at any K.
+ * Collective on s->comm (the batch's callback). */
+static lf_err_t sums_group(const lf_batch_t *io, void *arg)
+{
+    lf_err_t err = LF_OK, local = LF_OK;
     sums_pass_t *s = arg;
-    int64_t k = s->k, o = s->n_out, nf = 0, nh = 0;
-    if (io->valid == 0)
-        return LF_OK;
-    for (int pass = 0; pass < 2; pass++)
-        for (int64_t r = io->first; r < io->first + io->valid; r++) {
-            bool held = held_out(io->row0 + r);
-            if (held != (pass == 1))
-                continue;
-            int64_t at = nf + nh;
-            memcpy(s->hc + at * k, s->h + r * k, (size_t)k * sizeof *s->h);
-            memcpy(s->zc + at * o, s->z + r * o, (size_t)o * sizeof *s->z);
-            *(held ? &nh : &nf) += 1;
-        }
-    double *v = s->v, t0 = lf_log_seconds();
-    LF_CALL(group_products(s, nf, nh, v));
-    s->product_seconds += lf_log_seconds() - t0;
+    int64_t k = s->k, o = s->n_out, nf = 0, nh = 0, t = s->round++;
+    int64_t first = t * s->size; /* the round's first group */
+    bool mine = io->valid > 0;
+    if (mine) { /* the group's fit and held-out rows, placed by sums_block */
+        local = check_batch(s, io, first + s->rank);
+        int64_t end = io->row0 + io->valid;
+        nh = end / HOLD_EVERY - io->row0 / HOLD_EVERY;
+        nf = io->valid - nh;
+    }
     /* The work as a dsyrk + dgemm would count it (rows k (k + 1) + 2 rows k n_out), so that
      * rates compare with those routines' (bench/gram_rate.c); the tiles also compute the lower
      * halves of G's diagonal blocks. */
     s->product_flops += (double)(nf + nh) * (double)k * ((double)k + 1.0 + 2.0 * (double)o);
-    double *tail = v + 2 * k * k + 2 * k * o;
-    tail[0] = (double)nf;
-    tail[1] = (double)nh;
-    tail[2] = tail[3] = 0.0; /* Σ‖z‖² over the fit rows and the held-out rows */
-    for (int64_t r = 0; r < nf + nh; r++)
-        for (int64_t j = 0; j < o; j++)
-            tail[r < nf ? 2 : 3] += s->zc[r * o + j] * s->zc[r * o + j];
-    /* This batch is group g of the data, group i of the sums: the smallest i with
-     * i * all / groups >= g (see lf_refit_sums). */
-    LF_CALL(lf_tree_sum_push(s->tree, sums_group_of(&s->rows, io->row0 / s->rows.group_rows), v));
+    for (int d = 0; d < s->size; d++) {
+        part_layout_t pl = part_layout(k, o, d, s->size);
+        if (mine && local == LF_OK)
+            local = group_part(s, d, nf, nh);
+        if (d != s->rank) {
+            if (mine) /* sent even after an error: the owner expects it; agreed below */
+                LF_CALL(send_part(s->comm, s->send, pl.len, d));
+            continue;
+        }
+        for (int src = 0; src < s->size && first + src < s->rows.groups; src++) {
+            const double *v = s->send;
+            if (src != s->rank) {
+                LF_CALL(recv_part(s->comm, s->recv, pl.len, src));
+                v = s->recv;
+            }
+            if (local == LF_OK)
+                local = lf_tree_sum_push(s->tree, first + src, v);
+        }
+    }
+    LF_CALL(lf_comm_agree(s->comm, local));
 cleanup:
     return err;
 }
 
-/* Completes the tree of the sums (vector: G_fit, G_held, B_fit, B_held, then the row counts and
- * Σ‖z‖² of the fit and held-out rows) into out: whole on every rank, or with dist only this
- * rank's rows of the four matrices (lf_refit_dist_rows), so that no rank holds the whole total;
- * the four scalars then come from the last rank, which receives them. */
-static lf_err_t finish_sums(MPI_Comm comm, lf_tree_sum_t *tree, int64_t k, int64_t o, bool dist,
-                            lf_refit_sums_t *out)
+/* Completes the sums from the owners' trees into out: with dist each rank keeps its panels;
+ * otherwise the owners share theirs and every rank assembles the whole sums, G mirrored from its
+ * upper part. Collective on comm. */
+static lf_err_t finish_sums(sums_pass_t *s, bool dist, lf_refit_sums_t *out)
 {
     lf_err_t err = LF_OK, local = LF_OK;
-    int rank = 0, size = 1;
-    int64_t *cuts = NULL;
-    double *total = NULL, tail[4] = {0};
-    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
-    LF_CALL_MPI(MPI_Comm_size(comm, &size));
-    int64_t row0 = 0, rows = k, len = 2 * k * k + 2 * k * o + 4;
-    if (dist)
-        lf_refit_dist_rows(k, rank, size, &row0, &rows);
+    int64_t k = s->k, o = s->n_out;
+    part_layout_t me = part_layout(k, o, s->rank, s->size);
+    double *total = NULL, *buf = NULL;
     out->k = k;
     out->n_out = o;
     out->dist = dist;
-    out->row0 = row0;
-    out->rows = rows;
-    int64_t part = 2 * rows * k + 2 * rows * o + (!dist || rank == size - 1 ? 4 : 0);
-    local = lf_malloc((size_t)part, sizeof *total, (void **)&total);
-    if (local == LF_OK && dist)
-        local = lf_malloc((size_t)5 * (size + 1), sizeof *cuts, (void **)&cuts);
+    out->panels = me.pn;
+    local = lf_malloc((size_t)me.len, sizeof *total, (void **)&total);
     if (local == LF_OK)
-        local = lf_malloc((size_t)(rows * k > 0 ? rows * k : 1), sizeof *out->g_fit,
-                          (void **)&out->g_fit);
+        local = lf_tree_sum_finish(MPI_COMM_SELF, s->tree, total);
+    int64_t ng = dist ? me.eg : k * k, nb = dist ? me.eb : k * o;
     if (local == LF_OK)
-        local = lf_malloc((size_t)(rows * k > 0 ? rows * k : 1), sizeof *out->g_held,
-                          (void **)&out->g_held);
+        local = lf_malloc((size_t)(ng > 0 ? ng : 1), sizeof *out->g_fit, (void **)&out->g_fit);
     if (local == LF_OK)
-        local = lf_malloc((size_t)(rows * o > 0 ? rows * o : 1), sizeof *out->b_fit,
-                          (void **)&out->b_fit);
+        local = lf_malloc((size_t)(ng > 0 ? ng : 1), sizeof *out->g_held, (void **)&out->g_held);
     if (local == LF_OK)
-        local = lf_malloc((size_t)(rows * o > 0 ? rows * o : 1), sizeof *out->b_held,
-                          (void **)&out->b_held);
-    LF_CALL(lf_comm_agree(comm, local));
-    if (!dist) {
-        LF_CALL(lf_tree_sum_finish(comm, tree, total));
-    } else {
-        /* Five segments: rank s gets its rows of each matrix, the last rank the scalars. */
-        const int64_t base[5] = {0, k * k, 2 * k * k, 2 * k * k + k * o, len - 4};
-        const int64_t width[4] = {k, k, o, o};
-        for (int j = 0; j < 5; j++)
-            for (int r = 0; r <= size; r++) {
-                int64_t r0 = k, rn = 0;
-                if (r < size)
-                    lf_refit_dist_rows(k, r, size, &r0, &rn);
-                cuts[j * (size + 1) + r] =
-                    j < 4 ? base[j] + r0 * width[j] : base[j] + (r == size ? 4 : 0);
-            }
-        LF_CALL(lf_tree_sum_finish_slices(comm, tree, 5, cuts, total));
-    }
-    memcpy(out->g_fit, total, (size_t)(rows * k) * sizeof *total);
-    memcpy(out->g_held, total + rows * k, (size_t)(rows * k) * sizeof *total);
-    memcpy(out->b_fit, total + 2 * rows * k, (size_t)(rows * o) * sizeof *total);
-    memcpy(out->b_held, total + 2 * rows * k + rows * o, (size_t)(rows * o) * sizeof *total);
-    if (!dist || rank == size - 1)
-        memcpy(tail, total + part - 4, sizeof tail);
-    if (dist)
-        LF_CALL_MPI(MPI_Bcast(tail, 4, MPI_DOUBLE, size - 1, comm));
+        local = lf_malloc((size_t)(nb > 0 ? nb : 1), sizeof *out->b_fit, (void **)&out->b_fit);
+    if (local == LF_OK)
+        local = lf_malloc((size_t)(nb > 0 ? nb : 1), sizeof *out->b_held, (void **)&out->b_held);
+    LF_CALL(lf_comm_agree(s->comm, local));
+    const double *tail = total + me.len - 4; /* the same in every part */
     out->fit_rows = (int64_t)tail[0];
     out->held_rows = (int64_t)tail[1];
     out->zz_fit = tail[2];
     out->zz_held = tail[3];
+    if (dist) {
+        memcpy(out->g_fit, total, (size_t)me.eg * sizeof *total);
+        memcpy(out->g_held, total + me.eg, (size_t)me.eg * sizeof *total);
+        memcpy(out->b_fit, total + 2 * me.eg, (size_t)me.eb * sizeof *total);
+        memcpy(out->b_held, total + 2 * me.eg + me.eb, (size_t)me.eb * sizeof *total);
+        goto cleanup;
+    }
+    int64_t most = 0;
+    for (int r = 0; r < s->size; r++) {
+        part_layout_t pl = part_layout(k, o, r, s->size);
+        most = pl.len > most ? pl.len : most;
+    }
+    LF_CALL(lf_comm_agree(s->comm, lf_malloc((size_t)most, sizeof *buf, (void **)&buf)));
+    for (int r = 0; r < s->size; r++) { /* each owner's panels to every rank, placed */
+        part_layout_t pl = part_layout(k, o, r, s->size);
+        if (r == s->rank)
+            memcpy(buf, total, (size_t)pl.len * sizeof *buf);
+        for (int64_t at = 0; at < pl.len; at += CHUNK) {
+            int n = (int)(pl.len - at < CHUNK ? pl.len - at : CHUNK);
+            LF_CALL_MPI(MPI_Bcast(buf + at, n, MPI_DOUBLE, r, s->comm));
+        }
+        const double *v = buf;
+        for (int set = 0; set < 4; set++) {
+            bool is_g = set < 2;
+            int64_t q0 = is_g ? pl.pn.g0 : pl.pn.b0, q1 = is_g ? pl.pn.g1 : pl.pn.b1;
+            int64_t n_cols = is_g ? k : o;
+            double *dst = set == 0   ? out->g_fit
+                          : set == 1 ? out->g_held
+                          : set == 2 ? out->b_fit
+                                     : out->b_held;
+            for (int64_t q = q0; q < q1; q++) {
+                int64_t c0 = q * LF_REFIT_PANEL,
+                        c1 = c0 + LF_REFIT_PANEL < n_cols ? c0 + LF_REFIT_PANEL : n_cols;
+                int64_t w = c1 - c0, height = is_g ? c1 : k;
+                for (int64_t i = 0; i < height; i++)
+                    memcpy(dst + i * n_cols + c0, v + i * w, (size_t)w * sizeof *v);
+                v += height * w;
+            }
+        }
+    }
+    for (double *g = out->g_fit; g; g = g == out->g_fit ? out->g_held : NULL)
+        for (int64_t i = 0; i < k; i++) /* the lower triangle from the upper */
+            for (int64_t j = 0; j < i; j++)
+                g[i * k + j] = g[j * k + i];
 cleanup:
-    lf_free(cuts);
+    lf_free(buf);
     lf_free(total);
     return err;
 }
@@ -388,14 +492,12 @@ static lf_err_t sums_pass(MPI_Comm comm, const lf_model_t *m, const lf_model_t *
                           const lf_refit_opts_t *opts, const targets_t *cache, lf_refit_sums_t *out)
 {
     lf_err_t err = LF_OK, local = LF_OK;
-    int rank = 0, size = 1;
     lf_row_range_t *mine = NULL;
     double t0 = lf_log_seconds();
     memset(out, 0, sizeof *out);
-    LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
-    LF_CALL_MPI(MPI_Comm_size(comm, &size));
     const lf_layer_t *L = &f->layers[layer_f];
-    sums_pass_t s = {.m = m,
+    sums_pass_t s = {.comm = comm,
+                     .m = m,
                      .f = f,
                      .layer_f = layer_f,
                      .layer_m = layer_m,
@@ -403,34 +505,43 @@ static lf_err_t sums_pass(MPI_Comm comm, const lf_model_t *m, const lf_model_t *
                      .n_out = L->n_out,
                      .threads = opts->threads,
                      .cache = cache};
+    LF_CALL_MPI(MPI_Comm_rank(comm, &s.rank));
+    LF_CALL_MPI(MPI_Comm_size(comm, &s.size));
     s.k = 1;
     for (int q = 0; q < L->n_blocks; q++)
         s.k += lf_model_width(f, L->blocks[q].src);
-    int64_t k = s.k, o = s.n_out, len = 2 * k * k + 2 * k * o + 4;
-    s.rows = plan_rows(lf_h5io_dataset_rows(x), opts->max_rows, rank, size);
-    int64_t groups = s.rows.groups, n_mine = 0;
+    int64_t k = s.k, o = s.n_out, most = 0;
+    for (int r = 0; r < s.size; r++) {
+        part_layout_t pl = part_layout(k, o, r, s.size);
+        most = pl.len > most ? pl.len : most;
+    }
+    part_layout_t me = part_layout(k, o, s.rank, s.size);
+    s.rows = plan_rows(lf_h5io_dataset_rows(x), opts->max_rows, s.rank, s.size);
+    int64_t n_mine = 0;
     LF_CALL(lf_comm_agree(comm, rank_ranges(&s.rows, &mine, &n_mine)));
     lf_batch_part_t part = {.rows = mine, .n_rows = n_mine, .own = true};
     size_t rows_x_k = (size_t)(s.rows.group_rows * k), rows_x_o = (size_t)(s.rows.group_rows * o);
-    local = lf_tree_sum_create(len, groups, &s.tree);
+    local = lf_tree_sum_create(me.len, s.rows.groups, &s.tree);
     if (local == LF_OK)
         local = lf_malloc(rows_x_k, sizeof *s.h, (void **)&s.h);
     if (local == LF_OK)
-        local = lf_malloc(rows_x_k, sizeof *s.hc, (void **)&s.hc);
-    if (local == LF_OK)
         local = lf_malloc(rows_x_o > 0 ? rows_x_o : 1, sizeof *s.z, (void **)&s.z);
     if (local == LF_OK)
-        local = lf_malloc(rows_x_o > 0 ? rows_x_o : 1, sizeof *s.zc, (void **)&s.zc);
+        local = lf_malloc((size_t)most, sizeof *s.send, (void **)&s.send);
     if (local == LF_OK)
-        local = lf_malloc((size_t)len, sizeof *s.v, (void **)&s.v);
+        local = lf_malloc((size_t)me.len, sizeof *s.recv, (void **)&s.recv);
     LF_CALL(lf_comm_agree(comm, local));
     const lf_model_t *models[] = {m, f};
     lf_batch_opts_t bo = {.batch_rows = s.rows.group_rows, .threads = opts->threads};
     LF_CALL(lf_batch_run_part(comm, x, NULL, models, 2, &bo, &part, sums_block, sums_group, &s));
+    /* Every round must have run: the pass makes as many batches as the busiest rank has groups. */
+    LF_CHECK(s.round == (s.rows.groups + s.size - 1) / s.size, LF_ERR_INTERNAL,
+             "the refit's sums ran %lld rounds for %lld groups on %d ranks", (long long)s.round,
+             (long long)s.rows.groups, s.size);
     /* One rank gains nothing from the grid (the same memory, 1.6-1.8 times the time of dposv
      * at K = 4,097): the default threshold applies from two ranks; an explicit one always. */
-    bool dist = k >= lf_refit_dist_k(opts) && (size > 1 || opts->dist_k > 0);
-    LF_CALL(finish_sums(comm, s.tree, k, o, dist, out));
+    bool dist = k >= lf_refit_dist_k(opts) && (s.size > 1 || opts->dist_k > 0);
+    LF_CALL(finish_sums(&s, dist, out));
     out->seconds = lf_log_seconds() - t0;
     out->product_seconds = s.product_seconds;
     out->product_flops = s.product_flops;
@@ -439,10 +550,9 @@ cleanup:
         lf_refit_sums_free(out);
     lf_free(mine);
     lf_tree_sum_destroy(&s.tree);
-    lf_free(s.v);
-    lf_free(s.zc);
+    lf_free(s.recv);
+    lf_free(s.send);
     lf_free(s.z);
-    lf_free(s.hc);
     lf_free(s.h);
     return err;
 }
@@ -639,8 +749,19 @@ static void current_weights(const lf_model_t *f, int i, double *x)
         x[at * o + j] = (double)L->bias[j];
 }
 
-static void store_weights(lf_model_t *f, int i, const double *x)
+/* What store_weights writes: X (k x n_out, the same on every rank) into layer `layer`. */
+typedef struct {
+    int layer;
+    const double *x;
+} store_job_t;
+
+/* The inverse of current_weights (lf_model_fill_fn): run through lf_model_update, so that in a
+ * shared model only the node's first rank stores, with every reader of the window synchronised. */
+static lf_err_t store_weights(void *ctx, lf_model_t *f)
 {
+    const store_job_t *job = ctx;
+    int i = job->layer;
+    const double *x = job->x;
     lf_layer_t *L = &f->layers[i];
     int64_t o = L->n_out, at = 0;
     for (int q = 0; q < L->n_blocks; q++) {
@@ -652,6 +773,7 @@ static void store_weights(lf_model_t *f, int i, const double *x)
     }
     for (int64_t j = 0; j < o; j++)
         L->bias[j] = (float)x[at * o + j];
+    return LF_OK;
 }
 
 /* Which layers of f to refit: those reading a layer that lost neurons or was refitted, and those
@@ -749,7 +871,6 @@ lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const
     lf_refit_report_t rep = {0};
     targets_t cache = {0};
     double t0 = lf_log_seconds();
-    LF_CHECK(!f->shared, LF_ERR_ARG, "the refit changes the compressed model: it must be private");
     LF_CHECK(p->n_layers == m->n_layers, LF_ERR_ARG, "the plan was made for another model");
     local = lf_calloc((size_t)f->n_layers, sizeof *src_of, (void **)&src_of);
     if (local == LF_OK)
@@ -819,7 +940,8 @@ lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const
                                   .product_seconds = sums.product_seconds,
                                   .product_flops = sums.product_flops};
         LF_CALL(fit_layer(comm, &sums, opts, x0, xs, rec));
-        store_weights(f, k, xs);
+        /* xs is the same on every rank (fit_layer): a shared f's node needs one store of it. */
+        LF_CALL(lf_model_update(comm, f, store_weights, &(store_job_t){.layer = k, .x = xs}));
         rec->seconds = lf_log_seconds() - tl;
         if (opts->what)
             lf_log(LF_LOG_INFO, comm,

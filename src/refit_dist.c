@@ -38,13 +38,47 @@ struct lf_refit_dist {
     bool solved;
 };
 
-void lf_refit_dist_rows(int64_t k, int rank, int size, int64_t *row0, int64_t *rows)
+/* Panel q's columns [*c0, *c1) of n_cols. */
+static void panel_cols(int64_t n_cols, int64_t panel, int64_t q, int64_t *c0, int64_t *c1)
 {
-    int64_t nbs = (k + size - 1) / size, lo = nbs * rank, hi = lo + nbs;
-    lo = lo < k ? lo : k;
-    hi = hi < k ? hi : k;
-    *row0 = lo;
-    *rows = hi - lo;
+    *c0 = q * panel;
+    *c1 = *c0 + panel < n_cols ? *c0 + panel : n_cols;
+}
+
+int64_t lf_refit_panel_elems(int64_t k, int64_t n_cols, int64_t panel, bool upper, int64_t p0,
+                             int64_t p1)
+{
+    int64_t n = 0;
+    for (int64_t q = p0; q < p1; q++) {
+        int64_t c0 = 0, c1 = 0;
+        panel_cols(n_cols, panel, q, &c0, &c1);
+        n += (upper ? c1 : k) * (c1 - c0);
+    }
+    return n;
+}
+
+void lf_refit_dist_panels(int64_t k, int64_t o, int64_t panel, int rank, int size,
+                          lf_refit_panels_t *out)
+{
+    int64_t ng = (k + panel - 1) / panel, nb = (o + panel - 1) / panel;
+    int64_t total = lf_refit_panel_elems(k, k, panel, true, 0, ng), bn = 0;
+    /* Rank s starts at the first panel with at least total * s / P elements before it. */
+    int64_t cut[2] = {ng, ng};
+    for (int side = 0; side < 2; side++) {
+        int s = rank + side;
+        if (s >= size)
+            continue;
+        int64_t before = 0, q = 0;
+        for (; q < ng; q++) {
+            if (before * size >= total * s)
+                break;
+            before += lf_refit_panel_elems(k, k, panel, true, q, q + 1);
+        }
+        cut[side] = q;
+    }
+    *out = (lf_refit_panels_t){.panel = panel, .g0 = cut[0], .g1 = cut[1]};
+    lf_comm_shard(nb, rank, size, &out->b0, &bn);
+    out->b1 = out->b0 + bn;
 }
 
 /* Local (il, jl) of a block-cyclic layout -> global (gi, gj). */
@@ -65,94 +99,112 @@ enum { CHUNK = 1 << 20 }; /* doubles per message (8 MiB) */
 
 enum { TILE = 64 }; /* rows per tile of a transposing copy: TILE streams, not one per column */
 
-/* Places rows of values into the local matrix dst of layout l: row r (local index li[r]) holds
- * base[off[r] + cmap[q]] (cmap NULL: q) for q < other. With sym, li[r] is a local column and
- * the values run down it; otherwise li[r] is a local row and the values run across it, copied a
- * tile of rows at a time so that the writes, lld apart, stay in few pages. */
-static void place_rows(const lf_grid_layout_t *l, bool sym, int64_t nrow, const int64_t *li,
-                       const int64_t *off, const double *base, const int64_t *cmap, int64_t other,
-                       double *dst)
+/* One matrix's panels as every rank holds them: G (k x k, upper: column j holds rows [0, j]) or
+ * B (k x o, every row). */
+typedef struct {
+    int64_t k, n_cols, panel;
+    bool upper;
+} panel_matrix_t;
+
+static void run_of(const panel_matrix_t *pm, int64_t o, int rank, int size, int64_t *p0,
+                   int64_t *p1)
 {
-    if (sym) {
-        for (int64_t r = 0; r < nrow; r++)
-            for (int64_t q = 0; q < other; q++)
-                dst[li[r] * l->lld + q] = base[off[r] + (cmap ? cmap[q] : q)];
-        return;
+    lf_refit_panels_t pn;
+    lf_refit_dist_panels(pm->k, o, pm->panel, rank, size, &pn);
+    *p0 = pm->upper ? pn.g0 : pn.b0;
+    *p1 = pm->upper ? pn.g1 : pn.b1;
+}
+
+/* Walks the elements of the panels [p0, p1) (stored from base) that grid process (prow, pcol)
+ * holds in layout l, in one fixed order (panel, column, row ascending): with out set it packs
+ * them there, with dst set it places them into the local matrix dst of (prow, pcol) (this
+ * rank), with neither (base may be NULL) it only counts. Returns the count. Sender and receiver
+ * walk the same order, so only values travel. */
+static int64_t walk_panels(const panel_matrix_t *pm, const lf_grid_t *g, const lf_grid_layout_t *l,
+                           int64_t p0, int64_t p1, int prow, int pcol, const double *base,
+                           double *out, double *dst)
+{
+    int64_t n = 0, at = 0;
+    int64_t nrows = lf_grid_numroc(pm->k, l->mb, prow, g->nprow);
+    for (int64_t q = p0; q < p1; q++) {
+        int64_t c0 = q * pm->panel, c1 = c0 + pm->panel < pm->n_cols ? c0 + pm->panel : pm->n_cols;
+        int64_t w = c1 - c0;
+        for (int64_t j = c0; j < c1; j++) {
+            int owner = 0;
+            int64_t jl = 0;
+            lf_grid_g2l(j, l->nb, g->npcol, &owner, &jl);
+            if (owner != pcol)
+                continue;
+            int64_t height = pm->upper ? j + 1 : pm->k;
+            for (int64_t il = 0; il < nrows; il++) {
+                int64_t i = lf_grid_l2g(il, l->mb, prow, g->nprow);
+                if (i >= height)
+                    break; /* rows ascend with il */
+                if (out)
+                    out[n] = base[at + i * w + (j - c0)];
+                else if (dst)
+                    dst[jl * l->lld + il] = base[at + i * w + (j - c0)];
+                n++;
+            }
+        }
+        at += (pm->upper ? c1 : pm->k) * w;
     }
-    for (int64_t t0 = 0; t0 < nrow; t0 += TILE) {
-        int64_t t1 = t0 + TILE < nrow ? t0 + TILE : nrow;
-        for (int64_t q = 0; q < other; q++)
-            for (int64_t r = t0; r < t1; r++)
-                dst[q * l->lld + li[r]] = base[off[r] + (cmap ? cmap[q] : q)];
+    return n;
+}
+
+/* Places n values of vals, in walk_panels' order for the panels [p0, p1), into dst. */
+static void place_panels(const panel_matrix_t *pm, const lf_grid_t *g, const lf_grid_layout_t *l,
+                         int64_t p0, int64_t p1, const double *vals, double *dst)
+{
+    int64_t n = 0;
+    int64_t nrows = lf_grid_numroc(pm->k, l->mb, g->myrow, g->nprow);
+    for (int64_t q = p0; q < p1; q++) {
+        int64_t c0 = q * pm->panel, c1 = c0 + pm->panel < pm->n_cols ? c0 + pm->panel : pm->n_cols;
+        for (int64_t j = c0; j < c1; j++) {
+            int owner = 0;
+            int64_t jl = 0;
+            lf_grid_g2l(j, l->nb, g->npcol, &owner, &jl);
+            if (owner != g->mycol)
+                continue;
+            int64_t height = pm->upper ? j + 1 : pm->k;
+            for (int64_t il = 0; il < nrows; il++) {
+                if (lf_grid_l2g(il, l->mb, g->myrow, g->nprow) >= height)
+                    break;
+                dst[jl * l->lld + il] = vals[n++];
+            }
+        }
     }
 }
 
-/* Moves a slab (rows [row0, row0 + rows) of a k x w matrix, row-major, on every rank) to its
- * block-cyclic layout l on the grid: P rounds, round t sending to rank + t and receiving from
- * rank - t (round 0, this rank's own elements, a plain copy). Both sides walk the elements in
- * the same order (slab row ascending, then the receiver's other index ascending), so only
- * values travel. With sym (G, exactly symmetric) a slab row is read as a column of the matrix,
- * so the receiver writes whole local columns instead of transposing. */
-static lf_err_t slab_to_cyclic(const lf_refit_dist_t *d, const double *slab, int64_t w, bool sym,
-                               const lf_grid_layout_t *l, double *dst)
+/* Moves this rank's panels (data) of one matrix to its block-cyclic layout l on the grid (dst
+ * zeroed first: G's lower triangle stays 0, never read). P rounds, round t sending to rank + t
+ * and receiving from rank - t (round 0, this rank's own elements, a plain copy). */
+static lf_err_t panels_to_cyclic(const lf_refit_dist_t *d, const panel_matrix_t *pm,
+                                 const double *data, const lf_grid_layout_t *l, double *dst)
 {
     lf_err_t err = LF_OK, local = LF_OK;
     const lf_grid_t *g = d->g;
     double *sbuf = NULL, *rbuf = NULL;
-    int64_t k = d->k, r0 = 0, n = 0, nb = l->mb, *idx = NULL, *li = NULL, *off = NULL;
-    int64_t nbs = (k + g->size - 1) / g->size;
-    /* The slab's rows are the receiver's rows (with sym its columns): which of them it holds is
-     * decided across the grid's rows (columns); `mine` is this rank's other dimension. */
-    int np = sym ? g->npcol : g->nprow, me = sym ? g->mycol : g->myrow;
-    int64_t mine = sym ? l->lrows : l->lcols;
-    lf_refit_dist_rows(k, g->rank, g->size, &r0, &n);
-    /* Buffers only for other ranks' elements (fresh pages cost more than the copy itself). */
+    int64_t p0 = 0, p1 = 0;
+    run_of(pm, d->o, g->rank, g->size, &p0, &p1);
+    int64_t mine = lf_refit_panel_elems(pm->k, pm->n_cols, pm->panel, pm->upper, p0, p1);
+    size_t local_n = (size_t)l->lld * (size_t)(l->lcols > 0 ? l->lcols : 1);
+    memset(dst, 0, local_n * sizeof *dst);
     if (g->size > 1)
-        local = lf_malloc((size_t)(n * w > 0 ? n * w : 1), sizeof *sbuf, (void **)&sbuf);
+        local = lf_malloc((size_t)(mine > 0 ? mine : 1), sizeof *sbuf, (void **)&sbuf);
     if (local == LF_OK && g->size > 1)
-        local = lf_malloc((size_t)l->lld * (size_t)(l->lcols > 0 ? l->lcols : 1), sizeof *rbuf,
-                          (void **)&rbuf);
-    if (local == LF_OK)
-        local = lf_malloc((size_t)(w > 0 ? w : 1), sizeof *idx, (void **)&idx);
-    if (local == LF_OK)
-        local = lf_malloc((size_t)nbs, sizeof *li, (void **)&li);
-    if (local == LF_OK)
-        local = lf_malloc((size_t)nbs, sizeof *off, (void **)&off);
+        local = lf_malloc(local_n, sizeof *rbuf, (void **)&rbuf);
     LF_CALL(lf_comm_agree(g->comm, local));
     for (int t = 0; t < g->size; t++) {
         int to = (g->rank + t) % g->size, from = (g->rank - t + g->size) % g->size;
-        int prow = to / g->npcol, pcol = to % g->npcol;
-        int64_t ns = 0, nr = 0, f0 = 0, fn = 0;
-        /* idx: the global indices of the receiver's other dimension. */
-        int64_t other =
-            sym ? lf_grid_numroc(k, nb, prow, g->nprow) : lf_grid_numroc(w, nb, pcol, g->npcol);
-        for (int64_t q = 0; q < other; q++)
-            idx[q] = sym ? lf_grid_l2g(q, nb, prow, g->nprow) : lf_grid_l2g(q, nb, pcol, g->npcol);
-        if (t != 0)
-            for (int64_t gi = r0; gi < r0 + n; gi++) {
-                if ((gi / nb) % np != (sym ? pcol : prow))
-                    continue;
-                const double *row = slab + (gi - r0) * w;
-                for (int64_t q = 0; q < other; q++)
-                    sbuf[ns++] = row[idx[q]];
-            }
-        /* The rows of `from`'s slab this rank holds, their local indices and where their values
-         * are: in the slab itself (round 0) or one after the other in rbuf. */
-        lf_refit_dist_rows(k, from, g->size, &f0, &fn);
-        int64_t rows = 0;
-        for (int64_t gi = f0; gi < f0 + fn; gi++) {
-            int owner = 0;
-            lf_grid_g2l(gi, nb, np, &owner, &li[rows]);
-            if (owner != me)
-                continue;
-            off[rows] = t == 0 ? (gi - r0) * w : rows * mine;
-            rows++;
-        }
-        if (t == 0) { /* this rank's own elements: straight into place, no buffers */
-            place_rows(l, sym, rows, li, off, slab, idx, mine, dst);
+        if (t == 0) { /* this rank's own elements: straight into place */
+            walk_panels(pm, g, l, p0, p1, g->myrow, g->mycol, data, NULL, dst);
             continue;
         }
-        nr = rows * mine;
+        int64_t f0 = 0, f1 = 0;
+        run_of(pm, d->o, from, g->size, &f0, &f1);
+        int64_t ns = walk_panels(pm, g, l, p0, p1, to / g->npcol, to % g->npcol, data, sbuf, NULL);
+        int64_t nr = walk_panels(pm, g, l, f0, f1, g->myrow, g->mycol, NULL, NULL, NULL);
         /* One message per chunk each way (none for nothing): both ends count them alike. */
         for (int64_t a = 0, b = 0; a < ns || b < nr; a += CHUNK, b += CHUNK) {
             int cs = (int)(ns - a < CHUNK ? ns - a : CHUNK),
@@ -164,12 +216,9 @@ static lf_err_t slab_to_cyclic(const lf_refit_dist_t *d, const double *slab, int
                 LF_CALL_MPI(MPI_Isend(sbuf + a, cs, MPI_DOUBLE, to, 0, g->comm, &req[1]));
             LF_CALL_MPI(MPI_Waitall(2, req, MPI_STATUSES_IGNORE));
         }
-        place_rows(l, sym, rows, li, off, rbuf, NULL, mine, dst);
+        place_panels(pm, g, l, f0, f1, rbuf, dst);
     }
 cleanup:
-    lf_free(off);
-    lf_free(li);
-    lf_free(idx);
     lf_free(rbuf);
     lf_free(sbuf);
     return err;
@@ -201,14 +250,17 @@ lf_err_t lf_refit_dist_create(MPI_Comm comm, const lf_refit_sums_t *s, int nb,
     *out = NULL;
     LF_CALL_MPI(MPI_Comm_rank(comm, &rank));
     LF_CALL_MPI(MPI_Comm_size(comm, &size));
-    int64_t row0 = 0, nr = 0, k = s->k, o = s->n_out;
-    lf_refit_dist_rows(k, rank, size, &row0, &nr);
-    if (!s->dist || s->row0 != row0 || s->rows != nr)
+    int64_t k = s->k, o = s->n_out;
+    lf_refit_panels_t want;
+    lf_refit_dist_panels(k, o, s->panels.panel > 0 ? s->panels.panel : 1, rank, size, &want);
+    if (!s->dist || s->panels.panel < 1 || memcmp(&want, &s->panels, sizeof want) != 0)
         local = LF_ERR_ARG;
     LF_CHECK(lf_comm_agree(comm, local) == LF_OK, LF_ERR_ARG,
-             "the distributed refit needs the sums in row slabs (rows %lld + %lld here, %lld + "
-             "%lld expected)",
-             (long long)s->row0, (long long)s->rows, (long long)row0, (long long)nr);
+             "the distributed refit needs this rank's panels of the sums (G panels %lld-%lld, B "
+             "panels %lld-%lld here; %lld-%lld and %lld-%lld expected)",
+             (long long)s->panels.g0, (long long)s->panels.g1, (long long)s->panels.b0,
+             (long long)s->panels.b1, (long long)want.g0, (long long)want.g1, (long long)want.b0,
+             (long long)want.b1);
     LF_CALL(lf_comm_agree(comm, lf_calloc(1, sizeof *d, (void **)&d)));
     d->k = k;
     d->o = o;
@@ -219,7 +271,8 @@ lf_err_t lf_refit_dist_create(MPI_Comm comm, const lf_refit_sums_t *s, int nb,
         local = lf_int_cast(o, &d->io);
     LF_CALL(lf_comm_agree(comm, local));
     /* A sum that is not finite makes every solve meaningless: refused as the serial path does. */
-    for (int64_t i = 0; i < nr * k && local == LF_OK; i++)
+    int64_t n_g = lf_refit_panel_elems(k, k, want.panel, true, want.g0, want.g1);
+    for (int64_t i = 0; i < n_g && local == LF_OK; i++)
         if (!isfinite(s->g_fit[i]) || !isfinite(s->g_held[i]))
             local = LF_ERR_VALUE;
     LF_CHECK(lf_comm_agree(comm, local) == LF_OK, LF_ERR_VALUE,
@@ -243,10 +296,12 @@ lf_err_t lf_refit_dist_create(MPI_Comm comm, const lf_refit_sums_t *s, int nb,
     if (local == LF_OK)
         local = alloc_local(&d->lb, &d->xs);
     LF_CALL(lf_comm_agree(comm, local));
-    LF_CALL(slab_to_cyclic(d, s->g_fit, k, true, &d->lg, d->gf));
-    LF_CALL(slab_to_cyclic(d, s->g_held, k, true, &d->lg, d->gh));
-    LF_CALL(slab_to_cyclic(d, s->b_fit, o, false, &d->lb, d->bf));
-    LF_CALL(slab_to_cyclic(d, s->b_held, o, false, &d->lb, d->bh));
+    const panel_matrix_t pg = {.k = k, .n_cols = k, .panel = want.panel, .upper = true},
+                         pb = {.k = k, .n_cols = o, .panel = want.panel, .upper = false};
+    LF_CALL(panels_to_cyclic(d, &pg, s->g_fit, &d->lg, d->gf));
+    LF_CALL(panels_to_cyclic(d, &pg, s->g_held, &d->lg, d->gh));
+    LF_CALL(panels_to_cyclic(d, &pb, s->b_fit, &d->lb, d->bf));
+    LF_CALL(panels_to_cyclic(d, &pb, s->b_held, &d->lb, d->bh));
     *out = d;
     d = NULL;
 cleanup:

@@ -28,7 +28,6 @@ static void make_system(int64_t k, int64_t rows, bool scaled, bool dup, double n
     memset(s, 0, sizeof *s);
     s->k = k;
     s->n_out = O;
-    s->rows = k;
     s->g_fit = calloc((size_t)(k * k), sizeof(double));
     s->g_held = calloc((size_t)(k * k), sizeof(double));
     s->b_fit = calloc((size_t)(k * O), sizeof(double));
@@ -67,26 +66,42 @@ static void make_system(int64_t k, int64_t rows, bool scaled, bool dup, double n
     free(h);
 }
 
-/* This rank's slab of the whole sums s, as lf_refit_sums gives it above the threshold. */
-static void slab_of(const lf_refit_sums_t *s, lf_refit_sums_t *out)
+/* This rank's panels of the whole sums s, as lf_refit_sums gives them above the threshold but in
+ * panels of `panel` columns (narrow ones here, so that several ranks own some of a small G). */
+static void panels_of(const lf_refit_sums_t *s, int64_t panel, lf_refit_sums_t *out)
 {
     int rank = 0, size = 1;
     MPI_Comm_rank(LF_TEST_COMM, &rank);
     MPI_Comm_size(LF_TEST_COMM, &size);
-    int64_t k = s->k, r0 = 0, n = 0;
-    lf_refit_dist_rows(k, rank, size, &r0, &n);
+    int64_t k = s->k;
     *out = *s;
     out->dist = true;
-    out->row0 = r0;
-    out->rows = n;
-    out->g_fit = malloc((size_t)(n * k + 1) * sizeof(double));
-    out->g_held = malloc((size_t)(n * k + 1) * sizeof(double));
-    out->b_fit = malloc((size_t)(n * O + 1) * sizeof(double));
-    out->b_held = malloc((size_t)(n * O + 1) * sizeof(double));
-    memcpy(out->g_fit, s->g_fit + r0 * k, (size_t)(n * k) * sizeof(double));
-    memcpy(out->g_held, s->g_held + r0 * k, (size_t)(n * k) * sizeof(double));
-    memcpy(out->b_fit, s->b_fit + r0 * O, (size_t)(n * O) * sizeof(double));
-    memcpy(out->b_held, s->b_held + r0 * O, (size_t)(n * O) * sizeof(double));
+    lf_refit_dist_panels(k, O, panel, rank, size, &out->panels);
+    const lf_refit_panels_t *pn = &out->panels;
+    int64_t eg = lf_refit_panel_elems(k, k, panel, true, pn->g0, pn->g1),
+            eb = lf_refit_panel_elems(k, O, panel, false, pn->b0, pn->b1);
+    out->g_fit = malloc((size_t)(eg + 1) * sizeof(double));
+    out->g_held = malloc((size_t)(eg + 1) * sizeof(double));
+    out->b_fit = malloc((size_t)(eb + 1) * sizeof(double));
+    out->b_held = malloc((size_t)(eb + 1) * sizeof(double));
+    for (int set = 0; set < 4; set++) {
+        bool g = set < 2;
+        int64_t n_cols = g ? k : O, at = 0;
+        const double *src = set == 0   ? s->g_fit
+                            : set == 1 ? s->g_held
+                            : set == 2 ? s->b_fit
+                                       : s->b_held;
+        double *dst = set == 0   ? out->g_fit
+                      : set == 1 ? out->g_held
+                      : set == 2 ? out->b_fit
+                                 : out->b_held;
+        for (int64_t q = g ? pn->g0 : pn->b0; q < (g ? pn->g1 : pn->b1); q++) {
+            int64_t c0 = q * panel, c1 = c0 + panel < n_cols ? c0 + panel : n_cols;
+            for (int64_t i = 0; i < (g ? c1 : k); i++)
+                for (int64_t j = c0; j < c1; j++)
+                    dst[at++] = src[i * n_cols + j];
+        }
+    }
 }
 
 static void sums_free(lf_refit_sums_t *s)
@@ -125,7 +140,7 @@ START_TEST(test_solves_agree_with_lapack)
         int64_t k = cases[c].k;
         lf_refit_sums_t s, sl;
         make_system(k, k + k / 2 + 20, true, false, 4.0, 100 + c, &s);
-        slab_of(&s, &sl);
+        panels_of(&s, 7, &sl);
         double *xs = malloc((size_t)(k * O) * sizeof *xs),
                *xd = malloc((size_t)(k * O) * sizeof *xd);
         lf_refit_dist_t *d = NULL;
@@ -207,7 +222,7 @@ START_TEST(test_singular_system_falls_back_in_both)
         int64_t k = ks[c];
         lf_refit_sums_t s, sl;
         make_system(k, 2 * k + 40, false, true, 0.1, 200 + c, &s);
-        slab_of(&s, &sl);
+        panels_of(&s, 7, &sl);
         double *xs = malloc((size_t)(k * O) * sizeof *xs),
                *xd = malloc((size_t)(k * O) * sizeof *xd);
         lf_refit_dist_t *d = NULL;
@@ -301,11 +316,12 @@ START_TEST(test_refit_apply_distributed_matches_serial)
 }
 END_TEST
 
-/* Above the threshold lf_refit_sums leaves each rank its rows of the sums, bit for bit the rows of
- * the whole sums below it, and the same scalars. */
-START_TEST(test_slab_sums_are_rows_of_the_sums)
+/* Above the threshold lf_refit_sums leaves each rank its panels of the sums: bit for bit the
+ * upper triangle of the whole sums below it (and all of B), and the same scalars. K = 301 makes
+ * three panels of G (128, 128, 45 columns), owned by different ranks from P = 2 on. */
+START_TEST(test_panel_sums_are_panels_of_the_sums)
 {
-    enum { N_IN = 12, HID = 23 };
+    enum { N_IN = 12, HID = 300 };
     int rank = 0, size = 1;
     MPI_Comm_rank(LF_TEST_COMM, &rank);
     MPI_Comm_size(LF_TEST_COMM, &size);
@@ -322,16 +338,32 @@ START_TEST(test_slab_sums_are_rows_of_the_sums)
     lf_refit_opts_t whole = {.threads = 2}, dist = {.threads = 2, .dist_k = HID + 1};
     ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, m, 1, 1, kept, ds, &whole, &w), LF_OK);
     ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, m, 1, 1, kept, ds, &dist, &sl), LF_OK);
-    int64_t k = HID + 1, r0 = 0, n = 0;
-    lf_refit_dist_rows(k, rank, size, &r0, &n);
-    ck_assert(!w.dist && w.row0 == 0 && w.rows == k);
-    ck_assert(sl.dist && sl.row0 == r0 && sl.rows == n && sl.k == k && sl.n_out == O);
-    ck_assert_int_eq(n, (k + size - 1) / size * (rank + 1) <= k ? (k + size - 1) / size : k - r0);
-    if (n > 0) {
-        ck_assert_mem_eq(sl.g_fit, w.g_fit + r0 * k, (size_t)(n * k) * sizeof(double));
-        ck_assert_mem_eq(sl.g_held, w.g_held + r0 * k, (size_t)(n * k) * sizeof(double));
-        ck_assert_mem_eq(sl.b_fit, w.b_fit + r0 * O, (size_t)(n * O) * sizeof(double));
-        ck_assert_mem_eq(sl.b_held, w.b_held + r0 * O, (size_t)(n * O) * sizeof(double));
+    int64_t k = HID + 1;
+    lf_refit_panels_t want;
+    lf_refit_dist_panels(k, O, LF_REFIT_PANEL, rank, size, &want);
+    ck_assert(!w.dist && sl.dist && sl.k == k && sl.n_out == O);
+    ck_assert_mem_eq(&sl.panels, &want, sizeof want);
+    /* The runs of G's panels, balanced by elements (16,384, 32,768 and 13,545): rank s starts at
+     * the first panel with at least s / P of the 62,697 before it. */
+    const int64_t g_cut[4][5] = {{0, 3}, {0, 2, 3}, {0, 2, 2, 3}, {0, 1, 2, 2, 3}};
+    ck_assert_int_eq(want.g0, g_cut[size - 1][rank]);
+    ck_assert_int_eq(want.g1, g_cut[size - 1][rank + 1]);
+    ck_assert_int_eq(want.b1 - want.b0, rank == 0); /* one B panel (5 outputs): rank 0's */
+    ck_assert_int_eq(want.b0, rank == 0 ? 0 : 1);
+    int64_t at = 0, bad = 0;
+    for (int64_t q = want.g0; q < want.g1; q++) {
+        int64_t c0 = q * LF_REFIT_PANEL, c1 = c0 + LF_REFIT_PANEL < k ? c0 + LF_REFIT_PANEL : k;
+        for (int64_t i = 0; i < c1; i++, at += c1 - c0)
+            for (int64_t j = c0; j < c1; j++) /* the upper triangle: mirrored in the whole */
+                if (i <= j && (memcmp(&sl.g_fit[at + j - c0], &w.g_fit[i * k + j], 8) != 0 ||
+                               memcmp(&sl.g_held[at + j - c0], &w.g_held[i * k + j], 8) != 0))
+                    bad++;
+    }
+    ck_assert_int_eq(at, lf_refit_panel_elems(k, k, LF_REFIT_PANEL, true, want.g0, want.g1));
+    ck_assert_int_eq(bad, 0);
+    if (want.b1 > want.b0) {
+        ck_assert_mem_eq(sl.b_fit, w.b_fit, (size_t)(k * O) * sizeof(double));
+        ck_assert_mem_eq(sl.b_held, w.b_held, (size_t)(k * O) * sizeof(double));
     }
     ck_assert(sl.fit_rows == w.fit_rows && sl.held_rows == w.held_rows);
     ck_assert(sl.zz_fit == w.zz_fit && sl.zz_held == w.zz_held);
@@ -340,7 +372,7 @@ START_TEST(test_slab_sums_are_rows_of_the_sums)
     lf_refit_sums_free(&sl);
     dist.dist_k = k + 1;
     ck_assert_int_eq(lf_refit_sums(LF_TEST_COMM, m, m, 1, 1, kept, ds, &dist, &sl), LF_OK);
-    ck_assert(!sl.dist && sl.rows == k);
+    ck_assert(!sl.dist);
     ck_assert_mem_eq(sl.g_fit, w.g_fit, (size_t)(k * k) * sizeof(double));
     lf_refit_sums_free(&sl);
     lf_refit_sums_free(&w);
@@ -350,18 +382,18 @@ START_TEST(test_slab_sums_are_rows_of_the_sums)
 }
 END_TEST
 
-/* Slabs that are not this rank's rows are refused on every rank. */
-START_TEST(test_wrong_slab_is_refused)
+/* Panels that are not this rank's are refused on every rank. */
+START_TEST(test_wrong_panels_are_refused)
 {
     lf_refit_sums_t s, sl;
     make_system(9, 40, false, false, 0.1, 400, &s);
-    slab_of(&s, &sl);
+    panels_of(&s, 7, &sl);
     sl.dist = false;
     lf_refit_dist_t *d = NULL;
     ck_assert_int_eq(lf_refit_dist_create(LF_TEST_COMM, &sl, 2, &d), LF_ERR_ARG);
     ck_assert(d == NULL);
     lf_error_clear();
-    /* And the serial solve refuses a slab. */
+    /* And the serial solve refuses panels. */
     sl.dist = true;
     double x[9 * O];
     bool fb = false;
@@ -381,8 +413,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_solves_agree_with_lapack);
     tcase_add_test(tc, test_singular_system_falls_back_in_both);
     tcase_add_test(tc, test_refit_apply_distributed_matches_serial);
-    tcase_add_test(tc, test_slab_sums_are_rows_of_the_sums);
-    tcase_add_test(tc, test_wrong_slab_is_refused);
+    tcase_add_test(tc, test_panel_sums_are_panels_of_the_sums);
+    tcase_add_test(tc, test_wrong_panels_are_refused);
     suite_add_tcase(s, tc);
     return s;
 }

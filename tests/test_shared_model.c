@@ -1,7 +1,8 @@
 /* One copy of the weights per node: a model read into a node's MPI-3 shared-memory window
  * (lf_h5io_read_model_shared, lf_model_share) gives bitwise the statistics of the per-rank copy,
- * its window holds exactly the padded layout, a corrupt file fails the same way as the per-rank
- * read on every rank, and releasing it gives its memory back. */
+ * its window holds exactly the padded layout, lf_model_update (and the refit with it) changes it
+ * in place for every rank, a corrupt file fails the same way as the per-rank read on every rank,
+ * and releasing it gives its memory back. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
@@ -12,6 +13,8 @@
 #include "lf_test.h"
 #include "linfold/comm.h"
 #include "linfold/h5io.h"
+#include "linfold/plan.h"
+#include "linfold/refit.h"
 #include "linfold/stats.h"
 
 #define DIGITS LF_SOURCE_DIR "/tests/data/digits"
@@ -190,6 +193,159 @@ START_TEST(test_skip_model_bitwise)
 }
 END_TEST
 
+/* Whether this process is the first rank of its window (with the test hook's groups). */
+static bool window_first(int group)
+{
+    MPI_Comm node;
+    int rank = 0;
+    MPI_Comm_split_type(LF_TEST_COMM, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &rank);
+    MPI_Comm_free(&node);
+    return group <= 0 ? rank == 0 : rank % group == 0;
+}
+
+typedef struct {
+    int calls;      /* on this rank */
+    lf_err_t fails; /* returned after the stores */
+} update_job_t;
+
+/* New values for layer 2 of skip_model (weight, both skips, bias), computed from the old ones
+ * (so a store that overtook another rank's load, or a second store, would show). */
+static lf_err_t update_layer2(void *ctx, lf_model_t *m)
+{
+    update_job_t *job = ctx;
+    job->calls++;
+    lf_layer_t *L = &m->layers[2];
+    for (int b = 0; b < L->n_blocks; b++)
+        for (int64_t e = 0; e < L->n_out * lf_model_width(m, L->blocks[b].src); e++)
+            L->blocks[b].w[e] = 0.5f * L->blocks[b].w[e] + 0.125f * (float)(e % 7);
+    for (int64_t j = 0; j < L->n_out; j++)
+        L->bias[j] = -L->bias[j] + 0.25f;
+    return job->fails;
+}
+
+static bool same_values(const lf_model_t *a, const lf_model_t *b)
+{
+    for (int i = 0; i < a->n_layers; i++) {
+        const lf_layer_t *A = &a->layers[i], *B = &b->layers[i];
+        if (memcmp(A->bias, B->bias, (size_t)A->n_out * sizeof(float)) != 0)
+            return false;
+        for (int q = 0; q < A->n_blocks; q++)
+            if (memcmp(A->blocks[q].w, B->blocks[q].w,
+                       (size_t)(A->n_out * lf_model_width(a, A->blocks[q].src)) * sizeof(float)))
+                return false;
+    }
+    return true;
+}
+
+/* lf_model_update: in a shared model only each window's first rank runs the write (once), and
+ * afterwards every rank sees the new values: bitwise those of a private copy updated the same
+ * way, with its fingerprint (not the remembered one of before) and its statistics. One window
+ * per node and windows of 1 and 2 ranks. A private model runs the write on every rank; a failed
+ * write is agreed. */
+START_TEST(test_update)
+{
+    lf_model_t *m = skip_model(), *want = NULL;
+    char spec[600];
+    lf_test_write_samples(tmpdir, "x", N_ROWS, 7, -1.0f, 1.0f, 911, spec, sizeof spec);
+    ck_assert_int_eq(lf_model_copy(m, &want), LF_OK);
+    update_job_t job = {0};
+    ck_assert_int_eq(lf_model_update(LF_TEST_COMM, want, update_layer2, &job), LF_OK);
+    ck_assert_int_eq(job.calls, 1); /* private: every rank */
+    ck_assert(!same_values(m, want));
+    lf_stats_t *ref = lf_test_collect(want, spec, 16, true);
+
+    const int groups[] = {0, 1, 2};
+    for (size_t g = 0; g < sizeof groups / sizeof *groups; g++) {
+        lf_model_share_test_group(groups[g]);
+        lf_model_t *shared = NULL;
+        ck_assert_int_eq(
+            lf_model_share(LF_TEST_COMM, 0, lf_comm_rank(LF_TEST_COMM) == 0 ? m : NULL, &shared),
+            LF_OK);
+        uint64_t before = lf_model_fingerprint(shared); /* remembered from here on */
+        ck_assert(lf_test_all(before == lf_model_fingerprint(m)));
+        job = (update_job_t){0};
+        ck_assert_int_eq(lf_model_update(LF_TEST_COMM, shared, update_layer2, &job), LF_OK);
+        ck_assert(lf_test_all(job.calls == (window_first(groups[g]) ? 1 : 0)));
+        ck_assert(lf_test_all(same_values(shared, want)));
+        ck_assert(lf_test_all(lf_model_fingerprint(shared) == lf_model_fingerprint(want)));
+        ck_assert(lf_test_all(lf_model_fingerprint(shared) != before));
+        lf_stats_t *s = lf_test_collect(shared, spec, 16, true);
+        ck_assert(lf_test_all(stats_identical(ref, s)));
+        lf_stats_destroy(&s);
+        /* A write that fails on the windows' first ranks fails on every rank. */
+        job = (update_job_t){.fails = LF_ERR_VALUE};
+        ck_assert_int_eq(lf_model_update(LF_TEST_COMM, shared, update_layer2, &job), LF_ERR_VALUE);
+        lf_error_clear();
+        lf_model_release(LF_TEST_COMM, &shared);
+    }
+    lf_stats_destroy(&ref);
+    lf_model_destroy(&want);
+    lf_model_destroy(&m);
+}
+END_TEST
+
+/* lf_refit_apply on a shared compressed model: bitwise the refit of a private copy, on every
+ * rank, with one window per node and windows of 1 and 2 ranks, with the serial solve and the
+ * distributed one (dist_k 1). Layer 0 loses neurons, so layer 1 is refitted and then layer 2
+ * (it reads a refitted layer): the second refit's sums, and its choice to keep its weights or
+ * not, read the first one's stores through the window, so a store another rank does not see yet
+ * would show as a different X or choice. */
+START_TEST(test_refit_in_window)
+{
+    enum { N_IN = 12, H0 = 40, H1 = 20, O = 5, N = 600 };
+    char spec[600];
+    const int64_t widths[] = {H0, H1, O};
+    lf_model_t *m = lf_test_mlp(N_IN, widths, 3, -1.0f, 1.0f, -0.2f, 0.6f, 913);
+    bool keep[H0];
+    uint8_t fate0[H0], fate1[H1] = {0}, fate2[O] = {0}; /* LF_NEURON_KEEP is 0 */
+    for (int j = 0; j < H0; j++) {
+        keep[j] = j % 5 != 2;
+        fate0[j] = keep[j] ? LF_NEURON_KEEP : LF_NEURON_PRUNE;
+    }
+    int64_t n_out[3] = {H0, H1, O};
+    uint8_t *fates[3] = {fate0, fate1, fate2};
+    lf_plan_t p = {.n_layers = 3, .n_out = n_out, .fate = fates}; /* only fate and n_out read */
+    int where[3] = {0, 1, 2};
+    lf_test_write_samples(tmpdir, "x", N, N_IN, 0.0f, 1.0f, 914, spec, sizeof spec);
+    lf_model_t *pruned = NULL;
+    ck_assert_int_eq(lf_model_copy(m, &pruned), LF_OK);
+    ck_assert_int_eq(lf_model_remove_neurons(pruned, 0, keep), LF_OK);
+    for (int64_t dist_k = 0; dist_k <= 1; dist_k++) {
+        lf_refit_opts_t o = {.threads = 1, .dist_k = dist_k, .dist_block = 4};
+        lf_model_t *want = NULL;
+        lf_dataset_t *ds = NULL;
+        lf_refit_report_t rep = {0};
+        ck_assert_int_eq(lf_model_copy(pruned, &want), LF_OK);
+        ck_assert_int_eq(lf_h5io_dataset_open(LF_TEST_COMM, spec, LF_DATA_SAMPLES, &ds), LF_OK);
+        ck_assert_int_eq(lf_refit_apply(LF_TEST_COMM, m, want, &p, where, ds, &o, &rep), LF_OK);
+        ck_assert_int_eq(rep.n_layers, 2);
+        ck_assert(!rep.layers[0].kept); /* layer 1 changes */
+        ck_assert(!same_values(want, pruned));
+        lf_refit_report_free(&rep);
+        const int groups[] = {0, 1, 2};
+        for (size_t g = 0; g < sizeof groups / sizeof *groups; g++) {
+            lf_model_share_test_group(groups[g]);
+            lf_model_t *shared = NULL;
+            ck_assert_int_eq(lf_model_share(LF_TEST_COMM, 0,
+                                            lf_comm_rank(LF_TEST_COMM) == 0 ? pruned : NULL,
+                                            &shared),
+                             LF_OK);
+            ck_assert_int_eq(lf_refit_apply(LF_TEST_COMM, m, shared, &p, where, ds, &o, NULL),
+                             LF_OK);
+            ck_assert(lf_model_is_shared(shared));
+            ck_assert(lf_test_all(same_values(shared, want)));
+            lf_model_release(LF_TEST_COMM, &shared);
+        }
+        lf_model_share_test_group(0);
+        lf_h5io_dataset_close(&ds);
+        lf_model_destroy(&want);
+    }
+    lf_model_destroy(&pruned);
+    lf_model_destroy(&m);
+}
+END_TEST
+
 /* Damages dataset `obj` of a model file (rank 0): a NaN at element 5, or a new shape (n). */
 static void damage(const char *path, const char *obj, bool nan, hsize_t n)
 {
@@ -309,6 +465,8 @@ static Suite *make_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_digits_bitwise);
     tcase_add_test(tc, test_skip_model_bitwise);
+    tcase_add_test(tc, test_update);
+    tcase_add_test(tc, test_refit_in_window);
     tcase_add_test(tc, test_corrupt_model);
     tcase_add_test(tc, test_release_frees_window);
     suite_add_tcase(s, tc);

@@ -106,76 +106,6 @@ START_TEST(test_total_is_the_tree_at_any_split)
 }
 END_TEST
 
-/* As run_split, finishing with lf_tree_sum_finish_slices (n_seg segments cut at seg_cuts, or
- * NULL: even slices) into part. */
-static void run_split_slices(int64_t n, const int64_t *cuts, int n_seg, const int64_t *seg_cuts,
-                             double *part)
-{
-    int rank = 0, size = 1;
-    MPI_Comm_rank(LF_TEST_COMM, &rank);
-    MPI_Comm_size(LF_TEST_COMM, &size);
-    lf_tree_sum_t *t = NULL;
-    ck_assert_int_eq(lf_tree_sum_create(LEN, n, &t), LF_OK);
-    int64_t hi = rank + 1 < size ? cuts[rank + 1] : n;
-    for (int64_t g = cuts[rank]; g < hi; g++) {
-        double v[LEN];
-        group_vector(g, v);
-        ck_assert_int_eq(lf_tree_sum_push(t, g, v), LF_OK);
-    }
-    ck_assert_int_eq(lf_tree_sum_finish_slices(LF_TEST_COMM, t, n_seg, seg_cuts, part), LF_OK);
-    lf_tree_sum_destroy(&t);
-}
-
-/* Each rank's part of the total, finished slice by slice, is the matching elements of the tree's
- * total bit for bit: even slices, and uneven segments where some ranks get nothing. */
-START_TEST(test_slices_are_the_total)
-{
-    int rank = 0, size = 1;
-    MPI_Comm_rank(LF_TEST_COMM, &rank);
-    MPI_Comm_size(LF_TEST_COMM, &size);
-    const int64_t counts[] = {37, 1, 2, 3, 8, 9, 17, 0};
-    for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
-        int64_t n = counts[c], cuts[4];
-        double want[LEN], part[LEN];
-        for (int r = 0; r < 4; r++)
-            cuts[r] = n * r * r / (size * size); /* uneven shares */
-        tree_total(n, want);
-        /* Even slices: rank s gets [LEN s / P, LEN (s + 1) / P). */
-        memset(part, 0xff, sizeof part);
-        run_split_slices(n, cuts, 1, NULL, part);
-        int64_t lo = LEN * rank / size, hi = LEN * (rank + 1) / size;
-        if (hi > lo)
-            ck_assert_mem_eq(part, want + lo, (size_t)(hi - lo) * sizeof *part);
-        /* Two segments, [0, 2) and [2, 6), cut unevenly (the first ranks' pieces may be empty);
-         * this rank's part is its piece of each, concatenated. */
-        int64_t seg[2 * 5];
-        for (int r = 0; r <= size; r++) {
-            seg[r] = 2 * r * r / (size * size);
-            seg[size + 1 + r] = 2 + 4 * r / size;
-        }
-        memset(part, 0xff, sizeof part);
-        run_split_slices(n, cuts, 2, seg, part);
-        int64_t at = 0;
-        for (int j = 0; j < 2; j++) {
-            int64_t a = seg[j * (size + 1) + rank], b = seg[j * (size + 1) + rank + 1];
-            if (b > a)
-                ck_assert_mem_eq(part + at, want + a, (size_t)(b - a) * sizeof *part);
-            at += b - a;
-        }
-    }
-    /* Cuts that do not describe the vector are refused on every rank. */
-    lf_tree_sum_t *t = NULL;
-    int64_t bad[2 * 5];
-    for (int r = 0; r <= size; r++)
-        bad[r] = bad[size + 1 + r] = r == size ? LEN : 0; /* segment 1 restarts at 0 */
-    ck_assert_int_eq(lf_tree_sum_create(LEN, 0, &t), LF_OK);
-    double part[LEN];
-    ck_assert_int_eq(lf_tree_sum_finish_slices(LF_TEST_COMM, t, 2, bad, part), LF_ERR_ARG);
-    lf_error_clear();
-    lf_tree_sum_destroy(&t);
-}
-END_TEST
-
 START_TEST(test_out_of_order_is_refused)
 {
     lf_tree_sum_t *t = NULL;
@@ -194,7 +124,6 @@ static Suite *make_suite(void)
     Suite *s = suite_create("tree_sum");
     TCase *tc = tcase_create("tree_sum");
     tcase_add_test(tc, test_total_is_the_tree_at_any_split);
-    tcase_add_test(tc, test_slices_are_the_total);
     tcase_add_test(tc, test_out_of_order_is_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -52,6 +52,17 @@ lf_err_t lf_h5io_read_model_shared(MPI_Comm comm, const char *path, lf_model_t *
 lf_err_t lf_h5io_write_model(MPI_Comm comm, const char *path, const lf_model_t *m,
                              const lf_attr_t *attrs, int n_attrs);
 
+/* Overwrites in place, in the model file at path, the weight blocks and bias of every layer i
+ * of m with layers[i] true, with m's values; nothing else in the file changes. The file must
+ * hold m's structure with its arrays already allocated (a model written for m that is not
+ * published yet, such as a distributed fold's temporary file). Rank 0 writes, straight from m's
+ * arrays (a shared model's window is read, never copied).
+ * Collective on comm.
+ * Errors are agreed (a dataset of another shape is LF_ERR_INTERNAL); after one the file's
+ * values are unspecified, and the caller removes it. */
+lf_err_t lf_h5io_rewrite_layers(MPI_Comm comm, const char *path, const lf_model_t *m,
+                                const bool *layers);
+
 typedef enum {
     LF_DATA_SAMPLES, /* 2-D float32 or float64, (n, d); read as float32 */
     LF_DATA_LABELS,  /* 1-D integer, (n); read as int64 */

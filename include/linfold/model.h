@@ -142,15 +142,17 @@ lf_err_t lf_model_bcast(MPI_Comm comm, int root, lf_model_t **m);
 
 /* ---------------------------------------------------------------- one copy per node
  *
- * A shared model is an ordinary, read-only lf_model_t whose biases and weights point into one
- * MPI-3 shared-memory window per node (MPI_Win_allocate_shared on the node's ranks, all of it
+ * A shared model is an ordinary lf_model_t whose biases and weights point into one MPI-3
+ * shared-memory window per node (MPI_Win_allocate_shared on the node's ranks, all of it
  * allocated by the node's first rank): the ranks of a node hold one copy between them. Only its
  * small bookkeeping (layer and block arrays) is per rank. Everything that reads a model (forward,
  * statistics, evaluation, prediction, fold's lf_fold_apply, writing, lf_model_copy) takes it
  * unchanged; the mutators (lf_model_layer_init, lf_model_block_ensure, lf_model_remove_neurons,
- * hence lf_fold_layer) refuse it with LF_ASSERT. Layout: per layer its bias, then its blocks in
- * order, each array starting at a multiple of LF_MODEL_SHARED_ALIGN bytes from the window base
- * (zero padding between), so the window holds lf_model_shared_layout_bytes() bytes.
+ * hence lf_fold_layer) refuse it with LF_ASSERT. Its structure is fixed; its values change only
+ * through lf_model_update (a plain store into the window would race with the node's readers).
+ * Layout: per layer its bias, then its blocks in order, each array starting at a multiple of
+ * LF_MODEL_SHARED_ALIGN bytes from the window base (zero padding between), so the window holds
+ * lf_model_shared_layout_bytes() bytes.
  *
  *     lf_model_t *m = NULL;
  *     lf_h5io_read_model_shared(comm, "model.h5", &m);   // collective (h5io.h)
@@ -159,8 +161,9 @@ lf_err_t lf_model_bcast(MPI_Comm comm, int root, lf_model_t **m);
 
 #define LF_MODEL_SHARED_ALIGN 64 /* a cache line; also the widest SIMD load */
 
-/* Fills dst, a model whose arrays point into the new window, with the values; run on root only.
- * Returns an error to abandon the load (every rank then fails with it agreed). */
+/* Fills dst, a model whose arrays point into the new window, with the values; run on root only
+ * (lf_model_share_filled), or stores new values into a model (lf_model_update).
+ * Returns an error to abandon the load or the change (every rank then fails with it agreed). */
 typedef lf_err_t (*lf_model_fill_fn)(void *ctx, lf_model_t *dst);
 
 /* Returns true when m's arrays live in a node's shared window.
@@ -192,6 +195,16 @@ lf_err_t lf_model_share_filled(MPI_Comm comm, int root, const lf_model_t *shape,
  * Collective on comm.
  * Root holds m and the window's copy until it destroys m. */
 lf_err_t lf_model_share(MPI_Comm comm, int root, const lf_model_t *m, lf_model_t **out);
+/* Changes m's values in place: write(ctx, m) stores the new values (it must not change the
+ * structure), and afterwards every rank of comm sees them. For a shared model write runs on the
+ * first rank of each node's window only, between two synchronisations of the window (every rank
+ * of the node has finished its loads before the first store, and sees every store after the
+ * call); every node has its own copy, so write must store the same values on every node's first
+ * rank, from data all of them hold. For a private model write runs on every rank.
+ * Collective on comm (for a shared model, the communicator it was shared on).
+ * Errors (write's included) are agreed; after one the values are unspecified (partly written,
+ * possibly different between nodes). A shared model's remembered fingerprint is forgotten. */
+lf_err_t lf_model_update(MPI_Comm comm, lf_model_t *m, lf_model_fill_fn write, void *ctx);
 /* Frees *m, shared or private, and sets it to NULL.
  * Collective on comm (the communicator the model was shared on).
  * For a shared model every rank of comm must call it, in the same order as for its other shared
@@ -207,8 +220,9 @@ void lf_model_share_test_group(int ranks);
 
 /* Returns a 64-bit FNV-1a hash over the structure and all values.
  * Not collective.
- * It identifies the model a statistics file was computed for. A shared model is read-only, so
- * its hash is computed on the first call and remembered (not thread-safe on that first call). */
+ * It identifies the model a statistics file was computed for. A shared model's hash is computed
+ * on the first call and remembered until lf_model_update changes its values (not thread-safe on
+ * that first call). */
 uint64_t lf_model_fingerprint(const lf_model_t *m);
 
 #endif /* LINFOLD_MODEL_H */

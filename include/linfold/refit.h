@@ -20,27 +20,28 @@
  * layer worse on rows it was not fitted to.
  *
  * Sums. Rows are cut into groups of lf_refit_group_rows() consecutive rows (whole compute blocks,
- * batch.h); each rank takes whole groups. A group's G and B are products over its rows in double
- * (products of float32 values are exact in double), cut into fixed column panels that the rank's
- * threads share (a panel's bits never depend on the thread that computes it), and the groups are
- * added along the fixed pairwise tree of tree_sum.h: G and B are bitwise identical at any rank
- * and thread count. Each model runs only as far as the layer needs. With opts->max_rows, the sums
- * use about that many rows: whole groups spread evenly over the data (group i of g is group
- * i * all / g of the data), the same at any rank count. Solves run on rank 0 (LAPACK dposv,
- * Cholesky; dsyevd and a pseudo-inverse when G + λD is not positive definite) and are broadcast.
+ * batch.h), dealt to the ranks in turn (group g on rank g mod P). A group's G and B are products
+ * over its rows in double (products of float32 values are exact in double), formed in fixed
+ * column panels of LF_REFIT_PANEL columns (G's upper part only) that the rank's threads share (a
+ * panel's bits never depend on the thread that computes it). Each panel has an owner rank; the
+ * groups go round by round, each rank sending its group's panels to their owners, and an owner
+ * adds the groups along the fixed pairwise tree of tree_sum.h in group order: G and B are
+ * bitwise identical at any rank and thread count. Below the threshold (next paragraph) the
+ * owners then share their totals, and every rank has the whole sums (G mirrored from its upper
+ * part). Each model runs only as far as the layer needs. With opts->max_rows, the sums use about
+ * that many rows: whole groups spread evenly over the data (group i of g is group i * all / g of
+ * the data), the same at any rank count. Solves run on rank 0 (LAPACK dposv, Cholesky; dsyevd
+ * and a pseudo-inverse when G + λD is not positive definite) and are broadcast.
  *
  * Large layers. From K = lf_refit_dist_k() on (4096 by default, opts->dist_k; the default only
- * applies on two ranks or more, where the grid has something to share), no rank holds the
- * whole reduced G: the tree's last additions are done slice by slice (lf_tree_sum_finish_slices,
- * the same additions in the same order, so the sums are still bitwise identical at any rank
- * count), each rank keeping a slab of rows of G and B, and the solves, the held-out errors and
- * the choice of λ run on the process grid with ScaLAPACK (pdposv_, pdsyevd_ as the fallback;
- * refit_dist.h); X (K x n_out, the size of the layer's weights) then reaches every rank. What
- * stays K x K on every rank are its own partial sums while the rows pass (one group's G and the
- * tree's pending nodes, at most log2(groups) + 1 of them): the reduced system and the solve are
- * distributed, the accumulation is not. ScaLAPACK's blocking differs from LAPACK's: there, X
- * agrees with the serial solve to rounding (1e-10 relative in the tests), not bit for bit, and
- * its last bits change with the rank count.
+ * applies on two ranks or more, where the grid has something to share), no rank ever holds G
+ * whole: a rank forms a group's panels one owner at a time, an owner keeps only its panels
+ * (about K² / P of G_fit and G_held together, times the tree's pending levels, at most
+ * log2(groups) + 1), and the solves, the held-out errors and the choice of λ run on the process
+ * grid with ScaLAPACK (pdposv_, pdsyevd_ as the fallback; refit_dist.h); X (K x n_out, the size
+ * of the layer's weights) then reaches every rank. ScaLAPACK's blocking differs from LAPACK's:
+ * there, X agrees with the serial solve to rounding (1e-10 relative in the tests), not bit for
+ * bit, and its last bits change with the rank count.
  *
  *     lf_refit_report_t rep = {0};
  *     lf_refit_apply(comm, model, small, plan, where, data, &opts, &rep);   // small refitted
@@ -100,15 +101,30 @@ typedef struct {
     double seconds;
 } lf_refit_report_t;
 
+/* Columns per panel of the refit's products (fixed: a panel's bits depend on its shape only). */
+#define LF_REFIT_PANEL 128
+
+/* Column panels of `panel` columns (the last may be narrower). Panel q of G (k x k) covers
+ * columns [c0, c1) = [q panel, min((q + 1) panel, k)) and holds rows [0, c1) of them: the upper
+ * triangle and the whole diagonal block. Panel q of B (k x n_out) holds all k rows of its
+ * columns. A rank owns a contiguous run of G's panels and one of B's (lf_refit_dist_panels() in
+ * refit_dist.h), stored one after the other, each row-major with its width as the leading
+ * dimension: the shape the products are formed in. */
+typedef struct {
+    int64_t panel;  /* columns per panel */
+    int64_t g0, g1; /* this rank's panels of G: [g0, g1) */
+    int64_t b0, b1; /* this rank's panels of B */
+} lf_refit_panels_t;
+
 /* The sums of one layer's refit: G and B over the fit rows and over the held-out rows. Whole on
- * every rank (dist false), or, from K = lf_refit_dist_k() on, rows [row0, row0 + rows) of each
- * on this rank (dist true; lf_refit_dist_rows() in refit_dist.h). */
+ * every rank (dist false), or, from K = lf_refit_dist_k() on, this rank's column panels of each
+ * (dist true): then no rank holds G whole, before or after the reduction. */
 typedef struct {
     int64_t k, n_out;
     bool dist;
-    int64_t row0, rows;     /* this rank's rows of the four: 0 and k when not dist */
-    double *g_fit, *g_held; /* (rows, k), row-major: those rows of a symmetric G */
-    double *b_fit, *b_held; /* (rows, n_out), row-major */
+    lf_refit_panels_t panels; /* with dist: which panels g_* and b_* hold */
+    double *g_fit, *g_held;   /* (k, k) row-major, symmetric; with dist its G panels */
+    double *b_fit, *b_held;   /* (k, n_out) row-major; with dist its B panels */
     int64_t fit_rows, held_rows;
     double zz_fit, zz_held; /* Σ‖z‖² over the fit rows and the held-out rows */
     double seconds;         /* the pass, on this rank */
@@ -124,12 +140,16 @@ int64_t lf_refit_group_rows(int64_t n);
  * opts->dist_k, or LF_REFIT_DIST_K_DEFAULT when that is 0 (or opts NULL). */
 int64_t lf_refit_dist_k(const lf_refit_opts_t *opts);
 
-/* Refits the layers of f, the compression of m by plan p (where from lf_fold_apply), whose
- * inputs changed, on the rows of x (calibration rows, not the rows that judge the result).
+/* Refits the layers of f, the compression of m by plan p (where from lf_fold_apply or
+ * lf_fold_dist_write), whose inputs changed, on the rows of x (calibration rows, not the rows
+ * that judge the result).
  * Collective on comm.
- * f must be a private model, equal on all ranks; it is changed in place and stays equal on all
- * ranks. report (may be NULL) receives one entry per refitted layer; free it with
- * lf_refit_report_free(). Errors are agreed. */
+ * f, equal on all ranks, is changed in place and stays equal on all ranks. It may be a shared
+ * model (one copy per node, shared on comm, as a distributed fold's is read back): every rank
+ * computes the same X for a layer, and the node's first rank stores it (lf_model_update). Each
+ * rank then holds, besides the window, the refitted layer's X and its weights before the refit,
+ * K x n_out doubles each. report (may be NULL) receives one entry per refitted layer; free it
+ * with lf_refit_report_free(). Errors are agreed; after one, f's values are unspecified. */
 lf_err_t lf_refit_apply(MPI_Comm comm, const lf_model_t *m, lf_model_t *f, const lf_plan_t *p,
                         const int *where, lf_dataset_t *x, const lf_refit_opts_t *opts,
                         lf_refit_report_t *report);

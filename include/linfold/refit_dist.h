@@ -1,13 +1,13 @@
 /* The refit's distributed solve: (G + λ D) X = B on the process grid with ScaLAPACK, for layers
  * whose K (inputs + 1) is at or above the threshold (refit.h, lf_refit_dist_k()).
  *
- * Input: the refit's sums in row slabs (lf_refit_sums() above the threshold): rank s holds rows
- * [row0, row0 + rows) of G_fit, G_held, B_fit and B_held (lf_refit_dist_rows(): blocks of
- * ceil(K / P) rows, rank s the s-th), the scalars everywhere. The slabs are moved to 2-D
- * block-cyclic layouts on the grid of grid.h (square blocks, LF_GRID_BLOCK_DEFAULT unless told)
- * by P rounds of pairwise exchanges that carry only values (both sides walk the elements in the
- * same order; pdgemr2d_, tried first, took longer than the solve itself at K = 4097 on one
- * rank). No rank holds a whole G.
+ * Input: the refit's sums in column panels (lf_refit_sums() above the threshold, refit.h): rank s
+ * holds its run of G's panels (the upper triangle by columns) and of B's, the scalars everywhere.
+ * The panels are moved to 2-D block-cyclic layouts on the grid of grid.h (square blocks,
+ * LF_GRID_BLOCK_DEFAULT unless told) by P rounds of pairwise exchanges that carry only values
+ * (both sides walk the elements in the same order; pdgemr2d_, tried first, took longer than the
+ * solve itself at K = 4097 on one rank). Only G's upper triangle travels, and every ScaLAPACK
+ * call reads only that triangle. No rank holds a whole G.
  *
  * Each solve builds G_fit (+ G_held for all rows) + λD in place, D = diag(G) (1 where a column is
  * 0), element for element the serial path's system, and calls pdposv_ (Cholesky). When that
@@ -47,15 +47,26 @@
 
 typedef struct lf_refit_dist lf_refit_dist_t;
 
-/* The rows [*row0, *row0 + *rows) of a K-row slab that rank `rank` of `size` holds.
+/* The panels (refit.h, lf_refit_panels_t) that rank `rank` of `size` owns, for G (k x k) and B
+ * (k x o) in panels of `panel` columns.
  * Not collective.
- * Blocks of ceil(K / size) rows in rank order (the last ranks may hold none). */
-void lf_refit_dist_rows(int64_t k, int rank, int size, int64_t *row0, int64_t *rows);
+ * G's panels grow with their index (panel q has c1 (c1 - c0) elements): they are cut into
+ * contiguous runs of about equal elements; B's into runs of about equal count. Some ranks may
+ * own none. */
+void lf_refit_dist_panels(int64_t k, int64_t o, int64_t panel, int rank, int size,
+                          lf_refit_panels_t *out);
+/* Elements in panels [p0, p1) of a matrix with k rows and n_cols columns in panels of `panel`
+ * columns: upper (G: panel q holds rows [0, c1)) or all k rows (B). Also the offset of panel p1
+ * in a run stored from p0.
+ * Not collective. */
+int64_t lf_refit_panel_elems(int64_t k, int64_t n_cols, int64_t panel, bool upper, int64_t p0,
+                             int64_t p1);
 
-/* Builds the grid and moves the slab sums s to block-cyclic layouts with nb x nb blocks.
+/* Builds the grid and moves the panel sums s to block-cyclic layouts with nb x nb blocks.
  * Collective on comm.
- * s->dist, its rows as lf_refit_dist_rows says; nb 0: LF_GRID_BLOCK_DEFAULT. s stays the caller's (it may be freed once this returns). LF_ERR_VALUE when a sum is not finite
- * (as lf_refit_solve). Destroy with lf_refit_dist_destroy(). Errors are agreed. */
+ * s->dist, its panels as lf_refit_dist_panels says (any panel width); nb 0: LF_GRID_BLOCK_DEFAULT.
+ * s stays the caller's (it may be freed once this returns). LF_ERR_VALUE when a sum is not
+ * finite (as lf_refit_solve). Destroy with lf_refit_dist_destroy(). Errors are agreed. */
 lf_err_t lf_refit_dist_create(MPI_Comm comm, const lf_refit_sums_t *s, int nb,
                               lf_refit_dist_t **out);
 /* Solves (G + λD) X = B for the fit rows (all rows with all_rows), X distributed.
@@ -74,7 +85,7 @@ lf_err_t lf_refit_dist_gather(lf_refit_dist_t *d, double *x);
  * Collective on the communicator of create. */
 void lf_refit_dist_destroy(lf_refit_dist_t **d);
 
-/* One layer's refit from slab sums, as the serial path does it.
+/* One layer's refit from panel sums, as the serial path does it.
  * Collective on comm.
  * λ from grid[0 .. n_grid) (the first minimum of the held-out error; default_lambda when no row
  * is held out), the solve on all rows at that λ, and the weights x0 (K x n_out row-major, the

@@ -7,16 +7,15 @@
  * covers groups [k 2^l, (k + 1) 2^l) and is the sum of its two children, left + right (a node
  * whose right child holds no group is its left child). Each rank owns a contiguous run of groups
  * and adds the subtrees that lie inside it as the groups arrive, keeping at most one node per
- * level (a binary counter); the nodes that cross ranks are added on rank 0 in the same tree (or,
- * finishing by slices, each slice on the rank that receives it). The total is the tree's root,
- * whatever the rank count; pairwise addition is also more accurate than a running sum (error
- * O(log n) instead of O(n) roundings).
+ * level (a binary counter); the nodes that cross ranks are added on rank 0 in the same tree. The
+ * total is the tree's root, whatever the rank count; pairwise addition is also more accurate
+ * than a running sum (error O(log n) instead of O(n) roundings). A rank that receives every
+ * group (the refit's panel owners, refit.c) finishes its tree alone, on MPI_COMM_SELF.
  *
  *     lf_tree_sum_t *t = NULL;
  *     lf_tree_sum_create(len, n_groups, &t);
  *     for (g = first; g < last; g++) { ...v = this group's sums...; lf_tree_sum_push(t, g, v); }
  *     lf_tree_sum_finish(comm, t, total);   // collective: the root on every rank
- *     // or lf_tree_sum_finish_slices(comm, t, 1, NULL, part): rank s gets only slice s of it
  *     lf_tree_sum_destroy(&t);
  */
 #ifndef LINFOLD_TREE_SUM_H
@@ -43,21 +42,6 @@ lf_err_t lf_tree_sum_push(lf_tree_sum_t *t, int64_t g, const double *v);
  * The ranks' runs must follow each other in rank order (rank 0 the first groups) and together
  * cover every group once. Errors are agreed. */
 lf_err_t lf_tree_sum_finish(MPI_Comm comm, lf_tree_sum_t *t, double *total);
-/* Completes the tree like lf_tree_sum_finish, but each rank receives only its part of the total.
- * Collective on comm.
- * The vector is read as n_seg consecutive segments, and rank s's part is the concatenation, over
- * the segments j, of elements [cuts[j (P + 1) + s], cuts[j (P + 1) + s + 1]) (P ranks). So
- * cuts[j (P + 1)] is where segment j starts, cuts[j (P + 1) + P] where it ends (= where segment
- * j + 1 starts), the first start is 0 and the last end is len. cuts NULL: one segment cut into P
- * even slices, rank s's [len s / P, len (s + 1) / P).
- * Every element is the same additions in the same order as lf_tree_sum_finish's: part equals
- * the matching elements of its total bit for bit. The nodes that cross ranks are added on the
- * rank that receives the part (for each part, in rank order), so no rank holds more than its
- * part of the total (its own nodes are still whole vectors). part holds this rank's
- * Σ_j (cuts[j (P + 1) + s + 1] - cuts[j (P + 1) + s]) doubles. cuts must be the same on every
- * rank; LF_ERR_ARG for cuts that are not as described. Errors are agreed. */
-lf_err_t lf_tree_sum_finish_slices(MPI_Comm comm, lf_tree_sum_t *t, int n_seg, const int64_t *cuts,
-                                   double *part);
 /* Frees *t and sets it to NULL; accepts NULL.
  * Not collective. */
 void lf_tree_sum_destroy(lf_tree_sum_t **t);
